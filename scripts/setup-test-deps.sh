@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests and the quick start need when it is missing:
+# openssh-server (sshd for local nodes and the test harness). Idempotent and quiet when all is present.
+set -euo pipefail
+need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
+if ! need_sshd; then
+  echo "setup: installing openssh-server (sshd)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+  # the package's own service is not wanted: local nodes start their own sshd
+  $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true
+fi
