@@ -1,0 +1,108 @@
+//! The `provision.toml` schema of one layer, as written by users. Unknown keys are errors so a
+//! typo (`bundle` for `bundles`) is caught with its file, line and column.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    pub provider: Option<String>,
+    pub image: Option<String>,
+    pub size: Option<String>,
+    pub location: Option<String>,
+    pub name_prefix: Option<String>,
+    pub ssh_user: Option<String>,
+    /// Bundles for images listed in `bootstrapped_images` (lists extend across layers).
+    #[serde(default)]
+    pub default_bundles: Vec<String>,
+    /// Bundles for every other image: they bring a bare image up to the bootstrapped state.
+    #[serde(default)]
+    pub bootstrap_bundles: Vec<String>,
+    #[serde(default)]
+    pub bootstrapped_images: Vec<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub bundles: BTreeMap<String, BundleDef>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, toml::Table>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleDef {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Scripts from the layer's `scripts/`, run in this order.
+    #[serde(default)]
+    pub scripts: Vec<String>,
+    #[serde(default)]
+    pub files: FilesDef,
+}
+
+/// `files = ["/abs/target", ...]` (source: `files/<basename>`) or `{ "/abs/target" = "source" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FilesDef {
+    List(Vec<String>),
+    Map(BTreeMap<String, String>),
+}
+
+impl Default for FilesDef {
+    fn default() -> Self {
+        FilesDef::List(Vec::new())
+    }
+}
+
+impl FilesDef {
+    /// (target, source name in `files/`) pairs in declared order.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        match self {
+            FilesDef::List(targets) => targets
+                .iter()
+                .map(|t| {
+                    let base = t.rsplit('/').next().unwrap_or(t).to_string();
+                    (t.clone(), base)
+                })
+                .collect(),
+            FilesDef::Map(m) => m.iter().map(|(t, s)| (t.clone(), s.clone())).collect(),
+        }
+    }
+}
+
+/// Parses one layer's `provision.toml`; a syntax or schema error names `file:line:column`.
+pub fn parse(display: &str, text: &str) -> Result<LayerConfig> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().replace('\n', " ");
+        match e.span() {
+            Some(span) => {
+                let (line, col) = line_col(text, span.start);
+                Error::config(format!("{display}:{line}:{col}: {msg}"))
+            }
+            None => Error::config(format!("{display}: {msg}")),
+        }
+    })
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// A TOML value as the string a template sees (strings unquoted, others as TOML writes them).
+pub fn value_to_string(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,495 @@
+//! The Plan: a deployment resolved and validated from flags and config layers, before anything
+//! is spent. Every user mistake (unknown bundle, missing file, bad template, bad `-t`, bad
+//! name, unknown provider, no key) is found here, so a mistake never costs a node. Each item
+//! says which layer it came from, so a user can see why a value won.
+
+use crate::config::{Config, LayerFile, Sourced};
+use crate::error::{Error, Result};
+use crate::provider;
+use crate::template::{self, Engine, Vars};
+use rand::Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// The default node-name prefix, as the original.
+pub const DEFAULT_PREFIX: &str = "deploy-test-";
+/// Where scripts land on the node (root login; other logins use sudo to reach it).
+pub const REMOTE_SCRIPT_DIR: &str = "/root/deploy";
+const BUILTIN_VARS: &[&str] = &[
+    "node_name",
+    "provider",
+    "image",
+    "size",
+    "location",
+    "bundles",
+];
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub provider: Option<String>,
+    pub image: Option<String>,
+    pub size: Option<String>,
+    pub location: Option<String>,
+    pub name: Option<String>,
+    pub prefix: Option<String>,
+    pub bundles: Vec<String>,
+    /// Raw `-t KEY=VALUE` arguments, in order.
+    pub subvars: Vec<String>,
+    pub ssh_user: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub node_name: String,
+    pub provider: Sourced<String>,
+    pub image: Option<Sourced<String>>,
+    pub size: Option<Sourced<String>>,
+    pub location: Option<Sourced<String>>,
+    pub ssh_user: Sourced<String>,
+    pub bundles: Vec<PlannedBundle>,
+    pub pubkeys: Vec<PlannedKey>,
+    pub files: Vec<PlannedFile>,
+    pub scripts: Vec<PlannedScript>,
+    pub vars: BTreeMap<String, Sourced<String>>,
+    /// Things the user should hear about (bundle replaced, same target twice) for stderr.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedBundle {
+    pub name: String,
+    pub layer: String,
+    /// Why it is in the plan: `default_bundles`, `bootstrap_bundles` or `-b`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedKey {
+    /// The authorized_keys line.
+    pub line: String,
+    pub fingerprint: String,
+    pub comment: String,
+    /// The file it was read from.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFile {
+    pub target: String,
+    pub source: String,
+    pub bundle: String,
+    pub layer: String,
+    pub size: u64,
+    pub mode: u32,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedScript {
+    pub name: String,
+    /// Its file name under [`REMOTE_SCRIPT_DIR`]: numbered, so run order is also name order.
+    pub remote_name: String,
+    pub bundle: String,
+    pub layer: String,
+    pub source: String,
+    pub template: Option<Engine>,
+    /// The script as it will run (lossy UTF-8 for display; `content` is what is sent).
+    pub rendered: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+}
+
+impl Plan {
+    /// Builds and validates the plan. Reads the filesystem (config layers, `~/.ssh`) but never
+    /// the network.
+    pub fn build(cfg: &Config, req: &Request) -> Result<Plan> {
+        let mut warnings = cfg.warnings.clone();
+        let provider = pick(&req.provider, &cfg.provider, "-p").unwrap_or(Sourced {
+            value: "local".into(),
+            layer: "built-in default".into(),
+        });
+        provider::check_name(&provider.value)?;
+        let image = pick(&req.image, &cfg.image, "-i");
+        let size = pick(&req.size, &cfg.size, "-s");
+        let location = pick(&req.location, &cfg.location, "-l");
+        let ssh_user = pick(&req.ssh_user, &cfg.ssh_user, "--ssh-user").unwrap_or(Sourced {
+            value: "root".into(),
+            layer: "built-in default".into(),
+        });
+        let node_name = node_name(cfg, req)?;
+        let bundles = select_bundles(cfg, image.as_ref().map(|s| s.value.as_str()), &req.bundles)?;
+        let pubkeys = collect_pubkeys(cfg)?;
+
+        let mut vars: BTreeMap<String, Sourced<String>> = BTreeMap::new();
+        for (k, v) in &cfg.vars {
+            if BUILTIN_VARS.contains(&k.as_str()) {
+                return Err(Error::config(format!(
+                    "{}: [vars] {k}: '{k}' is a built-in variable and cannot be set",
+                    v.layer
+                )));
+            }
+            vars.insert(k.clone(), v.clone());
+        }
+        for kv in &req.subvars {
+            let (k, v) = parse_subvar(kv)?;
+            vars.insert(
+                k,
+                Sourced {
+                    value: v,
+                    layer: "-t".into(),
+                },
+            );
+        }
+        let builtin = |v: &str| Sourced {
+            value: v.to_string(),
+            layer: "built-in".into(),
+        };
+        let opt =
+            |o: &Option<Sourced<String>>| o.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+        let bundle_names: Vec<String> = bundles.iter().map(|b| b.name.clone()).collect();
+        vars.insert("node_name".into(), builtin(&node_name));
+        vars.insert("provider".into(), builtin(&provider.value));
+        vars.insert("image".into(), builtin(&opt(&image)));
+        vars.insert("size".into(), builtin(&opt(&size)));
+        vars.insert("location".into(), builtin(&opt(&location)));
+        vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
+        let tvars = Vars {
+            strings: vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+            bundles: bundle_names,
+        };
+
+        let mut files: Vec<PlannedFile> = Vec::new();
+        let mut scripts: Vec<PlannedScript> = Vec::new();
+        for b in &bundles {
+            let bundle = &cfg.bundles[&b.name];
+            let layer = cfg.layer_of(bundle);
+            for (target, source) in bundle.def.files.pairs() {
+                check_target(&b.name, &target)?;
+                check_source(&b.name, &source)?;
+                let f = layer.read("files", &source, 0o644)?.ok_or_else(|| {
+                    Error::config(format!(
+                        "bundle '{}': file '{source}' not found in {}",
+                        b.name,
+                        dir_of(&layer.label(), "files")
+                    ))
+                })?;
+                if let Some(pos) = files.iter().position(|x| x.target == target) {
+                    let prev = files.remove(pos);
+                    warnings.push(format!(
+                        "{target}: written by bundle '{}' and bundle '{}'; '{}' wins",
+                        prev.bundle, b.name, b.name
+                    ));
+                }
+                files.push(PlannedFile {
+                    target,
+                    source: f.display.clone(),
+                    bundle: b.name.clone(),
+                    layer: b.layer.clone(),
+                    size: f.bytes.len() as u64,
+                    mode: f.mode,
+                    content: f.bytes,
+                });
+            }
+            for name in &bundle.def.scripts {
+                check_source(&b.name, name)?;
+                let f = layer.read("scripts", name, 0o755)?.ok_or_else(|| {
+                    Error::config(format!(
+                        "bundle '{}': script '{name}' not found in {}",
+                        b.name,
+                        dir_of(&layer.label(), "scripts")
+                    ))
+                })?;
+                let remote_name = format!("{:02}-{}", scripts.len() + 1, basename(name));
+                scripts.push(render_script(
+                    &b.name,
+                    &b.layer,
+                    name,
+                    remote_name,
+                    f,
+                    &tvars,
+                )?);
+            }
+        }
+
+        Ok(Plan {
+            node_name,
+            provider,
+            image,
+            size,
+            location,
+            ssh_user,
+            bundles,
+            pubkeys,
+            files,
+            scripts,
+            vars,
+            warnings,
+        })
+    }
+}
+
+fn pick(
+    flag: &Option<String>,
+    cfg: &Option<Sourced<String>>,
+    flag_name: &str,
+) -> Option<Sourced<String>> {
+    match flag {
+        Some(v) => Some(Sourced {
+            value: v.clone(),
+            layer: flag_name.to_string(),
+        }),
+        None => cfg.clone(),
+    }
+}
+
+fn dir_of(layer_label: &str, sub: &str) -> String {
+    if layer_label == "defaults" {
+        format!("defaults/{sub}/ (built in)")
+    } else {
+        format!("{}/", Path::new(layer_label).join(sub).display())
+    }
+}
+
+fn basename(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+fn render_script(
+    bundle: &str,
+    layer: &str,
+    name: &str,
+    remote_name: String,
+    f: LayerFile,
+    vars: &Vars,
+) -> Result<PlannedScript> {
+    let text = String::from_utf8_lossy(&f.bytes).into_owned();
+    let at = |e: template::TemplateError| {
+        let line = e.line.map(|l| format!(":{l}")).unwrap_or_default();
+        Error::config(format!(
+            "{}{line}: {} (bundle '{bundle}')",
+            f.display, e.message
+        ))
+    };
+    let engine = template::detect(&text).map_err(at)?;
+    let (rendered, content) = match engine {
+        None => (text, f.bytes.clone()),
+        Some(engine) => {
+            if std::str::from_utf8(&f.bytes).is_err() {
+                return Err(Error::config(format!(
+                    "{}: a template must be UTF-8 text",
+                    f.display
+                )));
+            }
+            let out = template::render(engine, &text, vars).map_err(at)?;
+            (out.clone(), out.into_bytes())
+        }
+    };
+    Ok(PlannedScript {
+        name: name.to_string(),
+        remote_name,
+        bundle: bundle.to_string(),
+        layer: layer.to_string(),
+        source: f.display,
+        template: engine,
+        rendered,
+        content,
+    })
+}
+
+/// `-t KEY=VALUE`: the key must be a variable name; the value may contain `=`.
+pub fn parse_subvar(kv: &str) -> Result<(String, String)> {
+    let Some((k, v)) = kv.split_once('=') else {
+        return Err(Error::usage(format!("-t {kv}: expected KEY=VALUE")));
+    };
+    let valid = !k.is_empty()
+        && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && !k.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Err(Error::usage(format!(
+            "-t {kv}: '{k}' is not a variable name (letters, digits, _)"
+        )));
+    }
+    if BUILTIN_VARS.contains(&k) {
+        return Err(Error::usage(format!(
+            "-t {kv}: '{k}' is a built-in variable and cannot be set"
+        )));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// The original's bundle selection: `default_bundles` for images in `bootstrapped_images`,
+/// otherwise `bootstrap_bundles` (falling back to `default_bundles` when no layer sets
+/// `bootstrap_bundles`), then every `-b` in order; duplicates dropped, first kept.
+pub fn select_bundles(
+    cfg: &Config,
+    image: Option<&str>,
+    requested: &[String],
+) -> Result<Vec<PlannedBundle>> {
+    let bootstrapped = image.is_some_and(|i| cfg.bootstrapped_images.iter().any(|b| b == i));
+    let (base, reason) = if bootstrapped || cfg.bootstrap_bundles.is_empty() {
+        (&cfg.default_bundles, "default_bundles")
+    } else {
+        (&cfg.bootstrap_bundles, "bootstrap_bundles")
+    };
+    let mut out: Vec<PlannedBundle> = Vec::new();
+    let wanted = base
+        .iter()
+        .map(|n| (n, reason))
+        .chain(requested.iter().map(|n| (n, "-b")));
+    for (name, reason) in wanted {
+        if out.iter().any(|b| &b.name == name) {
+            continue;
+        }
+        let Some(bundle) = cfg.bundles.get(name) else {
+            let known: Vec<&str> = cfg.bundles.keys().map(String::as_str).collect();
+            return Err(Error::config(format!(
+                "unknown bundle '{name}' (from {reason}; known: {})",
+                known.join(", ")
+            )));
+        };
+        out.push(PlannedBundle {
+            name: name.clone(),
+            layer: cfg.layer_of(bundle).label(),
+            reason: reason.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn check_target(bundle: &str, target: &str) -> Result<()> {
+    let p = Path::new(target);
+    if !p.is_absolute() {
+        return Err(Error::config(format!(
+            "bundle '{bundle}': file target '{target}' is not an absolute path"
+        )));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) || target.ends_with('/') {
+        return Err(Error::config(format!(
+            "bundle '{bundle}': file target '{target}' must be a file path without '..'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_source(bundle: &str, source: &str) -> Result<()> {
+    let p = Path::new(source);
+    if source.is_empty()
+        || p.is_absolute()
+        || !p.components().all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(Error::config(format!(
+            "bundle '{bundle}': '{source}' must be a relative name inside the layer (no '..')"
+        )));
+    }
+    Ok(())
+}
+
+/// `-n NAME`, else prefix + 6 random lowercase letters/digits; a valid DNS label either way.
+fn node_name(cfg: &Config, req: &Request) -> Result<String> {
+    let name = match &req.name {
+        Some(n) => n.clone(),
+        None => {
+            let prefix = req
+                .prefix
+                .clone()
+                .or_else(|| cfg.name_prefix.as_ref().map(|s| s.value.clone()))
+                .unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+            format!("{prefix}{}", random_suffix())
+        }
+    };
+    check_dns_label(&name)?;
+    Ok(name)
+}
+
+pub fn random_suffix() -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..6)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+/// Node names are DNS labels: 1–63 letters, digits and hyphens, not starting or ending with one.
+pub fn check_dns_label(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "node name '{name}' is not a valid DNS label (1-63 letters, digits, '-'; no leading or trailing '-')"
+        )))
+    }
+}
+
+/// Every key in every layer's `pubkeys/`, then the user's own key; duplicates dropped.
+fn collect_pubkeys(cfg: &Config) -> Result<Vec<PlannedKey>> {
+    let mut files: Vec<LayerFile> = Vec::new();
+    for layer in &cfg.layers {
+        files.extend(layer.pubkey_files()?);
+    }
+    if let Some(own) = own_public_key() {
+        let bytes =
+            std::fs::read(&own).map_err(|e| Error::config(format!("{}: {e}", own.display())))?;
+        files.push(LayerFile {
+            display: own.display().to_string(),
+            bytes,
+            mode: 0o644,
+        });
+    }
+    let mut keys: Vec<PlannedKey> = Vec::new();
+    for f in files {
+        let text = String::from_utf8_lossy(&f.bytes);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let entry: ssh_key::authorized_keys::Entry = line.parse().map_err(|e| {
+                Error::config(format!(
+                    "{}:{}: not an OpenSSH public key ({e})",
+                    f.display,
+                    i + 1
+                ))
+            })?;
+            let fingerprint = entry
+                .public_key()
+                .fingerprint(ssh_key::HashAlg::Sha256)
+                .to_string();
+            if keys.iter().any(|k| k.fingerprint == fingerprint) {
+                continue;
+            }
+            keys.push(PlannedKey {
+                line: line.to_string(),
+                fingerprint,
+                comment: entry.public_key().comment().to_string(),
+                source: f.display.clone(),
+            });
+        }
+    }
+    if keys.is_empty() {
+        return Err(Error::config(
+            "no public key for the node: put one in a layer's pubkeys/ or create ~/.ssh/id_ed25519.pub (ssh-keygen -t ed25519)",
+        ));
+    }
+    Ok(keys)
+}
+
+/// `~/.ssh/id_ed25519.pub`, else `id_ecdsa.pub`, else `id_rsa.pub`.
+pub fn own_public_key() -> Option<PathBuf> {
+    let ssh = dirs::home_dir()?.join(".ssh");
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .map(|n| ssh.join(n))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,137 @@
+//! Providers: one trait with libcloud's verbs and one file per driver. A provider creates,
+//! lists, finds and destroys nodes; it never touches SSH. Each driver maps its own states to
+//! [`NodeState`] through a table with an `Unknown` fallback.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The tag every node we create carries, so `destroy-node` knows it may destroy it.
+pub const TAG_MANAGED: &str = "provision";
+/// The tag holding the node's creation time (RFC 3339).
+pub const TAG_CREATED: &str = "provision-created";
+
+/// Provider names this build knows, for `-p` and error messages.
+pub const KNOWN: &[&str] = &["local", "static"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Pending,
+    Running,
+    Stopped,
+    Terminated,
+    Error,
+    Unknown,
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(|v| v.as_str()).unwrap_or("unknown"))
+    }
+}
+
+/// Looks `state` up in a driver's table; anything not listed is `Unknown`.
+pub fn map_state(table: &[(&str, NodeState)], state: &str) -> NodeState {
+    table
+        .iter()
+        .find(|(k, _)| *k == state)
+        .map(|(_, v)| *v)
+        .unwrap_or(NodeState::Unknown)
+}
+
+/// A machine as a provider reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+    pub state: NodeState,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+    pub image: Option<String>,
+    pub size: Option<String>,
+    pub location: Option<String>,
+    pub created: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// How to reach it over SSH (port, login user, pinned host key), when the driver knows.
+    #[serde(default)]
+    pub ssh: SshEndpoint,
+}
+
+impl Node {
+    /// Made by provision, so destroy-node may destroy it without `--force`.
+    pub fn is_managed(&self) -> bool {
+        self.tags.contains_key(TAG_MANAGED)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SshEndpoint {
+    /// Port when not 22.
+    pub port: Option<u16>,
+    /// Login user when the driver decides it (static hosts).
+    pub user: Option<String>,
+    /// The node's host public key in OpenSSH format, when the driver knows it: pinned.
+    pub host_key: Option<String>,
+    /// A private key file the driver made for this node (local nodes), tried for auth.
+    pub identity: Option<String>,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub image: String,
+    pub size: String,
+    pub location: String,
+    /// authorized_keys lines for the login user.
+    pub public_keys: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The result of a destroy call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destroyed {
+    /// The provider destroyed it.
+    Destroyed,
+    /// It was already gone (404).
+    AlreadyGone,
+    /// Only forgotten: the machine itself is untouched (static hosts).
+    Forgotten,
+}
+
+/// libcloud's verbs.
+pub trait Provider: Send + Sync {
+    /// The driver's name (`local`, `digitalocean`, ...).
+    fn name(&self) -> &str;
+    fn create(&self, spec: &NodeSpec) -> Result<Node>;
+    /// Our nodes (tagged) — or every node when `all`.
+    fn list(&self, all: bool) -> Result<Vec<Node>>;
+    fn get(&self, id: &str) -> Result<Option<Node>>;
+    fn destroy(&self, id: &str) -> Result<Destroyed>;
+    /// How long to wait between polls while waiting for a node to run.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+}
+
+/// The error for a provider name this build does not know.
+pub fn unknown(name: &str) -> Error {
+    Error::config(format!(
+        "unknown provider '{name}' (known: {})",
+        KNOWN.join(", ")
+    ))
+}
+
+/// Checks a provider name without constructing anything.
+pub fn check_name(name: &str) -> Result<()> {
+    if KNOWN.contains(&name) {
+        Ok(())
+    } else {
+        Err(unknown(name))
+    }
+}
