@@ -139,9 +139,7 @@ fn tera_error(text: &str, err: &tera::Error) -> TemplateError {
     let message = parts
         .last()
         .map(|m| {
-            m.lines()
-                .filter(|l| !l.trim().is_empty())
-                .last()
+            m.lines().rfind(|l| !l.trim().is_empty())
                 .unwrap_or(m)
                 .trim()
                 .trim_start_matches("= ")

@@ -89,7 +89,8 @@ pub fn discover(paths: &LayerPaths, warnings: &mut Vec<String>) -> Result<Vec<La
     }
     for dir in &paths.cli {
         check_cli_dir(dir)?;
-        layers.push(Layer::dir(dir.clone()));
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        layers.push(Layer::dir(abs));
     }
     Ok(layers)
 }
