@@ -16,3 +16,10 @@ pub mod provider;
 pub mod template;
 
 pub use error::{Error, Result};
+
+/// Now, as RFC 3339 UTC (for node records, tags and the journal).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
