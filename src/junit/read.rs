@@ -74,7 +74,7 @@ enum Root {
 /// What an open element is, as far as the gate cares.
 #[derive(Debug)]
 enum Open {
-    /// `<testsuite>` or `<testsuites>`: an index into `Parser::suites`.
+    /// `<testsuite>` or `<testsuites>`, the last of `Parser::suites`.
     Suite,
     Case,
     Other,
