@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod junit;
 pub mod output;
 pub mod plan;
 pub mod provider;
