@@ -38,6 +38,7 @@
 
 mod gate;
 mod read;
+pub mod report;
 #[cfg(test)]
 mod tests;
 
