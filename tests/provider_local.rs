@@ -194,6 +194,10 @@ fn create_serves_ssh_with_pinned_host_key_and_authorized_key_only() {
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"));
 
+    // Nothing went wrong on the server side (LogLevel ERROR).
+    let log = fs::read_to_string(d.join("sshd.log")).unwrap();
+    assert!(log.trim().is_empty(), "sshd.log: {log}");
+
     // list and get agree.
     let listed = p.list(false).unwrap();
     assert_eq!(listed.len(), 1);
