@@ -323,6 +323,37 @@ fn failing_sshd_gives_its_message_and_leaves_nothing() {
     assert!(p.list(true).unwrap().is_empty());
 }
 
+#[test]
+fn taken_port_is_retried_with_another_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The first start fails the way sshd does when another process took the port between our
+    // probe and its bind: it forks, logs the fatal bind error and writes no pid file.
+    let fake = tmp.path().join("racy-sshd");
+    let flag = tmp.path().join("failed-once");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ ! -e {flag} ]; then touch {flag}\n\
+             echo 'error: Bind to port 1 on 127.0.0.1 failed: Address already in use.' >&2\n\
+             echo 'fatal: Cannot bind any address.' >&2\nexit 0\nfi\nexec {} \"$@\"\n",
+            local::sshd_path().unwrap().display(),
+            flag = flag.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let p = LocalProvider::with_state_dir(tmp.path()).with_sshd(&fake);
+    let started = Instant::now();
+    let node = p.create(&spec("racy", vec![])).unwrap();
+    let _g = Guard(&p, "racy".into());
+    assert!(flag.exists());
+    assert!(started.elapsed() < Duration::from_secs(4), "no fast retry");
+    assert!(local::banner(node.ssh.port.unwrap())
+        .unwrap()
+        .starts_with("SSH-2.0-"));
+    assert_eq!(node.state, NodeState::Running);
+}
+
 /// Not a test on its own: the child process of `sshd_outlives_the_creating_process`.
 #[test]
 #[ignore]

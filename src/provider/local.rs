@@ -20,10 +20,11 @@ use super::{
 use crate::error::{Error, Result};
 use crate::{output, state};
 use serde::{Deserialize, Serialize};
-use sshd::{free_port, log_tail, wait_listening, START_TIMEOUT};
+use sshd::{bind_failed, free_port, log_tail, wait_listening, START_TIMEOUT};
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -236,7 +237,7 @@ impl LocalProvider {
                 .status()
                 .map_err(|e| Error::io(format!("cannot run {}", sshd.display()), e))?;
             let outcome = if status.success() {
-                wait_listening(&d, port)
+                wait_listening(&d, port, log_start)
             } else {
                 Err(None)
             };
@@ -252,7 +253,7 @@ impl LocalProvider {
                             "sshd exited ({status}) or did not listen within {START_TIMEOUT:?}"
                         );
                     }
-                    if !(last.contains("Address already in use") || last.contains("Cannot bind")) {
+                    if !bind_failed(&last) {
                         break;
                     }
                     output::debug(&format!("local node {name}: port {port} taken, retrying"));
@@ -268,7 +269,11 @@ impl LocalProvider {
     fn create_in_dir(&self, spec: &NodeSpec, sshd: &Path) -> Result<Node> {
         let host_key = self.write_files(spec)?;
         if unsafe { libc::geteuid() } == 0 {
-            state::ensure_dir(Path::new(PRIVSEP_DIR))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(PRIVSEP_DIR)
+                .map_err(|e| Error::io(format!("cannot create {PRIVSEP_DIR}"), e))?;
         }
         let (port, pid) = self.start(&spec.name, sshd)?;
         let created = now_rfc3339();
@@ -331,7 +336,6 @@ impl Provider for LocalProvider {
         let d = self.node_dir(&spec.name);
         // create_dir (not create_dir_all) fails if it exists: the name is claimed atomically.
         {
-            use std::os::unix::fs::DirBuilderExt;
             if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&d) {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     return Err(Error::usage(format!(

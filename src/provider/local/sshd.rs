@@ -81,8 +81,13 @@ pub(super) fn free_port() -> Result<u16> {
 }
 
 /// Waits until sshd wrote its pid file, is alive and answers with an SSH banner. `Err` holds
-/// the pid when one was written (so the caller can stop it).
-pub(super) fn wait_listening(dir: &Path, port: u16) -> std::result::Result<u32, Option<u32>> {
+/// the pid when one was written (so the caller can stop it). sshd forks before it binds, so
+/// a failed bind shows only as a fatal line in the log (written since `log_from`) and no pid.
+pub(super) fn wait_listening(
+    dir: &Path,
+    port: u16,
+    log_from: u64,
+) -> std::result::Result<u32, Option<u32>> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut pid = None;
     while Instant::now() < deadline {
@@ -90,6 +95,9 @@ pub(super) fn wait_listening(dir: &Path, port: u16) -> std::result::Result<u32, 
             pid = fs::read_to_string(dir.join("sshd.pid"))
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok());
+            if pid.is_none() && is_fatal(&log_tail(&dir.join("sshd.log"), log_from)) {
+                return Err(None);
+            }
         }
         if let Some(p) = pid {
             if !super::procs::alive(p) {
@@ -102,6 +110,16 @@ pub(super) fn wait_listening(dir: &Path, port: u16) -> std::result::Result<u32, 
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(pid)
+}
+
+/// Whether sshd's log says it gave up.
+fn is_fatal(log: &str) -> bool {
+    log.contains("fatal") || bind_failed(log)
+}
+
+/// Whether sshd's log says its port was taken (worth retrying with another port).
+pub(super) fn bind_failed(log: &str) -> bool {
+    log.contains("Address already in use") || log.contains("Cannot bind")
 }
 
 /// The first line a server on the loopback `port` sends, if it answers quickly.
