@@ -354,57 +354,6 @@ fn taken_port_is_retried_with_another_one() {
     assert_eq!(node.state, NodeState::Running);
 }
 
-/// Not a test on its own: the child process of `sshd_outlives_the_creating_process`.
-#[test]
-#[ignore]
-fn helper_create_node_and_exit() {
-    let Ok(dir) = std::env::var("LOCAL_TEST_HELPER_STATE_DIR") else {
-        return;
-    };
-    LocalProvider::with_state_dir(Path::new(&dir))
-        .create(&spec("child", vec![]))
-        .unwrap();
-}
-
-#[test]
-fn sshd_outlives_the_creating_process() {
-    let tmp = tempfile::tempdir().unwrap();
-    let p = LocalProvider::with_state_dir(tmp.path());
-    let _g = Guard(&p, "child".into());
-    let st = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_create_node_and_exit",
-            "--ignored",
-            "--quiet",
-        ])
-        .env("LOCAL_TEST_HELPER_STATE_DIR", tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stdout)
-    );
-    let node = p.get("child").unwrap().expect("the child created the node");
-    assert_eq!(node.state, NodeState::Running);
-    assert!(local::banner(node.ssh.port.unwrap())
-        .unwrap()
-        .starts_with("SSH-2.0-"));
-    // Its parent is neither us nor the (exited) creator: it was daemonized.
-    let pid = record_pid(&p, "child");
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: u32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_ne!(ppid, std::process::id());
-}
 
 #[test]
 fn build_makes_known_providers_and_refuses_unknown_ones() {
