@@ -13,6 +13,7 @@ pub mod exit;
 pub mod output;
 pub mod plan;
 pub mod provider;
+pub mod ssh;
 pub mod template;
 
 pub use error::{Error, Result};
