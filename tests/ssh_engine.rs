@@ -551,3 +551,27 @@ fn file_write_failure_is_a_deploy_error() {
         "scripts must not run after a failed file write"
     );
 }
+
+#[test]
+fn a_background_process_holding_stdout_does_not_hang_provision() {
+    let (_sshd, _key, mut conn) = server();
+    let _remote = Remote::new(&mut conn);
+    let mut p = plan();
+    add_script(
+        &mut p,
+        "daemon.sh",
+        "#!/bin/sh\nsleep 20.4343 &\necho started\n",
+    );
+    let started = Instant::now();
+    let (report, _) = provision(&mut conn, &p, &RunOptions::default());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.steps[2].status, Some(0));
+    assert_eq!(report.steps[2].stdout, "started\n");
+    // The connection is still usable.
+    assert_eq!(conn.exec("echo still here").unwrap().1, "still here\n");
+    let _ = conn.exec("pkill -f 'sleep 20[.]4343'");
+}

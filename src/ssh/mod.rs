@@ -300,6 +300,12 @@ mod tests {
     }
 
     #[test]
+    fn connection_can_move_to_a_worker_thread() {
+        fn send<T: Send>() {}
+        send::<Connection>();
+    }
+
+    #[test]
     fn failed_script_is_first_nonzero_script() {
         let step = |name: &str, kind, status| StepReport {
             name: name.into(),
