@@ -14,6 +14,7 @@ pub mod junit;
 pub mod output;
 pub mod plan;
 pub mod provider;
+pub mod ssh;
 pub mod state;
 pub mod template;
 
