@@ -8,8 +8,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod deploy;
+pub mod destroy;
 pub mod error;
 pub mod exit;
+pub mod journal;
 pub mod junit;
 pub mod output;
 pub mod plan;

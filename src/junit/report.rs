@@ -97,7 +97,7 @@ mod tests {
             node: "n1".into(),
             steps: vec![step("keys", None, false), step("01-a.sh", None, false)],
         };
-        let xml = to_xml(&[ok.clone()]);
+        let xml = to_xml(std::slice::from_ref(&ok));
         let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
             .unwrap();
         assert_eq!((r.passed, r.failed.len()), (2, 0));
