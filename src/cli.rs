@@ -230,6 +230,10 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
             output::write_description(path, &outcome)?;
         }
     }
+    if let Some(path) = &args.junit {
+        let xml = crate::junit::report::to_xml(&[deploy::junit_result(&outcome)]);
+        crate::state::write_atomic(path, xml.as_bytes(), 0o644)?;
+    }
     if let Some(err) = outcome.error {
         return Err(err);
     }

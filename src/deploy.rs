@@ -338,3 +338,44 @@ pub fn interrupts() -> &'static Interrupts {
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| interrupts().handle());
 }
+
+/// The outcome as JUnit steps: keys, files and each script; a node that never got that far
+/// is one failing `ready` step carrying the error.
+pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
+    use crate::junit::report::{NodeResult, StepResult};
+    let mut steps: Vec<StepResult> = Vec::new();
+    if let Some(report) = &outcome.report {
+        for s in &report.steps {
+            let failure = match s.status {
+                Some(0) => None,
+                Some(crate::ssh::TIMEOUT_STATUS) => {
+                    Some(format!("{} timed out (--script-timeout)", s.name))
+                }
+                Some(code) => Some(format!("{} exited with status {code}", s.name)),
+                None if s.skipped => None,
+                None => Some(format!("{} did not finish", s.name)),
+            };
+            steps.push(StepResult {
+                name: s.name.clone(),
+                duration: s.duration,
+                stdout: s.stdout.clone(),
+                stderr: s.stderr.clone(),
+                failure,
+                skipped: s.skipped,
+            });
+        }
+    } else if let Some(err) = &outcome.error {
+        steps.push(StepResult {
+            name: "ready".into(),
+            duration: outcome.duration,
+            stdout: String::new(),
+            stderr: String::new(),
+            failure: Some(err.to_string()),
+            skipped: false,
+        });
+    }
+    NodeResult {
+        node: outcome.name.clone(),
+        steps,
+    }
+}

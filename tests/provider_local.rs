@@ -354,7 +354,6 @@ fn taken_port_is_retried_with_another_one() {
     assert_eq!(node.state, NodeState::Running);
 }
 
-
 #[test]
 fn build_makes_known_providers_and_refuses_unknown_ones() {
     let cfg = provision::config::Config::default();

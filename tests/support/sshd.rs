@@ -24,6 +24,13 @@ pub struct Sshd {
 impl Sshd {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> Sshd {
+        Sshd::start_with(free_port(), false)
+    }
+
+    /// Starts a server on `port`; with `private_root` (as root only), sshd runs in its own
+    /// mount namespace with a tmpfs over /root, so what a deployment writes to root's home
+    /// (authorized_keys, /root/deploy) never reaches the host's.
+    pub fn start_with(port: u16, private_root: bool) -> Sshd {
         ensure_sshd();
         let dir = tempfile::Builder::new().prefix("sshd-").tempdir().unwrap();
         let host_key = dir.path().join("host_ed25519");
@@ -32,7 +39,6 @@ impl Sshd {
         fs::create_dir_all(dir.path().join("auth")).unwrap();
         // sshd refuses to start as root without its privilege-separation directory.
         let _ = fs::create_dir_all("/run/sshd");
-        let port = free_port();
         let config = dir.path().join("sshd_config");
         fs::write(
             &config,
@@ -49,9 +55,20 @@ impl Sshd {
         )
         .unwrap();
         let log = fs::File::create(dir.path().join("sshd.log")).unwrap();
-        let child = Command::new(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
+        let mut cmd = if private_root && is_root() {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(format!(
+                    "mount -t tmpfs tmpfs /root && exec {SSHD} -D -e -f '{}'",
+                    config.display()
+                ));
+            c
+        } else {
+            let mut c = Command::new(SSHD);
+            c.args(["-D", "-e", "-f"]).arg(&config);
+            c
+        };
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -177,4 +194,13 @@ fn ensure_sshd() {
         st.success() && Path::new(SSHD).exists(),
         "sshd is not installed"
     );
+}
+
+/// Running as root (namespaces and /root are ours to use).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }

@@ -1,0 +1,549 @@
+//! End to end with the real binaries, the built-in `local` provider (a real sshd per node) and
+//! the `static` provider (a test sshd): deploy → ssh in → list → gated destroy, and the
+//! failure policy (script failure keeps the node, unreachable nodes are cleaned up, Ctrl-C
+//! leaves nothing behind).
+
+mod support;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::cli::{Run, Sandbox};
+use support::sshd::{self, Sshd};
+
+/// A config layer with a bundle whose files land inside the sandbox (the node shares this
+/// machine's filesystem unless it is isolated).
+fn site(s: &Sandbox) -> String {
+    let t = s.path().join("targets");
+    s.write(
+        "site/provision.toml",
+        &format!(
+            r#"
+[vars]
+greeting = "hi"
+[bundles.app]
+scripts = ["one.sh", "two.py"]
+files = {{ "{t}/etc/app/app.conf" = "app.conf", "{t}/usr/local/bin/tool" = "tool", "{t}/secret/key" = "key" }}
+[bundles.fails]
+scripts = ["ok.sh", "bad.sh", "never.sh"]
+[bundles.hangs]
+scripts = ["hang.sh"]
+"#,
+            t = t.display()
+        ),
+    );
+    s.write("site/files/app.conf", "listen 8080\n");
+    s.write("site/files/tool", "#!/bin/sh\necho tool\n");
+    s.chmod("site/files/tool", 0o755);
+    s.write("site/files/key", "k\n");
+    s.chmod("site/files/key", 0o600);
+    s.write(
+        "site/scripts/one.sh",
+        "#!/bin/sh\n# provision-template-type: format-string\necho \"{greeting} from {node_name}\"\necho to-stderr >&2\ncat \"$(dirname \"$0\")\"/../nothing 2>/dev/null; date +%s%N > /tmp/provision-e2e-order-{node_name}\n",
+    );
+    s.write(
+        "site/scripts/two.py",
+        "#!/usr/bin/env python3\n# provision-template-type: tera\nimport os\nprint('python says {{ greeting }}', os.path.exists('/tmp/provision-e2e-order-{{ node_name }}'))\n",
+    );
+    s.write("site/scripts/ok.sh", "#!/bin/sh\necho ok ran\n");
+    s.write(
+        "site/scripts/bad.sh",
+        "#!/bin/sh\necho about to fail\nexit 7\n",
+    );
+    s.write("site/scripts/never.sh", "#!/bin/sh\necho never\n");
+    s.write(
+        "site/scripts/hang.sh",
+        "#!/bin/sh\necho hanging\nsleep 600\n",
+    );
+    s.path().join("site").display().to_string()
+}
+
+fn node_name(r: &Run) -> String {
+    r.stdout
+        .split_whitespace()
+        .next()
+        .expect("a node line")
+        .to_string()
+}
+
+fn ssh_config(s: &Sandbox) -> std::path::PathBuf {
+    let r = s
+        .cmd("list-nodes")
+        .args(["--format", "ssh-config"])
+        .run()
+        .code(0);
+    s.write("ssh_config", &r.stdout)
+}
+
+fn ssh(
+    s: &Sandbox,
+    cfg: &std::path::Path,
+    node: &str,
+    extra: &[&str],
+    cmd: &str,
+) -> std::process::Output {
+    Command::new("ssh")
+        .env("HOME", s.home())
+        .args(["-F"])
+        .arg(cfg)
+        .args(["-o", "BatchMode=yes"])
+        .args(extra)
+        .arg(node)
+        .arg(cmd)
+        .output()
+        .unwrap()
+}
+
+fn list(s: &Sandbox) -> String {
+    s.cmd("list-nodes").run().code(0).stdout
+}
+
+#[test]
+fn deploy_list_ssh_destroy() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    // a second key pair: installing it is what lets its owner log in
+    let team = sshd::client_key();
+    s.write("site/pubkeys/team", &team.public);
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            &site,
+            "-b",
+            "app",
+            "-t",
+            "greeting=hello",
+            "--junit",
+            "deploy.xml",
+            "-d",
+            "node.json",
+        ])
+        .run()
+        .code(0);
+    let name = node_name(&r);
+    assert_eq!(r.stdout, format!("{name} 127.0.0.1\n"));
+    let r = r
+        .stderr_has(&format!("[{name}] hello from {name}"))
+        .stderr_has(&format!("[{name}] to-stderr"))
+        .stderr_has(&format!("[{name}] python says hello True"));
+    assert!(r.stderr.find("hello from").unwrap() < r.stderr.find("python says").unwrap());
+
+    // listed, and reachable with ssh using the node's new keys and its pinned host key
+    assert_eq!(list(&s), format!("{name} 127.0.0.1\n"));
+    let cfg = ssh_config(&s);
+    let out = ssh(&s, &cfg, &name, &[], "echo in");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "in\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let team_key = team.private.display().to_string();
+    let out = ssh(
+        &s,
+        &cfg,
+        &name,
+        &["-o", "IdentitiesOnly=yes", "-i", &team_key],
+        "echo team",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "team\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // files with content and mode
+    use std::os::unix::fs::PermissionsExt;
+    let t = s.path().join("targets");
+    assert_eq!(
+        std::fs::read_to_string(t.join("etc/app/app.conf")).unwrap(),
+        "listen 8080\n"
+    );
+    assert_eq!(
+        std::fs::metadata(t.join("usr/local/bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::metadata(t.join("secret/key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // the description file and the JUnit report
+    let desc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("node.json")).unwrap())
+            .unwrap();
+    assert_eq!(desc["name"], name.as_str());
+    assert_eq!(desc["public_ip"], "127.0.0.1");
+    assert_eq!(desc["scripts"][1]["name"], "two.py");
+    assert_eq!(desc["scripts"][1]["status"], 0);
+    let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
+    assert_eq!(
+        (report.passed, report.failed.len()),
+        (4, 0),
+        "keys, files, two scripts"
+    );
+
+    // a passing test report lets destroy-node destroy it
+    s.write("results.xml", "<testsuites><testsuite name=\"t\" tests=\"1\"><testcase name=\"works\"/></testsuite></testsuites>");
+    s.cmd("destroy-node")
+        .args(["-t", "results.xml", &name])
+        .run()
+        .code(0)
+        .stderr_has("1 passed")
+        .stderr_has(&format!("{name}: destroyed"));
+    assert_eq!(list(&s), "");
+    s.cmd("destroy-node")
+        .args([&name])
+        .run()
+        .code(1)
+        .stderr_has("not found");
+    let _ = std::fs::remove_file(format!("/tmp/provision-e2e-order-{name}"));
+}
+
+#[test]
+fn a_failing_script_keeps_the_node_and_exits_14() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            &site,
+            "-b",
+            "fails",
+            "-n",
+            "failing-node",
+            "--junit",
+            "deploy.xml",
+        ])
+        .run()
+        .code(14);
+    let r = r
+        .stderr_has("[failing-node] ok ran")
+        .stderr_has("[failing-node] about to fail")
+        .stderr_has("bad.sh failed (exit status 7); node kept for inspection: destroy it with `destroy-node -p local failing-node`")
+        .stderr_lacks("never");
+    assert!(r.stdout.is_empty());
+    assert_eq!(list(&s), "failing-node 127.0.0.1\n");
+    let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.skipped, 1);
+    // kept on purpose: not an orphan
+    assert_eq!(
+        s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
+        ""
+    );
+    // failing tests keep it too; then it goes
+    s.write("results.xml", "<testsuite tests=\"2\"><testcase name=\"a\"/><testcase name=\"b\"><failure message=\"no\"/></testcase></testsuite>");
+    s.cmd("destroy-node")
+        .args(["-t", "results.xml", "failing-node"])
+        .run()
+        .code(3)
+        .stderr_has("failed: b")
+        .stderr_has("node failing-node kept");
+    assert_eq!(list(&s), "failing-node 127.0.0.1\n");
+    s.cmd("destroy-node").args(["failing-node"]).run().code(0);
+    assert_eq!(list(&s), "");
+}
+
+#[test]
+fn keep_going_runs_the_rest() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    s.cmd("deploy-node")
+        .args([
+            "-c",
+            &site,
+            "-b",
+            "fails",
+            "-n",
+            "going-node",
+            "--keep-going",
+        ])
+        .run()
+        .code(14)
+        .stderr_has("[going-node] never");
+    s.cmd("destroy-node").args(["going-node"]).run().code(0);
+}
+
+#[test]
+fn script_timeout_ends_a_hanging_script() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let started = Instant::now();
+    s.cmd("deploy-node")
+        .args([
+            "-c",
+            &site,
+            "-b",
+            "hangs",
+            "-n",
+            "hang-node",
+            "--script-timeout",
+            "1s",
+        ])
+        .run()
+        .code(14)
+        .stderr_has("[hang-node] hanging")
+        .stderr_has("hang.sh failed (exit status 124)");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    s.cmd("destroy-node").args(["hang-node"]).run().code(0);
+}
+
+#[test]
+fn static_host_provisioned_and_changed_host_key_refused() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let port = sshd::free_port();
+    let server = Sshd::start_with(port, true);
+    let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
+    server.authorize("root", &own);
+    s.write(
+        "static/provision.toml",
+        &format!(
+            "provider = \"static\"\n[providers.static.hosts]\nbox1 = \"root@127.0.0.1:{port}\"\n"
+        ),
+    );
+    let st = s.path().join("static").display().to_string();
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+        .run()
+        .code(0)
+        .stdout_has("box1 127.0.0.1");
+    // recorded on first use
+    let kh = std::fs::read_to_string(s.state().join("known_hosts")).unwrap();
+    assert!(kh.contains(&format!("[127.0.0.1]:{port}")), "{kh}");
+    assert!(s.path().join("targets/etc/app/app.conf").exists());
+    s.cmd("list-nodes")
+        .args(["-c", &st])
+        .run()
+        .code(0)
+        .stdout_has("box1 127.0.0.1");
+    // destroying a static host only forgets it; the machine keeps running
+    s.cmd("destroy-node")
+        .args(["-c", &st, "box1"])
+        .run()
+        .code(0)
+        .stderr_has("the machine itself was not touched");
+    assert_eq!(
+        s.cmd("list-nodes").args(["-c", &st]).run().code(0).stdout,
+        ""
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    drop(server);
+
+    // same address, another host key: refused, naming both fingerprints
+    let server = Sshd::start_with(port, true);
+    server.authorize("root", &own);
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+        .run()
+        .code(14)
+        .stderr_has("SHA256:")
+        .stderr_has("has CHANGED");
+    assert_eq!(
+        s.cmd("list-nodes").args(["-c", &st]).run().code(0).stdout,
+        ""
+    );
+    // a configured host provision never deployed is not ours to destroy
+    s.cmd("destroy-node")
+        .args(["-c", &st, "box1"])
+        .run()
+        .code(1)
+        .stderr_has("--force");
+    drop(server);
+}
+
+#[test]
+fn unreachable_node_times_out_with_15_and_is_cleaned_up() {
+    let s = Sandbox::new();
+    let port = sshd::free_port();
+    s.write(
+        "static/provision.toml",
+        &format!("provider = \"static\"\n[providers.static.hosts]\nghost = \"127.0.0.1:{port}\"\n"),
+    );
+    let st = s.path().join("static").display().to_string();
+    s.cmd("deploy-node")
+        .args(["-c", &st, "-n", "ghost", "--ssh-timeout", "2s"])
+        .run()
+        .code(15)
+        .stderr_has("ghost")
+        .stderr_has("TCP port open");
+    assert_eq!(
+        s.cmd("list-nodes").args(["-c", &st]).run().code(0).stdout,
+        ""
+    );
+    assert_eq!(
+        s.cmd("list-nodes")
+            .args(["-c", &st, "--orphans"])
+            .run()
+            .code(0)
+            .stdout,
+        ""
+    );
+}
+
+#[test]
+fn ctrl_c_during_deploy_exits_130_and_leaves_no_node() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let mut cmd = s
+        .cmd("deploy-node")
+        .args(["-c", &site, "-b", "hangs", "-n", "int-node"])
+        .cmd;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // wait until the script runs (the node exists and is busy)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !list(&s).contains("int-node") {
+        assert!(Instant::now() < deadline, "node never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("int-node: destroyed"), "{stderr}");
+    assert_eq!(list(&s), "");
+    assert_eq!(
+        s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
+        ""
+    );
+}
+
+#[test]
+fn a_killed_deploy_leaves_an_orphan_that_list_nodes_shows() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let mut cmd = s
+        .cmd("deploy-node")
+        .args(["-c", &site, "-b", "hangs", "-n", "orphan-node"])
+        .cmd;
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !list(&s).contains("orphan-node") {
+        assert!(Instant::now() < deadline, "node never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup possible
+    child.wait().unwrap();
+    s.cmd("list-nodes")
+        .args(["--orphans"])
+        .run()
+        .code(0)
+        .stdout_has("orphan-node 127.0.0.1");
+    s.cmd("destroy-node").args(["orphan-node"]).run().code(0);
+    assert_eq!(
+        s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
+        ""
+    );
+}
+
+#[test]
+fn dry_run_creates_nothing() {
+    let s = Sandbox::new();
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "--dry-run"])
+        .run()
+        .code(0);
+    assert_eq!(list(&s), "");
+}
+
+#[test]
+fn destroy_dry_run_and_unreadable_results_destroy_nothing() {
+    let s = Sandbox::new();
+    let r = s
+        .cmd("deploy-node")
+        .args(["-b", "hello", "-n", "dry-node"])
+        .run()
+        .code(0);
+    assert_eq!(node_name(&r), "dry-node");
+    s.write(
+        "results.xml",
+        "<testsuite tests=\"1\"><testcase name=\"a\"/></testsuite>",
+    );
+    s.cmd("destroy-node")
+        .args(["-t", "results.xml", "--dry-run", "dry-node"])
+        .run()
+        .code(0)
+        .stderr_has("would destroy dry-node");
+    s.write("html.xml", "<html><body>502 Bad Gateway</body></html>");
+    s.cmd("destroy-node")
+        .args(["-t", "html.xml", "dry-node"])
+        .run()
+        .code(2)
+        .stderr_has("html.xml")
+        .stderr_has("nothing destroyed");
+    s.write("empty.xml", "<testsuite tests=\"0\"></testsuite>");
+    s.cmd("destroy-node")
+        .args(["-t", "empty.xml", "dry-node"])
+        .run()
+        .code(3)
+        .stderr_has("kept");
+    assert_eq!(list(&s), "dry-node 127.0.0.1\n");
+    s.cmd("destroy-node")
+        .args(["-t", "results.xml", "dry-node"])
+        .run()
+        .code(0);
+}
+
+#[test]
+fn makefile_example_runs_the_gated_flow() {
+    let s = Sandbox::new();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_deploy-node"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string()
+        + "/";
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci");
+    let make = |target: &str, fail: bool| {
+        let mut c = Command::new("make");
+        c.args(["-s", "-f"])
+            .arg(example.join("Makefile"))
+            .arg(target)
+            .arg(format!("BIN={bin}"))
+            .arg(format!("CONFIG={}", example.display()))
+            .current_dir(s.path())
+            .env("HOME", s.home())
+            .env("PROVISION_STATE_DIR", s.state())
+            .env("XDG_CONFIG_HOME", s.path().join("xdg"));
+        if fail {
+            c.env("NODE_TEST_FAIL", "1");
+        }
+        c.output().unwrap()
+    };
+    // passing tests: destroyed
+    assert!(make("node", false).status.success());
+    let t = make("test", false);
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let c = make("clean", false);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert_eq!(list(&s), "");
+    // a failing test: the node is kept and named
+    assert!(make("node", true).status.success());
+    assert!(!make("test", true).status.success());
+    let c = make("clean", true);
+    assert!(!c.status.success());
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert!(
+        err.contains("failed: node_test.NodeTest::test_fails_on_purpose"),
+        "{err}"
+    );
+    let name = std::fs::read_to_string(s.path().join("node.txt")).unwrap();
+    let name = name.split_whitespace().next().unwrap().to_string();
+    assert!(err.contains(&format!("node {name} kept")), "{err}");
+    s.cmd("destroy-node").args([&name]).run().code(0);
+}
