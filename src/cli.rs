@@ -5,7 +5,7 @@ use crate::config::{Config, LayerPaths};
 use crate::error::Result;
 use crate::plan::{Plan, Request};
 use crate::provider::{self, Provider};
-use crate::{deploy, destroy, output};
+use crate::{deploy, destroy, output, pool};
 use clap::{Args, Parser};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,6 +113,12 @@ pub struct DeployArgs {
     /// Write a JUnit XML report of the deployment (one test case per step) to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Deploy N nodes (names: PREFIX plus a random suffix each, or -n with {i} for the index).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub count: usize,
+    /// At most this many nodes are deployed at once.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub parallel: usize,
     /// Print the plan (keys, files, rendered scripts) and create nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -188,8 +194,14 @@ pub struct DestroyArgs {
     #[command(flatten)]
     pub common: Common,
     /// Names of the nodes to destroy.
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(value_name = "NAME", required_unless_present = "prefix")]
     pub names: Vec<String>,
+    /// Destroy every node provision made whose name starts with PREFIX (prints them first).
+    #[arg(long, value_name = "PREFIX", conflicts_with = "names")]
+    pub prefix: Option<String>,
+    /// At most this many nodes are destroyed at once.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub parallel: usize,
     /// JUnit XML test results (repeatable): destroy only if at least one test ran and all passed.
     #[arg(short = 't', long = "testresults", value_name = "FILE")]
     pub testresults: Vec<PathBuf>,
@@ -204,14 +216,25 @@ pub struct DestroyArgs {
 /// deploy-node.
 pub fn run_deploy(args: DeployArgs) -> Result<()> {
     let cfg = args.common.load_config()?;
-    let plan = Plan::build(&cfg, &args.request())?;
-    for w in &plan.warnings {
+    let plans = pool::requests(&args.request(), args.count)?
+        .iter()
+        .map(|r| Plan::build(&cfg, r))
+        .collect::<Result<Vec<Plan>>>()?;
+    pool::check_unique(&plans)?;
+    for w in &plans[0].warnings {
         output::warn(w);
     }
+    let many = plans.len() > 1;
     if args.dry_run {
-        return output::print_plan(&plan, args.json);
+        return match (many, args.json) {
+            (false, _) => output::print_plan(&plans[0], args.json),
+            (true, true) => output::print_json(&plans),
+            (true, false) => plans.iter().try_for_each(|p| output::print_plan(p, false)),
+        };
     }
-    let provider = provider_for(&args.common, &cfg, Some(&plan.provider.value))?;
+    let provider_name = plans[0].provider.value.clone();
+    provider::preflight(&provider_name)?;
+    let provider = provider_for(&args.common, &cfg, Some(&provider_name))?;
     if args.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
@@ -224,28 +247,67 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         identity: args.identity.clone(),
     };
     deploy::install_signal_handler();
-    let outcome = deploy::deploy(&plan, provider, &opts);
+    output::start_progress(
+        &plans
+            .iter()
+            .map(|p| p.node_name.clone())
+            .collect::<Vec<_>>(),
+    );
+    let outcomes = pool::deploy_all(&plans, provider, &opts, args.parallel);
+    output::finish_progress();
+    if many {
+        output::info(&format!(
+            "summary:\n{}",
+            pool::summary(&outcomes).trim_end()
+        ));
+    }
     if let Some(path) = &args.description_file {
-        if outcome.node.is_some() {
-            output::write_description(path, &outcome)?;
+        let descs: Vec<serde_json::Value> = outcomes
+            .iter()
+            .filter(|o| o.node.is_some())
+            .map(output::description)
+            .collect();
+        if !descs.is_empty() {
+            let value = if many {
+                serde_json::Value::Array(descs)
+            } else {
+                descs.into_iter().next().unwrap()
+            };
+            let text = serde_json::to_string_pretty(&value).expect("serializable") + "\n";
+            crate::state::write_atomic(path, text.as_bytes(), 0o644)?;
         }
     }
     if let Some(path) = &args.junit {
-        let xml = crate::junit::report::to_xml(&[deploy::junit_result(&outcome)]);
-        crate::state::write_atomic(path, xml.as_bytes(), 0o644)?;
+        let nodes: Vec<_> = outcomes.iter().map(deploy::junit_result).collect();
+        crate::state::write_atomic(path, crate::junit::report::to_xml(&nodes).as_bytes(), 0o644)?;
     }
-    if let Some(err) = outcome.error {
-        return Err(err);
-    }
-    let node = outcome.node.as_ref().expect("a deployed node");
+    let ok: Vec<&deploy::Outcome> = outcomes.iter().filter(|o| o.error.is_none()).collect();
     if args.json {
-        output::print_json(&output::description(&outcome))
+        let descs: Vec<serde_json::Value> = ok.iter().map(|o| output::description(o)).collect();
+        if many {
+            output::print_json(&descs)?;
+        } else if let Some(d) = descs.first() {
+            output::print_json(d)?;
+        }
     } else {
-        crate::exit::print_stdout(&format!(
-            "{} {}\n",
-            node.name,
-            node.public_ip.as_deref().unwrap_or("")
-        ))
+        let mut text = String::new();
+        for o in &ok {
+            let ip = o
+                .node
+                .as_ref()
+                .and_then(|n| n.public_ip.as_deref())
+                .unwrap_or("");
+            text.push_str(&format!("{} {ip}\n", o.name));
+        }
+        crate::exit::print_stdout(&text)?;
+    }
+    match outcomes
+        .into_iter()
+        .filter_map(|o| o.error)
+        .max_by_key(|e| e.code())
+    {
+        Some(err) => Err(err),
+        None => Ok(()),
     }
 }
 
@@ -283,6 +345,8 @@ pub fn run_destroy(args: DestroyArgs) -> Result<()> {
         provider.as_ref(),
         &destroy::Request {
             names: args.names.clone(),
+            prefix: args.prefix.clone(),
+            parallel: args.parallel,
             results: args.testresults.clone(),
             dry_run: args.dry_run,
             force: args.force,

@@ -11,6 +11,9 @@ use std::path::PathBuf;
 
 pub struct Request {
     pub names: Vec<String>,
+    /// `--prefix`: every tagged node whose name starts with it.
+    pub prefix: Option<String>,
+    pub parallel: usize,
     pub results: Vec<PathBuf>,
     pub dry_run: bool,
     pub force: bool,
@@ -43,7 +46,10 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
             }
         }
     }
-    let nodes = find(provider, &req.names, req.force)?;
+    let nodes = match &req.prefix {
+        Some(prefix) => by_prefix(provider, prefix)?,
+        None => find(provider, &req.names, req.force)?,
+    };
     if req.dry_run {
         for n in &nodes {
             output::info(&format!(
@@ -115,6 +121,32 @@ fn find(provider: &dyn Provider, names: &[String], force: bool) -> Result<Vec<No
         }
     }
     Ok(out)
+}
+
+/// `--prefix`: the tagged nodes whose names start with `prefix`, announced before anything
+/// happens. Untagged nodes are never matched by a prefix.
+fn by_prefix(provider: &dyn Provider, prefix: &str) -> Result<Vec<Node>> {
+    if prefix.is_empty() {
+        return Err(Error::usage("--prefix must not be empty"));
+    }
+    let nodes: Vec<Node> = provider
+        .list(false)?
+        .into_iter()
+        .filter(|n| n.is_managed() && n.name.starts_with(prefix))
+        .collect();
+    if nodes.is_empty() {
+        return Err(Error::NotDestroyed(format!(
+            "no node made by provision is named {prefix}* on {}",
+            provider.name()
+        )));
+    }
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    output::info(&format!(
+        "{} node(s) match {prefix}*: {}",
+        nodes.len(),
+        names.join(", ")
+    ));
+    Ok(nodes)
 }
 
 /// Journal entries of this provider whose node still exists but was never finished or kept.

@@ -16,6 +16,7 @@ pub mod journal;
 pub mod junit;
 pub mod output;
 pub mod plan;
+pub mod pool;
 pub mod provider;
 pub mod ssh;
 pub mod state;

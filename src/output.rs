@@ -25,7 +25,67 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// One spinner line per node while many nodes deploy on a terminal.
+struct Progress {
+    mp: indicatif::MultiProgress,
+    bars: std::collections::HashMap<String, indicatif::ProgressBar>,
+}
+
+static PROGRESS: std::sync::Mutex<Option<Progress>> = std::sync::Mutex::new(None);
+
+/// Starts the multi-progress view for `names` when stderr is a terminal and there are many.
+pub fn start_progress(names: &[String]) {
+    if names.len() < 2 || !stderr_is_terminal() || verbosity() < 0 {
+        return;
+    }
+    let mp = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+        .expect("valid template");
+    let bars = names
+        .iter()
+        .map(|n| {
+            let bar = mp.add(indicatif::ProgressBar::new_spinner().with_style(style.clone()));
+            bar.set_prefix(n.clone());
+            bar.set_message("queued");
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            (n.clone(), bar)
+        })
+        .collect();
+    *PROGRESS.lock().unwrap() = Some(Progress { mp, bars });
+}
+
+/// Ends the view, leaving each node's last status on screen.
+pub fn finish_progress() {
+    if let Some(p) = PROGRESS.lock().unwrap().take() {
+        for bar in p.bars.values() {
+            bar.finish();
+        }
+    }
+}
+
+/// Routes a line through the progress view when one is shown: `NODE: status` lines update
+/// that node's spinner, anything else prints above the spinners. False when no view is shown.
+fn through_progress(level: &str, msg: &str) -> bool {
+    let guard = PROGRESS.lock().unwrap();
+    let Some(p) = guard.as_ref() else {
+        return false;
+    };
+    if level.is_empty() {
+        if let Some((node, rest)) = msg.split_once(": ") {
+            if let Some(bar) = p.bars.get(node) {
+                bar.set_message(rest.to_string());
+                return true;
+            }
+        }
+    }
+    let _ = p.mp.println(format!("{level}{msg}"));
+    true
+}
+
 fn emit(level: &str, msg: &str) {
+    if through_progress(level, msg) {
+        return;
+    }
     let mut err = std::io::stderr().lock();
     if stderr_is_terminal() {
         let _ = writeln!(err, "{level}{msg}");
@@ -61,7 +121,7 @@ pub fn warn(msg: &str) {
 
 /// A line of a script's output, prefixed with the node name: `[node] line`.
 pub fn node_line(node: &str, line: &str) {
-    if verbosity() >= 0 {
+    if verbosity() >= 0 && !through_progress("", &format!("[{node}] {line}")) {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "[{node}] {line}");
     }

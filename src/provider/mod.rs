@@ -172,3 +172,12 @@ pub fn build(
         _ => Err(unknown(name)),
     }
 }
+
+/// Checks, before anything is created, what a driver needs on this machine (the local
+/// provider needs `sshd`).
+pub fn preflight(name: &str) -> Result<()> {
+    match name {
+        "local" => local::check_available(),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,169 @@
+//! Many nodes from one command: `deploy-node --count N` deploys in parallel with a bound
+//! (`--parallel`), sharing one provider (so one rate-limit budget per account), and
+//! `destroy-node NAME... / --prefix` destroys in parallel. Failure of some nodes never
+//! abandons the others; every node is reported.
+
+use crate::deploy::{self, Options, Outcome};
+use crate::error::{Error, Result};
+use crate::plan::{Plan, Request};
+use crate::provider::Provider;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The per-node requests for `--count N`: `-n NAME` must hold `{i}` (1-based) when N > 1;
+/// without `-n` every node gets the prefix plus its own random suffix.
+pub fn requests(base: &Request, count: usize) -> Result<Vec<Request>> {
+    if count == 0 {
+        return Err(Error::usage("--count must be at least 1"));
+    }
+    if let Some(name) = &base.name {
+        if count > 1 && !name.contains("{i}") {
+            return Err(Error::usage(format!(
+                "-n {name} with --count {count}: put {{i}} in the name for the node's index (e.g. web-{{i}})"
+            )));
+        }
+    }
+    Ok((1..=count)
+        .map(|i| {
+            let mut r = base.clone();
+            r.name = base.name.as_ref().map(|n| n.replace("{i}", &i.to_string()));
+            r
+        })
+        .collect())
+}
+
+/// Rejects two plans with one name (random suffixes may collide; `{i}` may be missing).
+pub fn check_unique(plans: &[Plan]) -> Result<()> {
+    let mut names: Vec<&str> = plans.iter().map(|p| p.node_name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::usage(format!("two nodes would be named '{}'", w[0])));
+    }
+    Ok(())
+}
+
+/// Runs `work` on every item with at most `parallel` at once; results keep the input order.
+pub fn run_bounded<T: Sync, R: Send>(
+    items: &[T],
+    parallel: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..parallel.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                let r = work(item);
+                results.lock().unwrap()[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
+/// Deploys every plan, at most `parallel` at once.
+pub fn deploy_all(
+    plans: &[Plan],
+    provider: Arc<dyn Provider>,
+    opts: &Options,
+    parallel: usize,
+) -> Vec<Outcome> {
+    run_bounded(plans, parallel, |plan| {
+        deploy::deploy(plan, provider.clone(), opts)
+    })
+}
+
+/// The worst exit code of the outcomes (0 when all succeeded).
+pub fn worst_code(outcomes: &[Outcome]) -> i32 {
+    outcomes
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(Error::code))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The summary table for stderr after a multi-node run.
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let width = outcomes
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut s = format!(
+        "{:<width$}  {:<15}  {:>8}  RESULT\n",
+        "NODE", "ADDRESS", "SECONDS"
+    );
+    for o in outcomes {
+        let ip = o
+            .node
+            .as_ref()
+            .and_then(|n| n.public_ip.clone())
+            .unwrap_or_else(|| "-".into());
+        let result = match (&o.error, o.kept) {
+            (None, _) => "ok".to_string(),
+            (Some(e), true) => format!("failed, kept: {e}"),
+            (Some(e), false) => format!("failed: {e}"),
+        };
+        s.push_str(&format!(
+            "{:<width$}  {:<15}  {:>8.1}  {result}\n",
+            o.name,
+            ip,
+            o.duration.as_secs_f64()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_index() {
+        let base = Request {
+            name: Some("web-{i}".into()),
+            ..Request::default()
+        };
+        let names: Vec<String> = requests(&base, 3)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name.unwrap())
+            .collect();
+        assert_eq!(names, ["web-1", "web-2", "web-3"]);
+        let base = Request {
+            name: Some("web".into()),
+            ..Request::default()
+        };
+        assert!(requests(&base, 2).unwrap_err().to_string().contains("{i}"));
+        assert_eq!(requests(&base, 1).unwrap()[0].name.as_deref(), Some("web"));
+        assert!(requests(&Request::default(), 2)
+            .unwrap()
+            .iter()
+            .all(|r| r.name.is_none()));
+    }
+
+    #[test]
+    fn bounded_keeps_order_and_bound() {
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..20).collect();
+        let out = run_bounded(&items, 3, |i| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            running.fetch_sub(1, Ordering::SeqCst);
+            i * 2
+        });
+        assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) <= 3);
+        assert!(peak.load(Ordering::SeqCst) >= 2, "ran in parallel");
+    }
+}
