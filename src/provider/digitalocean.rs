@@ -379,8 +379,8 @@ impl Provider for DigitalOcean {
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let host = HostKey::generate()?;
         let user_data = cloudinit::user_data(&spec.public_keys, &host, self.user.as_ref());
-        self.client.add_secret(host.private_openssh());
-        self.client.add_secret(&user_data);
+        self.client.add_secret(host.private_openssh(), true);
+        self.client.add_secret(&user_data, false);
         let keys = self.key_ids(&spec.public_keys)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

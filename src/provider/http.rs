@@ -385,10 +385,18 @@ impl Client {
         &self.token.source
     }
 
-    /// Something that must never appear in an error or log line (user-data, private keys).
-    pub fn add_secret(&self, s: &str) {
+    /// Something that must never appear in an error or log line (user-data, private keys):
+    /// the whole text, its JSON-escaped form, and (with `lines`) each of its lines.
+    pub fn add_secret(&self, s: &str, lines: bool) {
         let mut v = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        for part in std::iter::once(s).chain(s.lines()) {
+        let escaped = serde_json::to_string(s).unwrap_or_default();
+        let escaped = escaped.trim_matches('"').to_string();
+        let parts: Vec<&str> = if lines {
+            s.lines().collect()
+        } else {
+            Vec::new()
+        };
+        for part in [s, escaped.as_str()].into_iter().chain(parts) {
             let part = part.trim();
             if part.len() >= 8 && !v.iter().any(|x| x == part) {
                 v.push(part.to_string());
@@ -594,7 +602,7 @@ impl Client {
         if let Some(v) = headers.get("sl-violations").and_then(|v| v.to_str().ok()) {
             line.push_str(&format!("; spec violations: {v}"));
         }
-        self.redact(&line.replace(['\n', '\r'], " "))
+        self.redact(&line).replace(['\n', '\r'], " ")
     }
 
     /// An idempotent call, retried on 429/5xx/connection errors.
@@ -686,7 +694,13 @@ impl Client {
             let list = v.get(key).and_then(|l| l.as_array()).ok_or_else(|| {
                 self.malformed(format!("GET {path}: no '{key}' list in the response"))
             })?;
-            items.extend(list.iter().cloned());
+            // offset pages shift when others create or delete meanwhile: keep one of each
+            for item in list {
+                let id = item.get("id");
+                if id.is_none() || !items.iter().any(|i: &Value| i.get("id") == id) {
+                    items.push(item.clone());
+                }
+            }
             let next = match self.dialect {
                 Dialect::DigitalOcean => v
                     .pointer("/links/pages/next")
