@@ -459,3 +459,32 @@ fn token_and_user_data_never_appear_in_errors() {
     assert!(!serde_json::to_string(&made).unwrap().contains("PRIVATE"));
     no_token(&e);
 }
+
+#[test]
+fn prism_rejects_what_breaks_the_spec() {
+    // proof that the proxy checks both sides, so the clean runs above mean something
+    let s = shared();
+    s.fake.serve(
+        "GET",
+        "/v2/sizes",
+        "per_page=7",
+        200,
+        r#"{"sizes": [{"slug": 5}], "links": {}, "meta": {"total": 1}}"#,
+    );
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .get(format!("{}/v2/sizes?per_page=7", s.prism.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500, "a bad response must be refused");
+    assert!(r.headers().contains_key("sl-violations"));
+    let r = http
+        .post(format!("{}/v2/droplets", s.prism.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "do-bad", "size": 5}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422, "a bad request must be refused");
+    assert_eq!(s.fake.count_named("do-bad"), 0);
+}
