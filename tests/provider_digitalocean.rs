@@ -488,3 +488,26 @@ fn prism_rejects_what_breaks_the_spec() {
     assert_eq!(r.status().as_u16(), 422, "a bad request must be refused");
     assert_eq!(s.fake.count_named("do-bad"), 0);
 }
+
+#[test]
+fn config_user_data_is_merged() {
+    let fake = FakeCloud::start(Api::DigitalOcean, TOKEN);
+    let table: toml::Table = toml::from_str(
+        "retries = 1\ntimeout = 5\n[user_data]\npackages = [\"htop\"]\nruncmd = [\"touch /root/ok\"]\n",
+    )
+    .unwrap();
+    let d = DigitalOcean::from_config(&table, Some(TOKEN))
+        .unwrap()
+        .with_base_url(&fake.url);
+    d.create(&spec("do-userdata")).unwrap();
+    let ud = fake.server_named("do-userdata").unwrap().user_data;
+    let doc: serde_json::Value =
+        serde_json::from_str(ud.strip_prefix("#cloud-config\n").unwrap()).unwrap();
+    assert_eq!(doc["packages"][0], "htop");
+    assert_eq!(doc["runcmd"][0], "touch /root/ok");
+    assert_eq!(doc["ssh_authorized_keys"][0], KEY);
+    assert!(doc["ssh_keys"]["ed25519_public"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh-ed25519 "));
+}

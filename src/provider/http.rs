@@ -19,245 +19,17 @@ use reqwest::{Method, Url};
 use serde_json::Value;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub mod catalog;
+mod ratelimit;
+mod settings;
 pub use catalog::{natural_cmp, near_matches, not_found, pick_image, Candidate, Resolved};
+pub use ratelimit::{retry_after, RateBudget};
+pub use settings::{base_url, seconds, Credential, CredentialSource, HttpConfig};
 
 /// Sent with every request.
 pub const USER_AGENT: &str = concat!("provision/", env!("CARGO_PKG_VERSION"));
-
-/// Timeouts and retry policy. Config keys in `[providers.NAME]`: `timeout`,
-/// `connect_timeout` (seconds) and `retries`.
-#[derive(Debug, Clone)]
-pub struct HttpConfig {
-    pub connect_timeout: Duration,
-    /// Whole request, headers and body.
-    pub timeout: Duration,
-    /// Retries after the first attempt.
-    pub retries: u32,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-    /// The longest server-requested wait (Retry-After, rate-limit reset) we sit out;
-    /// anything longer fails at once as unavailable.
-    pub max_wait: Duration,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-            retries: 5,
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(20),
-            max_wait: Duration::from_secs(120),
-        }
-    }
-}
-
-impl HttpConfig {
-    /// Defaults overridden by `timeout`, `connect_timeout` and `retries` from a provider table.
-    pub fn from_table(provider: &str, table: &toml::Table) -> Result<HttpConfig> {
-        let mut cfg = HttpConfig::default();
-        if let Some(d) = seconds(provider, table, "timeout")? {
-            cfg.timeout = d;
-        }
-        if let Some(d) = seconds(provider, table, "connect_timeout")? {
-            cfg.connect_timeout = d;
-        }
-        if let Some(v) = table.get("retries") {
-            cfg.retries = v
-                .as_integer()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| {
-                    Error::config(format!(
-                        "[providers.{provider}] retries: expected a whole number"
-                    ))
-                })?;
-        }
-        Ok(cfg)
-    }
-}
-
-/// A duration in seconds (integer or float) from a provider table.
-pub fn seconds(provider: &str, table: &toml::Table, key: &str) -> Result<Option<Duration>> {
-    let Some(v) = table.get(key) else {
-        return Ok(None);
-    };
-    let secs = v
-        .as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .ok_or_else(|| {
-            Error::config(format!(
-                "[providers.{provider}] {key}: expected a positive number of seconds"
-            ))
-        })?;
-    Ok(Some(Duration::from_secs_f64(secs)))
-}
-
-/// Where a credential came from: named in errors, never its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialSource {
-    /// `-k` on the command line.
-    Flag,
-    /// An environment variable.
-    Env(&'static str),
-    /// `token` in `[providers.NAME]` of the config layers.
-    Config(String),
-}
-
-impl fmt::Display for CredentialSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CredentialSource::Flag => f.write_str("flag -k"),
-            CredentialSource::Env(var) => write!(f, "environment variable {var}"),
-            CredentialSource::Config(p) => write!(f, "config file ([providers.{p}] token)"),
-        }
-    }
-}
-
-/// An API token and where it came from. `Debug` never shows the value.
-#[derive(Clone)]
-pub struct Credential {
-    value: String,
-    pub source: CredentialSource,
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credential(<redacted> from {})", self.source)
-    }
-}
-
-impl Credential {
-    /// The token from, highest first: the flag, the environment variables in order, the
-    /// config table's `token`. Missing → a config error naming the variable to set.
-    pub fn find(
-        provider: &str,
-        flag: Option<&str>,
-        envs: &[&'static str],
-        table: &toml::Table,
-    ) -> Result<Credential> {
-        let found = |value: &str, source| {
-            let value = value.trim();
-            (!value.is_empty()).then(|| Credential {
-                value: value.to_string(),
-                source,
-            })
-        };
-        if let Some(c) = flag.and_then(|v| found(v, CredentialSource::Flag)) {
-            return Ok(c);
-        }
-        for var in envs {
-            if let Some(c) = std::env::var(var)
-                .ok()
-                .and_then(|v| found(&v, CredentialSource::Env(var)))
-            {
-                return Ok(c);
-            }
-        }
-        if let Some(c) = table
-            .get("token")
-            .and_then(|v| v.as_str())
-            .and_then(|v| found(v, CredentialSource::Config(provider.to_string())))
-        {
-            return Ok(c);
-        }
-        Err(Error::config(format!(
-            "{provider}: no API token: set {} (or pass -k, or set token in [providers.{provider}])",
-            envs.first()
-                .copied()
-                .unwrap_or("the provider's token variable")
-        )))
-    }
-}
-
-/// The base URL: env `var` wins over config `api_url`, then the provider's default.
-pub fn base_url(table: &toml::Table, var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .or_else(|| {
-            table
-                .get("api_url")
-                .and_then(|v| v.as_str())
-                .map(String::from)
-        })
-        .unwrap_or_else(|| default.to_string())
-        .trim_end_matches('/')
-        .to_string()
-}
-
-/// One rate-limit budget per provider account, shared (`Arc`) by every node of a run: when
-/// the provider says the quota is spent or asks us to wait, every caller waits.
-#[derive(Debug, Default)]
-pub struct RateBudget {
-    state: Mutex<BudgetState>,
-}
-
-#[derive(Debug, Default)]
-struct BudgetState {
-    remaining: Option<u64>,
-    reset: Option<SystemTime>,
-    pause_until: Option<Instant>,
-}
-
-impl RateBudget {
-    pub fn new() -> Arc<RateBudget> {
-        Arc::new(RateBudget::default())
-    }
-
-    /// How long a caller must wait before its next request.
-    pub fn delay(&self) -> Duration {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let mut wait = st
-            .pause_until
-            .map(|t| t.saturating_duration_since(now))
-            .unwrap_or_default();
-        if st.remaining == Some(0) {
-            match st
-                .reset
-                .and_then(|r| r.duration_since(SystemTime::now()).ok())
-            {
-                Some(d) => wait = wait.max(d),
-                None => st.remaining = None,
-            }
-        }
-        wait
-    }
-
-    /// Records the provider's `ratelimit-remaining` / `ratelimit-reset` headers.
-    pub fn observe(&self, headers: &HeaderMap) {
-        let num = |name| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = num("ratelimit-remaining") {
-            st.remaining = Some(r);
-        }
-        if let Some(reset) = num("ratelimit-reset") {
-            // Unix time; a small number is a relative delay in seconds.
-            st.reset = Some(if reset > 1_000_000_000 {
-                UNIX_EPOCH + Duration::from_secs(reset)
-            } else {
-                SystemTime::now() + Duration::from_secs(reset)
-            });
-        }
-    }
-
-    /// Every caller waits at least `d` from now.
-    pub fn pause(&self, d: Duration) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let until = Instant::now() + d;
-        st.pause_until = Some(st.pause_until.map_or(until, |t| t.max(until)));
-    }
-}
 
 /// How a provider shapes its error bodies, request ids and pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,7 +178,7 @@ impl Client {
 
     /// `s` with the token and every registered secret replaced by `<redacted>`.
     pub fn redact(&self, s: &str) -> String {
-        let mut out = s.replace(&self.token.value, "<redacted>");
+        let mut out = s.replace(self.token.secret(), "<redacted>");
         let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         // longest first, so a whole secret is replaced before any of its lines
         let mut sorted: Vec<&String> = secrets.iter().collect();
@@ -478,7 +250,7 @@ impl Client {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
-            .bearer_auth(&self.token.value)
+            .bearer_auth(self.token.secret())
             .header("Accept", "application/json");
         if let Some(b) = body {
             req = req.json(b);
@@ -797,44 +569,9 @@ fn page_of(link: &str) -> Option<u64> {
     page
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let at = time::PrimitiveDateTime::parse(v, &fmt).ok()?.assume_utc();
-    let secs = (at - time::OffsetDateTime::now_utc())
-        .whole_milliseconds()
-        .max(0);
-    Some(Duration::from_millis(secs as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn retry_after_seconds_and_date() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        let later = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
-        let fmt = time::macros::format_description!(
-            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-        );
-        let s = later.format(&fmt).unwrap();
-        h.insert("retry-after", HeaderValue::from_str(&s).unwrap());
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-    }
 
     #[test]
     fn next_page_links() {
@@ -844,17 +581,5 @@ mod tests {
         );
         assert_eq!(page_of("/v2/droplets?per_page=2&page=2"), Some(2));
         assert_eq!(page_of("https://x/v2/droplets"), None);
-    }
-
-    #[test]
-    fn budget_waits_for_reset_when_spent() {
-        let b = RateBudget::new();
-        let mut h = HeaderMap::new();
-        h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert("ratelimit-reset", HeaderValue::from_static("3"));
-        b.observe(&h);
-        assert!(b.delay() > Duration::from_secs(1));
-        b.pause(Duration::from_secs(10));
-        assert!(b.delay() > Duration::from_secs(5));
     }
 }

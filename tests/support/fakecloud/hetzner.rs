@@ -17,7 +17,15 @@ const TYPES: &[(u64, &str, u64, f64, u64)] = &[
     (30, "cpx11", 2, 2.0, 40),
 ];
 /// (id, name, description, os_flavor, os_version, architecture)
-const IMAGES: &[(u64, Option<&str>, &str, &str, Option<&str>, &str)] = &[
+type Image = (
+    u64,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
+const IMAGES: &[Image] = &[
     (
         161547269,
         Some("ubuntu-24.04"),
@@ -90,7 +98,7 @@ fn type_json(name: &str) -> Value {
     })
 }
 
-fn image_json(i: &(u64, Option<&str>, &str, &str, Option<&str>, &str)) -> Value {
+fn image_json(i: &Image) -> Value {
     json!({
         "id": i.0, "type": if i.1.is_some() { "system" } else { "snapshot" },
         "status": "available", "name": i.1, "description": i.2,
@@ -101,16 +109,7 @@ fn image_json(i: &(u64, Option<&str>, &str, &str, Option<&str>, &str)) -> Value 
     })
 }
 
-fn find_image(
-    name: &str,
-) -> Option<(
-    u64,
-    Option<&'static str>,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    &'static str,
-)> {
+fn find_image(name: &str) -> Option<Image> {
     IMAGES
         .iter()
         .find(|i| i.1 == Some(name) || i.0.to_string() == name)

@@ -144,6 +144,8 @@ pub struct State {
     pub keys: Vec<Key>,
 }
 
+type Canned = (String, String, String, u16, String);
+
 pub type CreateHook = Box<dyn Fn(&str) -> (String, Option<u16>) + Send + Sync>;
 
 pub struct Inner {
@@ -157,7 +159,7 @@ pub struct Inner {
     served: AtomicU64,
     pub per_page_cap: usize,
     /// Canned answers: (method, path, query term that must be present, status, body).
-    canned: Mutex<Vec<(String, String, String, u16, String)>>,
+    canned: Mutex<Vec<Canned>>,
     /// `METHOD /path?query` of every request, in order.
     pub log: Mutex<Vec<String>>,
 }
