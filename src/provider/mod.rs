@@ -2,6 +2,11 @@
 //! lists, finds and destroys nodes; it never touches SSH. Each driver maps its own states to
 //! [`NodeState`] through a table with an `Unknown` fallback.
 
+pub mod cloudinit;
+pub mod digitalocean;
+pub mod hetzner;
+pub mod http;
+
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,7 +22,7 @@ pub const TAG_MANAGED: &str = "provision";
 pub const TAG_CREATED: &str = "provision-created";
 
 /// Provider names this build knows, for `-p` and error messages.
-pub const KNOWN: &[&str] = &["local", "static"];
+pub const KNOWN: &[&str] = &["local", "static", "digitalocean", "hetzner"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,459 @@
+//! DigitalOcean (API v2) driver: droplets created with cloud-init user-data that pins an ed25519
+//! host key, the user's keys registered on the account, and tags marking them as ours
+//! (`provision`, `provision-created:<unix secs>`).
+//!
+//! Credentials: `-k`, `DIGITALOCEAN_TOKEN`, `DIGITALOCEAN_ACCESS_TOKEN` (as doctl), then
+//! `token` in `[providers.digitalocean]`. Base URL: `PROVISION_DIGITALOCEAN_URL`, then config
+//! `api_url`, then <https://api.digitalocean.com>.
+
+use super::cloudinit::{self, HostKey};
+use super::http::{
+    self, not_found, pick_image, Candidate, Client, Credential, CredentialSource, Dialect,
+    HttpConfig, Inspector, RateBudget, Resolved,
+};
+use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
+use super::{TAG_CREATED, TAG_MANAGED};
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const NAME: &str = "digitalocean";
+pub const DEFAULT_URL: &str = "https://api.digitalocean.com";
+pub const URL_ENV: &str = "PROVISION_DIGITALOCEAN_URL";
+pub const TOKEN_ENVS: &[&str] = &["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"];
+
+/// Droplet `status` → [`NodeState`].
+pub const STATES: &[(&str, NodeState)] = &[
+    ("new", NodeState::Pending),
+    ("active", NodeState::Running),
+    ("off", NodeState::Stopped),
+    ("archive", NodeState::Terminated),
+];
+
+pub struct DigitalOcean {
+    client: Client,
+    user: Option<Map<String, Value>>,
+    poll: Duration,
+    /// Host keys of droplets this instance created, so `get` can report them too.
+    host_keys: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for DigitalOcean {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigitalOcean")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DigitalOcean {
+    /// From `[providers.digitalocean]` (`token`, `api_url`, `timeout`, `connect_timeout`,
+    /// `retries`, `poll_interval`, `user_data`) and the `-k` flag.
+    pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
+        let token = Credential::find(NAME, secret_flag, TOKEN_ENVS, table)?;
+        let base = http::base_url(table, URL_ENV, DEFAULT_URL);
+        let cfg = HttpConfig::from_table(NAME, table)?;
+        let poll = http::seconds(NAME, table, "poll_interval")?.unwrap_or(Duration::from_secs(3));
+        Ok(DigitalOcean {
+            client: Client::new(NAME, Dialect::DigitalOcean, base, token, cfg)?,
+            user: cloudinit::user_config(NAME, table)?,
+            poll,
+            host_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn with_base_url(mut self, url: impl AsRef<str>) -> Self {
+        self.client.set_base_url(url.as_ref());
+        self
+    }
+
+    pub fn with_http_config(mut self, cfg: HttpConfig) -> Result<Self> {
+        self.client.set_config(cfg)?;
+        Ok(self)
+    }
+
+    /// Shares one rate-limit budget between driver instances of the same account.
+    pub fn with_budget(mut self, budget: Arc<RateBudget>) -> Self {
+        self.client.set_budget(budget);
+        self
+    }
+
+    pub fn with_inspector(mut self, f: Inspector) -> Self {
+        self.client.set_inspector(f);
+        self
+    }
+
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.poll = d;
+        self
+    }
+
+    pub fn budget(&self) -> Arc<RateBudget> {
+        self.client.budget()
+    }
+
+    pub fn credential_source(&self) -> &CredentialSource {
+        self.client.credential_source()
+    }
+
+    fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
+        let list = self.client.get_all("/v2/images", "images", &[])?;
+        Ok(list
+            .iter()
+            .filter_map(|i| {
+                let id = i.get("id")?.as_u64()?.to_string();
+                let slug = i.get("slug").and_then(Value::as_str);
+                let name = i.get("name").and_then(Value::as_str).unwrap_or("");
+                let dist = i.get("distribution").and_then(Value::as_str).unwrap_or("");
+                let mut names = Vec::new();
+                names.extend(slug.map(String::from));
+                if !name.is_empty() {
+                    names.push(name.to_string());
+                }
+                let desc = format!("{dist} {name}").trim().to_string();
+                let send = slug.map(String::from).unwrap_or_else(|| id.clone());
+                Some((Candidate { id: send, names }, desc))
+            })
+            .collect())
+    }
+
+    /// `(slug or id, "distribution name")` of every image, for `list-nodes --images`.
+    pub fn images(&self) -> Result<Vec<(String, String)>> {
+        let mut v: Vec<_> = self
+            .image_candidates()?
+            .into_iter()
+            .map(|(c, d)| (c.id, d))
+            .collect();
+        v.sort_by(|a, b| http::natural_cmp(&a.0, &b.0));
+        Ok(v)
+    }
+
+    /// `(slug, "1 vCPU, 1024 MB, 25 GB, $6/mo")` of every size.
+    pub fn sizes(&self) -> Result<Vec<(String, String)>> {
+        let list = self.client.get_all("/v2/sizes", "sizes", &[])?;
+        Ok(list
+            .iter()
+            .filter_map(|s| {
+                let slug = s.get("slug")?.as_str()?.to_string();
+                let n = |k: &str| s.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+                let desc = format!(
+                    "{} vCPU, {} MB, {} GB, ${}/mo",
+                    n("vcpus"),
+                    n("memory"),
+                    n("disk"),
+                    n("price_monthly")
+                );
+                Some((slug, desc))
+            })
+            .collect())
+    }
+
+    /// `(slug, name)` of every region.
+    pub fn locations(&self) -> Result<Vec<(String, String)>> {
+        let list = self.client.get_all("/v2/regions", "regions", &[])?;
+        Ok(list
+            .iter()
+            .filter_map(|r| {
+                let slug = r.get("slug")?.as_str()?.to_string();
+                let name = r
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let avail = r.get("available").and_then(Value::as_bool).unwrap_or(true);
+                Some((
+                    slug,
+                    if avail {
+                        name
+                    } else {
+                        format!("{name} (unavailable)")
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Checks image, size and region before anything is created; a wrong one is a config
+    /// error with near matches. The image follows the prefix rule (see [`http::pick_image`]).
+    pub fn resolve(&self, image: &str, size: &str, location: &str) -> Result<Resolved> {
+        let imgs = self.image_candidates()?;
+        let cands: Vec<Candidate> = imgs.into_iter().map(|(c, _)| c).collect();
+        let (img, matched) = pick_image(image, &cands).ok_or_else(|| {
+            not_found(
+                NAME,
+                "image",
+                "--images",
+                image,
+                cands
+                    .iter()
+                    .flat_map(|c| c.names.iter().map(String::as_str)),
+            )
+        })?;
+        let sizes = self.sizes()?;
+        if !sizes.iter().any(|(s, _)| s == size) {
+            return Err(not_found(
+                NAME,
+                "size",
+                "--sizes",
+                size,
+                sizes.iter().map(|s| s.0.as_str()),
+            ));
+        }
+        let regions = self.locations()?;
+        if !regions.iter().any(|(s, _)| s == location) {
+            return Err(not_found(
+                NAME,
+                "region",
+                "--locations",
+                location,
+                regions.iter().map(|s| s.0.as_str()),
+            ));
+        }
+        Ok(Resolved {
+            image: img.id.clone(),
+            image_name: matched.to_string(),
+            size: size.to_string(),
+            location: location.to_string(),
+        })
+    }
+
+    /// The account's key ids for `public_keys`, registering the missing ones.
+    fn key_ids(&self, public_keys: &[String]) -> Result<Vec<Value>> {
+        let mut ids = Vec::new();
+        let mut registered = self.client.get_all("/v2/account/keys", "ssh_keys", &[])?;
+        for line in public_keys {
+            let Some(key) = cloudinit::parse_public_key(line) else {
+                continue;
+            };
+            let find = |list: &[Value]| {
+                list.iter().find_map(|k| {
+                    let pk = k.get("public_key")?.as_str()?;
+                    cloudinit::same_key(pk, line)
+                        .then(|| k.get("id").cloned())
+                        .flatten()
+                })
+            };
+            if let Some(id) = find(&registered) {
+                ids.push(id);
+                continue;
+            }
+            let fp = cloudinit::fingerprint(&key);
+            let name = match key.comment() {
+                "" => format!("provision {fp}"),
+                c => c.to_string(),
+            };
+            let body = json!({"name": name, "public_key": line.trim()});
+            let lookup = || {
+                let list = self.client.get_all("/v2/account/keys", "ssh_keys", &[])?;
+                Ok(find(&list).map(|id| json!({"ssh_key": {"id": id}})))
+            };
+            let made = match self.client.create("/v2/account/keys", &body, &lookup) {
+                Ok(v) => v,
+                // registered meanwhile (another node of this run): use that one
+                Err(e) => match lookup()? {
+                    Some(v) => v,
+                    None => return Err(e),
+                },
+            };
+            let id = made.pointer("/ssh_key/id").cloned().ok_or_else(|| {
+                self.client
+                    .malformed("POST /v2/account/keys: no ssh_key.id")
+            })?;
+            crate::output::debug(&format!("{NAME}: registered key {fp}"));
+            registered.push(json!({"id": id, "public_key": line.trim()}));
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn find_ours(&self, name: &str) -> Result<Option<Value>> {
+        let list = self.client.get_all(
+            "/v2/droplets",
+            "droplets",
+            &[("tag_name", TAG_MANAGED.into())],
+        )?;
+        Ok(list
+            .into_iter()
+            .find(|d| d.get("name").and_then(Value::as_str) == Some(name))
+            .map(|d| json!({ "droplet": d })))
+    }
+
+    fn node(&self, d: &Value) -> Result<Node> {
+        let mut n = droplet_to_node(d).map_err(|m| self.client.malformed(m))?;
+        if let Some(k) = self
+            .host_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&n.id)
+        {
+            n.ssh.host_key = Some(k.clone());
+        }
+        Ok(n)
+    }
+}
+
+/// DigitalOcean tags for a node: ours, then the spec's `key:value` pairs the charset allows.
+fn tags_for(spec: &NodeSpec, now: u64) -> Vec<String> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 255
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c))
+    };
+    let mut tags = vec![TAG_MANAGED.to_string(), format!("{TAG_CREATED}:{now}")];
+    for (k, v) in &spec.tags {
+        let t = if v.is_empty() {
+            k.clone()
+        } else {
+            format!("{k}:{v}")
+        };
+        if k != TAG_MANAGED && k != TAG_CREATED && ok(&t) && !tags.contains(&t) {
+            tags.push(t);
+        } else if !ok(&t) {
+            crate::output::warn(&format!(
+                "{NAME}: tag '{t}' skipped (allowed: letters, digits, _ - :)"
+            ));
+        }
+    }
+    tags
+}
+
+/// A droplet object as a [`Node`]; `Err` names the missing field.
+pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
+    let id = d
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or("droplet without a numeric id")?;
+    let name = d
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("droplet without a name")?;
+    let status = d
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or("droplet without a status")?;
+    let ip = |kind: &str| {
+        d.pointer("/networks/v4")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|n| n.get("type").and_then(Value::as_str) == Some(kind))?
+            .get("ip_address")?
+            .as_str()
+            .map(String::from)
+    };
+    let s = |p: &str| d.pointer(p).and_then(Value::as_str).map(String::from);
+    let mut tags = BTreeMap::new();
+    for t in d
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = t.as_str() {
+            let (k, v) = t.split_once(':').unwrap_or((t, ""));
+            tags.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(Node {
+        id: id.to_string(),
+        name: name.to_string(),
+        state: map_state(STATES, status),
+        public_ip: ip("public"),
+        private_ip: ip("private"),
+        image: s("/image/slug").or_else(|| s("/image/name")),
+        size: s("/size_slug").or_else(|| s("/size/slug")),
+        location: s("/region/slug"),
+        created: s("/created_at"),
+        tags,
+        ssh: SshEndpoint::default(),
+    })
+}
+
+impl Provider for DigitalOcean {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn create(&self, spec: &NodeSpec) -> Result<Node> {
+        let host = HostKey::generate()?;
+        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.user.as_ref());
+        self.client.add_secret(host.private_openssh(), true);
+        self.client.add_secret(&user_data, false);
+        let keys = self.key_ids(&spec.public_keys)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let image = match spec.image.parse::<u64>() {
+            Ok(id) => json!(id),
+            Err(_) => json!(spec.image),
+        };
+        let body = json!({
+            "name": spec.name,
+            "region": spec.location,
+            "size": spec.size,
+            "image": image,
+            "ssh_keys": keys,
+            "tags": tags_for(spec, now),
+            "user_data": user_data,
+            "ipv6": true,
+        });
+        let lookup = || self.find_ours(&spec.name);
+        let v = self.client.create("/v2/droplets", &body, &lookup)?;
+        let d = v.get("droplet").ok_or_else(|| {
+            self.client
+                .malformed("POST /v2/droplets: no 'droplet' in the response")
+        })?;
+        let mut node = self.node(d)?;
+        node.ssh.host_key = Some(host.public.clone());
+        node.ssh.user = Some("root".into());
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.id.clone(), host.public);
+        Ok(node)
+    }
+
+    fn list(&self, all: bool) -> Result<Vec<Node>> {
+        let q = if all {
+            vec![]
+        } else {
+            vec![("tag_name", TAG_MANAGED.to_string())]
+        };
+        let list = self.client.get_all("/v2/droplets", "droplets", &q)?;
+        list.iter().map(|d| self.node(d)).collect()
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Node>> {
+        let Ok(id) = id.parse::<u64>() else {
+            return Ok(None);
+        };
+        match self.client.get_opt(&format!("/v2/droplets/{id}"), &[])? {
+            None => Ok(None),
+            Some(v) => {
+                let d = v.get("droplet").ok_or_else(|| {
+                    self.client
+                        .malformed("GET droplet: no 'droplet' in the response")
+                })?;
+                self.node(d).map(Some)
+            }
+        }
+    }
+
+    fn destroy(&self, id: &str) -> Result<Destroyed> {
+        let id: u64 = id
+            .parse()
+            .map_err(|_| Error::usage(format!("{NAME}: '{id}' is not a droplet id (a number)")))?;
+        Ok(if self.client.delete(&format!("/v2/droplets/{id}"))? {
+            Destroyed::Destroyed
+        } else {
+            Destroyed::AlreadyGone
+        })
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll
+    }
+}

@@ -1,0 +1,471 @@
+//! Hetzner Cloud driver: servers created with cloud-init user-data that pins an ed25519 host
+//! key, the user's keys registered as project SSH keys, and labels marking them as ours
+//! (`provision=1`, `provision-created=<unix secs>`).
+//!
+//! Credentials: `-k`, `HCLOUD_TOKEN` (as the hcloud CLI), then `token` in `[providers.hetzner]`.
+//! Base URL: `PROVISION_HETZNER_URL`, then config `api_url`, then <https://api.hetzner.cloud/v1>.
+
+use super::cloudinit::{self, HostKey};
+use super::http::{
+    self, not_found, pick_image, Candidate, Client, Credential, CredentialSource, Dialect,
+    HttpConfig, Inspector, RateBudget, Resolved,
+};
+use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
+use super::{TAG_CREATED, TAG_MANAGED};
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const NAME: &str = "hetzner";
+pub const DEFAULT_URL: &str = "https://api.hetzner.cloud/v1";
+pub const URL_ENV: &str = "PROVISION_HETZNER_URL";
+pub const TOKEN_ENVS: &[&str] = &["HCLOUD_TOKEN"];
+
+/// Server `status` → [`NodeState`].
+pub const STATES: &[(&str, NodeState)] = &[
+    ("initializing", NodeState::Pending),
+    ("starting", NodeState::Pending),
+    ("rebuilding", NodeState::Pending),
+    ("migrating", NodeState::Pending),
+    ("running", NodeState::Running),
+    ("stopping", NodeState::Stopped),
+    ("off", NodeState::Stopped),
+    ("deleting", NodeState::Terminated),
+];
+
+pub struct Hetzner {
+    client: Client,
+    user: Option<Map<String, Value>>,
+    poll: Duration,
+    /// Host keys of servers this instance created, so `get` can report them too.
+    host_keys: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Hetzner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hetzner")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hetzner {
+    /// From `[providers.hetzner]` (`token`, `api_url`, `timeout`, `connect_timeout`,
+    /// `retries`, `poll_interval`, `user_data`) and the `-k` flag.
+    pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
+        let token = Credential::find(NAME, secret_flag, TOKEN_ENVS, table)?;
+        let base = http::base_url(table, URL_ENV, DEFAULT_URL);
+        let cfg = HttpConfig::from_table(NAME, table)?;
+        let poll = http::seconds(NAME, table, "poll_interval")?.unwrap_or(Duration::from_secs(2));
+        Ok(Hetzner {
+            client: Client::new(NAME, Dialect::Hetzner, base, token, cfg)?,
+            user: cloudinit::user_config(NAME, table)?,
+            poll,
+            host_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn with_base_url(mut self, url: impl AsRef<str>) -> Self {
+        self.client.set_base_url(url.as_ref());
+        self
+    }
+
+    pub fn with_http_config(mut self, cfg: HttpConfig) -> Result<Self> {
+        self.client.set_config(cfg)?;
+        Ok(self)
+    }
+
+    /// Shares one rate-limit budget between driver instances of the same project.
+    pub fn with_budget(mut self, budget: Arc<RateBudget>) -> Self {
+        self.client.set_budget(budget);
+        self
+    }
+
+    pub fn with_inspector(mut self, f: Inspector) -> Self {
+        self.client.set_inspector(f);
+        self
+    }
+
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.poll = d;
+        self
+    }
+
+    pub fn budget(&self) -> Arc<RateBudget> {
+        self.client.budget()
+    }
+
+    pub fn credential_source(&self) -> &CredentialSource {
+        self.client.credential_source()
+    }
+
+    fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
+        let list = self
+            .client
+            .get_all("/images", "images", &[("status", "available".into())])?;
+        let mut out: Vec<(Candidate, String)> = Vec::new();
+        for i in &list {
+            let Some(id) = i.get("id").and_then(Value::as_u64) else {
+                continue;
+            };
+            let name = i.get("name").and_then(Value::as_str);
+            let desc = i.get("description").and_then(Value::as_str).unwrap_or("");
+            let arch = i.get("architecture").and_then(Value::as_str).unwrap_or("");
+            // system images share a name across architectures: the name is what we send
+            let send = name.map(String::from).unwrap_or_else(|| id.to_string());
+            if out.iter().any(|(c, _)| c.id == send) {
+                continue;
+            }
+            let mut names: Vec<String> = name.map(String::from).into_iter().collect();
+            if name.is_none() && !desc.is_empty() {
+                names.push(desc.to_string());
+            }
+            out.push((Candidate { id: send, names }, format!("{desc} ({arch})")));
+        }
+        Ok(out)
+    }
+
+    /// `(name or id, description)` of every available image, for `list-nodes --images`.
+    pub fn images(&self) -> Result<Vec<(String, String)>> {
+        let mut v: Vec<_> = self
+            .image_candidates()?
+            .into_iter()
+            .map(|(c, d)| (c.id, d))
+            .collect();
+        v.sort_by(|a, b| http::natural_cmp(&a.0, &b.0));
+        Ok(v)
+    }
+
+    /// `(name, "description, N cores, M GB")` of every server type.
+    pub fn sizes(&self) -> Result<Vec<(String, String)>> {
+        let list = self.client.get_all("/server_types", "server_types", &[])?;
+        Ok(list
+            .iter()
+            .filter_map(|t| {
+                let name = t.get("name")?.as_str()?.to_string();
+                let n = |k: &str| t.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+                let d = t.get("description").and_then(Value::as_str).unwrap_or("");
+                let dep = if t.get("deprecated").and_then(Value::as_bool) == Some(true) {
+                    " (deprecated)"
+                } else {
+                    ""
+                };
+                Some((
+                    name,
+                    format!(
+                        "{d}, {} cores, {} GB RAM, {} GB disk{dep}",
+                        n("cores"),
+                        n("memory"),
+                        n("disk")
+                    ),
+                ))
+            })
+            .collect())
+    }
+
+    /// `(name, "description, city")` of every location.
+    pub fn locations(&self) -> Result<Vec<(String, String)>> {
+        let list = self.client.get_all("/locations", "locations", &[])?;
+        Ok(list
+            .iter()
+            .filter_map(|l| {
+                let name = l.get("name")?.as_str()?.to_string();
+                let s = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                Some((name, format!("{}, {}", s("description"), s("city"))))
+            })
+            .collect())
+    }
+
+    /// Checks image, server type and location before anything is created; a wrong one is a
+    /// config error with near matches. The image follows the prefix rule.
+    pub fn resolve(&self, image: &str, size: &str, location: &str) -> Result<Resolved> {
+        let cands: Vec<Candidate> = self
+            .image_candidates()?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let (img, matched) = pick_image(image, &cands).ok_or_else(|| {
+            not_found(
+                NAME,
+                "image",
+                "--images",
+                image,
+                cands
+                    .iter()
+                    .flat_map(|c| c.names.iter().map(String::as_str)),
+            )
+        })?;
+        let sizes = self.sizes()?;
+        if !sizes.iter().any(|(s, _)| s == size) {
+            return Err(not_found(
+                NAME,
+                "server type",
+                "--sizes",
+                size,
+                sizes.iter().map(|s| s.0.as_str()),
+            ));
+        }
+        let locs = self.locations()?;
+        if !locs.iter().any(|(s, _)| s == location) {
+            return Err(not_found(
+                NAME,
+                "location",
+                "--locations",
+                location,
+                locs.iter().map(|s| s.0.as_str()),
+            ));
+        }
+        Ok(Resolved {
+            image: img.id.clone(),
+            image_name: matched.to_string(),
+            size: size.to_string(),
+            location: location.to_string(),
+        })
+    }
+
+    /// The project's key names for `public_keys`, registering the missing ones.
+    fn key_names(&self, public_keys: &[String]) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut registered = self.client.get_all("/ssh_keys", "ssh_keys", &[])?;
+        for line in public_keys {
+            let Some(key) = cloudinit::parse_public_key(line) else {
+                continue;
+            };
+            let find = |list: &[Value]| {
+                list.iter().find_map(|k| {
+                    let pk = k.get("public_key")?.as_str()?;
+                    let name = k.get("name")?.as_str()?;
+                    cloudinit::same_key(pk, line).then(|| name.to_string())
+                })
+            };
+            if let Some(n) = find(&registered) {
+                names.push(n);
+                continue;
+            }
+            let fp = cloudinit::fingerprint(&key);
+            // names are unique per project: the fingerprint makes ours unique too
+            let name = match key.comment() {
+                "" => format!("provision {fp}"),
+                c => format!("{c} {fp}"),
+            };
+            let body =
+                json!({"name": name, "public_key": line.trim(), "labels": {TAG_MANAGED: "1"}});
+            let lookup = || {
+                let list = self.client.get_all("/ssh_keys", "ssh_keys", &[])?;
+                Ok(find(&list).map(|n| json!({"ssh_key": {"name": n}})))
+            };
+            let made = match self.client.create("/ssh_keys", &body, &lookup) {
+                Ok(v) => v,
+                Err(e) => match lookup()? {
+                    Some(v) => v,
+                    None => return Err(e),
+                },
+            };
+            let n = made
+                .pointer("/ssh_key/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| self.client.malformed("POST /ssh_keys: no ssh_key.name"))?
+                .to_string();
+            crate::output::debug(&format!("{NAME}: registered key {fp}"));
+            registered.push(json!({"name": n, "public_key": line.trim()}));
+            names.push(n);
+        }
+        Ok(names)
+    }
+
+    fn find_ours(&self, name: &str) -> Result<Option<Value>> {
+        let q = [
+            ("name", name.to_string()),
+            ("label_selector", TAG_MANAGED.to_string()),
+        ];
+        let list = self.client.get_all("/servers", "servers", &q)?;
+        Ok(list
+            .into_iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+            .map(|s| json!({ "server": s })))
+    }
+
+    fn node(&self, s: &Value) -> Result<Node> {
+        let mut n = server_to_node(s).map_err(|m| self.client.malformed(m))?;
+        if let Some(k) = self
+            .host_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&n.id)
+        {
+            n.ssh.host_key = Some(k.clone());
+        }
+        Ok(n)
+    }
+}
+
+/// A label key or value Hetzner accepts (values may be empty).
+fn label_ok(s: &str, key: bool) -> bool {
+    let name = if key {
+        s.rsplit('/').next().unwrap_or(s)
+    } else {
+        s
+    };
+    let edge = |c: Option<char>| c.map_or(true, |c| c.is_ascii_alphanumeric());
+    name.len() <= 63
+        && (!key || !name.is_empty())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+}
+
+/// Labels for a node: ours, then the spec's tags Hetzner accepts.
+fn labels_for(spec: &NodeSpec, now: u64) -> Map<String, Value> {
+    let mut labels = Map::new();
+    labels.insert(TAG_MANAGED.into(), json!("1"));
+    labels.insert(TAG_CREATED.into(), json!(now.to_string()));
+    for (k, v) in &spec.tags {
+        if labels.contains_key(k) {
+            continue;
+        }
+        if label_ok(k, true) && label_ok(v, false) {
+            labels.insert(k.clone(), json!(v));
+        } else {
+            crate::output::warn(&format!(
+                "{NAME}: label '{k}={v}' skipped (allowed: letters, digits, - _ .)"
+            ));
+        }
+    }
+    labels
+}
+
+/// A server object as a [`Node`]; `Err` names the missing field.
+pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
+    let id = s
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or("server without a numeric id")?;
+    let name = s
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("server without a name")?;
+    let status = s
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or("server without a status")?;
+    let st = |p: &str| s.pointer(p).and_then(Value::as_str).map(String::from);
+    let mut tags = BTreeMap::new();
+    for (k, v) in s
+        .get("labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        tags.insert(k.clone(), v.as_str().unwrap_or("").to_string());
+    }
+    let private_ip = s
+        .get("private_net")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(|n| n.get("ip"))
+        .and_then(Value::as_str)
+        .map(String::from);
+    Ok(Node {
+        id: id.to_string(),
+        name: name.to_string(),
+        state: map_state(STATES, status),
+        public_ip: st("/public_net/ipv4/ip"),
+        private_ip,
+        image: st("/image/name").or_else(|| st("/image/description")),
+        size: st("/server_type/name"),
+        location: st("/location/name").or_else(|| st("/datacenter/location/name")),
+        created: st("/created"),
+        tags,
+        ssh: SshEndpoint::default(),
+    })
+}
+
+impl Provider for Hetzner {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn create(&self, spec: &NodeSpec) -> Result<Node> {
+        let host = HostKey::generate()?;
+        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.user.as_ref());
+        self.client.add_secret(host.private_openssh(), true);
+        self.client.add_secret(&user_data, false);
+        let keys = self.key_names(&spec.public_keys)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut body = json!({
+            "name": spec.name,
+            "server_type": spec.size,
+            "image": spec.image,
+            "ssh_keys": keys,
+            "labels": labels_for(spec, now),
+            "user_data": user_data,
+            "start_after_create": true,
+            "public_net": {"enable_ipv4": true, "enable_ipv6": true},
+        });
+        if !spec.location.is_empty() {
+            body["location"] = json!(spec.location);
+        }
+        let lookup = || self.find_ours(&spec.name);
+        let v = self.client.create("/servers", &body, &lookup)?;
+        let s = v.get("server").ok_or_else(|| {
+            self.client
+                .malformed("POST /servers: no 'server' in the response")
+        })?;
+        let mut node = self.node(s)?;
+        node.ssh.host_key = Some(host.public.clone());
+        node.ssh.user = Some("root".into());
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.id.clone(), host.public);
+        Ok(node)
+    }
+
+    fn list(&self, all: bool) -> Result<Vec<Node>> {
+        let q = if all {
+            vec![]
+        } else {
+            vec![("label_selector", TAG_MANAGED.to_string())]
+        };
+        let list = self.client.get_all("/servers", "servers", &q)?;
+        list.iter().map(|s| self.node(s)).collect()
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Node>> {
+        let Ok(id) = id.parse::<u64>() else {
+            return Ok(None);
+        };
+        match self.client.get_opt(&format!("/servers/{id}"), &[])? {
+            None => Ok(None),
+            Some(v) => {
+                let s = v.get("server").ok_or_else(|| {
+                    self.client
+                        .malformed("GET server: no 'server' in the response")
+                })?;
+                self.node(s).map(Some)
+            }
+        }
+    }
+
+    fn destroy(&self, id: &str) -> Result<Destroyed> {
+        let id: u64 = id
+            .parse()
+            .map_err(|_| Error::usage(format!("{NAME}: '{id}' is not a server id (a number)")))?;
+        Ok(if self.client.delete(&format!("/servers/{id}"))? {
+            Destroyed::Destroyed
+        } else {
+            Destroyed::AlreadyGone
+        })
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.poll
+    }
+}
