@@ -162,7 +162,8 @@ fn scripts_change_the_node_not_the_host_and_destroy_leaves_nothing() {
         "{ip}"
     );
     let port = node.ssh.port.unwrap();
-    if local::banner_at(ip, 22).is_some() {
+    let host_sshd = std::net::TcpStream::connect(("127.0.0.1", 22)).is_ok();
+    if !host_sshd {
         assert_eq!(port, 22);
     }
 
@@ -291,6 +292,27 @@ fn nodes_get_distinct_addresses_and_isolated_filesystems() {
     let state = tmp.path().join("local");
     let cmd = format!("ls {} 2>/dev/null | wc -l", state.display());
     assert_eq!(ssh(&b, &key, tmp.path(), &cmd).trim(), "0");
+}
+
+#[test]
+fn taken_port_22_falls_back_to_a_free_port() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = provider(tmp.path());
+    let (key, public) = client_key(tmp.path());
+    // Addresses derive from the name: learn this one's, then hold its port 22 the way a host
+    // sshd on 0.0.0.0:22 would.
+    let first = p.create(&spec("iso-port", vec![public.clone()])).unwrap();
+    p.destroy("iso-port").unwrap();
+    let ip: std::net::Ipv4Addr = first.public_ip.as_deref().unwrap().parse().unwrap();
+    let _holder = std::net::TcpListener::bind((ip, 22)).unwrap();
+    let node = p.create(&spec("iso-port", vec![public])).unwrap();
+    let _g = Guard(&p, "iso-port");
+    assert_eq!(node.public_ip, first.public_ip);
+    assert_ne!(node.ssh.port, Some(22));
+    assert_eq!(ssh(&node, &key, tmp.path(), "hostname").trim(), "iso-port");
 }
 
 #[test]

@@ -152,22 +152,7 @@ impl LocalProvider {
     /// (exit 2); `Auto` without it warns once per process. deploy-node calls this before it
     /// creates anything; `create` calls it too.
     pub fn check_isolation(&self) -> Result<bool> {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        match (self.isolation, isolation_available()) {
-            (Isolation::Off, _) => Ok(false),
-            (_, Ok(())) => Ok(true),
-            (Isolation::Required, Err(why)) => Err(Error::usage(format!(
-                "isolation of local nodes is required but unavailable: {why}"
-            ))),
-            (Isolation::Auto, Err(why)) => {
-                WARNED.call_once(|| {
-                    output::warn(&format!(
-                        "local nodes are not isolated ({why}): their scripts change this machine"
-                    ))
-                });
-                Ok(false)
-            }
-        }
+        isolate::decide(self.isolation)
     }
 
     /// The directory of node `name` (which need not exist).

@@ -91,6 +91,26 @@ pub fn isolation_available() -> std::result::Result<(), String> {
     PROBE.get_or_init(probe).clone()
 }
 
+/// See [`super::LocalProvider::check_isolation`].
+pub(super) fn decide(isolation: Isolation) -> Result<bool> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    match (isolation, isolation_available()) {
+        (Isolation::Off, _) => Ok(false),
+        (_, Ok(())) => Ok(true),
+        (Isolation::Required, Err(why)) => Err(Error::usage(format!(
+            "isolation of local nodes is required but unavailable: {why}"
+        ))),
+        (Isolation::Auto, Err(why)) => {
+            WARNED.call_once(|| {
+                crate::output::warn(&format!(
+                    "local nodes are not isolated ({why}): their scripts change this machine"
+                ))
+            });
+            Ok(false)
+        }
+    }
+}
+
 /// Tries what a node needs: the tools, the namespaces and an overlay of `/`.
 fn probe() -> std::result::Result<(), String> {
     for tool in ["unshare", "setsid", "mount", "umount", "pivot_root"] {
