@@ -268,7 +268,7 @@ impl LocalProvider {
         let mut last = String::new();
         for attempt in 0..START_ATTEMPTS {
             let port = free_port(addr, isolated && attempt == 0)?;
-            if isolated && port != 22 {
+            if isolated && attempt == 0 && port != 22 {
                 output::debug(&format!(
                     "local node {name}: {addr}:22 is taken, using {port}"
                 ));
