@@ -1,11 +1,15 @@
 //! The `local` driver against the real OpenSSH sshd, ssh, ssh-keygen and ssh-keyscan: a node
 //! serves SSH with the pinned host key and the authorized key only, outlives its creator,
-//! lists truthfully, and leaves no process and no file behind once destroyed.
+//! lists truthfully, and leaves no process and no file behind once destroyed. Run as root,
+//! nodes are isolated (tests/local_isolation.rs checks what that adds); the tests with fake
+//! sshd scripts in a temporary directory turn isolation off, since such a script is not
+//! visible inside a node.
 
-use provision::provider::local::{self, LocalProvider};
+use provision::provider::local::{self, Isolation, LocalProvider};
 use provision::provider::{build, Credentials, Destroyed, Node, NodeSpec, NodeState, Provider};
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -44,14 +48,21 @@ fn client_key(dir: &Path, name: &str) -> (PathBuf, String) {
     (path, public.trim().to_string())
 }
 
+fn addr(node: &Node) -> Ipv4Addr {
+    node.public_ip.as_deref().unwrap().parse().unwrap()
+}
+
 /// Runs `cmd` on the node with the real ssh client, host key pinned, strict checking.
 fn ssh(node: &Node, key: &Path, dir: &Path, cmd: &str) -> Output {
     let port = node.ssh.port.unwrap();
-    let known = dir.join(format!("known_hosts_{port}"));
-    let line = format!(
-        "[127.0.0.1]:{port} {}\n",
-        node.ssh.host_key.as_ref().unwrap()
-    );
+    let ip = addr(node);
+    let known = dir.join(format!("known_hosts_{ip}_{port}"));
+    let host = if port == 22 {
+        ip.to_string()
+    } else {
+        format!("[{ip}]:{port}")
+    };
+    let line = format!("{host} {}\n", node.ssh.host_key.as_ref().unwrap());
     fs::write(&known, line).unwrap();
     Command::new("ssh")
         .env_remove("SSH_AUTH_SOCK")
@@ -75,7 +86,7 @@ fn ssh(node: &Node, key: &Path, dir: &Path, cmd: &str) -> Output {
             "-F",
             "/dev/null",
         ])
-        .arg(format!("{}@127.0.0.1", node.ssh.user.as_ref().unwrap()))
+        .arg(format!("{}@{ip}", node.ssh.user.as_ref().unwrap()))
         .arg(cmd)
         .output()
         .unwrap()
@@ -123,13 +134,18 @@ fn create_serves_ssh_with_pinned_host_key_and_authorized_key_only() {
 
     assert_eq!(node.id, "n1");
     assert_eq!(node.state, NodeState::Running);
-    assert_eq!(node.public_ip.as_deref(), Some("127.0.0.1"));
+    if p.record("n1").unwrap().unwrap().isolated {
+        assert_ne!(addr(&node), Ipv4Addr::LOCALHOST);
+        assert!(addr(&node).is_loopback());
+    } else {
+        assert_eq!(node.public_ip.as_deref(), Some("127.0.0.1"));
+    }
     assert_eq!(node.image.as_deref(), Some("local"));
     assert_eq!(node.tags.get("role").map(String::as_str), Some("test"));
     assert!(node.is_managed());
     assert_eq!(node.ssh.user, Some(local::current_user()));
     let port = node.ssh.port.unwrap();
-    let banner = local::banner(port).unwrap();
+    let banner = local::banner_at(addr(&node), port).unwrap();
     assert!(banner.starts_with("SSH-2.0-OpenSSH"), "{banner}");
 
     // The state directory is complete; secrets are private.
@@ -168,7 +184,8 @@ fn create_serves_ssh_with_pinned_host_key_and_authorized_key_only() {
 
     // The host key we pin is the one sshd serves.
     let scan = Command::new("ssh-keyscan")
-        .args(["-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"])
+        .args(["-t", "ed25519", "-p", &port.to_string()])
+        .arg(addr(&node).to_string())
         .output()
         .unwrap();
     let scanned = String::from_utf8_lossy(&scan.stdout);
@@ -238,7 +255,7 @@ fn destroy_kills_session_background_jobs_and_removes_state() {
     );
     assert!(!p.node_dir("bg").exists());
     assert!(
-        local::banner(node.ssh.port.unwrap()).is_none(),
+        local::banner_at(addr(&node), node.ssh.port.unwrap()).is_none(),
         "sshd still answers"
     );
     assert_eq!(p.destroy("bg").unwrap(), Destroyed::AlreadyGone);
@@ -293,14 +310,15 @@ fn corrupt_record_is_skipped_by_list_and_still_destroyable() {
     let _g = Guard(&p, "good".into());
     p.create(&spec("bad", vec![])).unwrap();
     let _g2 = Guard(&p, "bad".into());
-    let port = p.get("bad").unwrap().unwrap().ssh.port.unwrap();
+    let bad = p.get("bad").unwrap().unwrap();
+    let port = bad.ssh.port.unwrap();
     fs::write(p.node_dir("bad").join("node.json"), "{not json").unwrap();
     let names: Vec<String> = p.list(false).unwrap().into_iter().map(|n| n.name).collect();
     assert_eq!(names, ["good"]);
     assert!(p.get("bad").is_err());
     // destroy still finds sshd through its pid file.
     assert_eq!(p.destroy("bad").unwrap(), Destroyed::Destroyed);
-    assert!(wait_until(|| local::banner(port).is_none()));
+    assert!(wait_until(|| local::banner_at(addr(&bad), port).is_none()));
 }
 
 #[test]
@@ -313,7 +331,9 @@ fn failing_sshd_gives_its_message_and_leaves_nothing() {
     )
     .unwrap();
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-    let p = LocalProvider::with_state_dir(tmp.path()).with_sshd(&fake);
+    let p = LocalProvider::with_state_dir(tmp.path())
+        .with_sshd(&fake)
+        .with_isolation(Isolation::Off);
     let err = p.create(&spec("broken", vec![])).unwrap_err().to_string();
     assert!(
         err.contains("broken") && err.contains("simulated failure"),
@@ -342,13 +362,15 @@ fn taken_port_is_retried_with_another_one() {
     )
     .unwrap();
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-    let p = LocalProvider::with_state_dir(tmp.path()).with_sshd(&fake);
+    let p = LocalProvider::with_state_dir(tmp.path())
+        .with_sshd(&fake)
+        .with_isolation(Isolation::Off);
     let started = Instant::now();
     let node = p.create(&spec("racy", vec![])).unwrap();
     let _g = Guard(&p, "racy".into());
     assert!(flag.exists());
     assert!(started.elapsed() < Duration::from_secs(4), "no fast retry");
-    assert!(local::banner(node.ssh.port.unwrap())
+    assert!(local::banner_at(addr(&node), node.ssh.port.unwrap())
         .unwrap()
         .starts_with("SSH-2.0-"));
     assert_eq!(node.state, NodeState::Running);

@@ -4,15 +4,20 @@
 //!
 //! `create` writes a per-node directory under `state_dir()/local/<name>/` (node.json,
 //! sshd_config, a fresh ed25519 host key, authorized_keys, sshd.log, sshd.pid) and starts
-//! `sshd -f <that config>` as the invoking user. sshd daemonizes (forks, `setsid`), so the
-//! node outlives deploy-node. Its host key is known before the first connection, so the SSH
-//! engine pins it. `destroy` stops sshd and everything started in its sessions, then removes
-//! the directory.
+//! sshd detached from deploy-node, so the node outlives it. Its host key is known before the
+//! first connection, so the SSH engine pins it. `destroy` stops sshd and everything started
+//! in its sessions, then removes the directory.
+//!
+//! As root on Linux a node is isolated (see [`isolate`]): its scripts change the node, not
+//! the host, and it listens on its own 127.x.y.z port 22. Otherwise sshd runs as the invoking
+//! user on 127.0.0.1 and a free port, and whatever its scripts do, they do to the host.
 
+mod isolate;
 mod procs;
 mod sshd;
 
-pub use sshd::{banner, check_available, current_user, sshd_path};
+pub use isolate::{isolation_available, Isolation, NO_ISOLATION_ENV};
+pub use sshd::{banner, banner_at, check_available, current_user, sshd_path};
 
 use super::{
     Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint, TAG_CREATED, TAG_MANAGED,
@@ -26,10 +31,9 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The loopback address local nodes listen on.
+/// The loopback address unisolated local nodes listen on.
 pub const ADDRESS: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// The privilege-separation directory sshd insists on when started as root.
 const PRIVSEP_DIR: &str = "/run/sshd";
@@ -58,6 +62,9 @@ pub struct NodeRecord {
     pub location: String,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Runs in namespaces of its own; `pid` is then the namespaces' init (the node's sshd).
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 /// The `local` provider. Cheap to construct; all state lives on disk.
@@ -67,6 +74,7 @@ pub struct LocalProvider {
     dir: PathBuf,
     /// The sshd to run; `None`: [`sshd_path`].
     sshd: Option<PathBuf>,
+    isolation: Isolation,
 }
 
 impl Default for LocalProvider {
@@ -104,13 +112,47 @@ impl LocalProvider {
         LocalProvider {
             dir: state_dir.join("local"),
             sshd: None,
+            isolation: Isolation::Auto,
         }
     }
 
-    /// Runs `sshd` instead of the installed one (tests, non-standard installs).
+    /// [`LocalProvider::new`] with the settings of a `[providers.local]` table:
+    /// `isolation = "auto" | "required" | "off"`. A bad value is a config error (exit 2).
+    pub fn from_table(table: &toml::Table) -> Result<Self> {
+        let mut p = Self::new();
+        if let Some(v) = table.get("isolation") {
+            let s = v.as_str().ok_or_else(|| {
+                Error::config("[providers.local] isolation must be a string: auto, required or off")
+            })?;
+            p.isolation = s
+                .parse()
+                .map_err(|e| Error::config(format!("[providers.local] {e}")))?;
+        }
+        Ok(p)
+    }
+
+    /// Runs `sshd` instead of the installed one (tests, non-standard installs). For isolated
+    /// nodes it must exist at the same path inside the node (not under /tmp, /run or /root).
     pub fn with_sshd(mut self, sshd: &Path) -> Self {
         self.sshd = Some(sshd.to_path_buf());
         self
+    }
+
+    /// Sets whether nodes created from now on are isolated from the host.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Whether the next node will be isolated. `Required` without isolation is a usage error
+    /// (exit 2); `Auto` without it warns once per process. deploy-node calls this before it
+    /// creates anything; `create` calls it too.
+    pub fn check_isolation(&self) -> Result<bool> {
+        isolate::decide(self.isolation)
     }
 
     /// The directory of node `name` (which need not exist).
@@ -142,10 +184,18 @@ impl LocalProvider {
         format!("{MARKER_VAR}={}", self.node_dir(name).display())
     }
 
+    /// What the node's sshd has in its command line (pids get reused).
+    fn needle(&self, name: &str, isolated: bool) -> String {
+        if isolated {
+            isolate::title_needle(&self.marker(name))
+        } else {
+            self.config_path(name).to_string_lossy().into_owned()
+        }
+    }
+
     /// True when the record's sshd is alive and is really that node's sshd.
     fn running(&self, rec: &NodeRecord) -> bool {
-        let conf = self.config_path(&rec.name);
-        procs::is_ours(rec.pid, &conf.to_string_lossy())
+        procs::is_ours(rec.pid, &self.needle(&rec.name, rec.isolated))
     }
 
     fn to_node(&self, rec: &NodeRecord) -> Node {
@@ -173,12 +223,13 @@ impl LocalProvider {
         }
     }
 
-    fn sshd_config(&self, name: &str, port: u16) -> String {
-        sshd::config_text(&self.node_dir(name), name, port, &self.marker(name))
+    fn sshd_config(&self, name: &str, listen: (Ipv4Addr, u16), isolated: bool) -> String {
+        let d = self.node_dir(name);
+        sshd::config_text(&d, name, listen, &self.marker(name), isolated)
     }
 
     /// Writes everything but sshd_config and returns the host public key line.
-    fn write_files(&self, spec: &NodeSpec) -> Result<String> {
+    fn write_files(&self, spec: &NodeSpec, isolated: bool) -> Result<String> {
         use ssh_key::{Algorithm, LineEnding, PrivateKey};
         let d = self.node_dir(&spec.name);
         let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
@@ -203,43 +254,45 @@ impl LocalProvider {
         }
         state::write_atomic(&d.join("authorized_keys"), keys.as_bytes(), 0o600)?;
         state::write_atomic(&d.join("sshd.log"), b"", 0o600)?;
+        if isolated {
+            isolate::prepare(&d, keys.as_bytes())?;
+        }
         Ok(public)
     }
 
-    /// Starts sshd on a free port; retries with another port when the bind races.
-    fn start(&self, name: &str, sshd: &Path) -> Result<(u16, u32)> {
+    /// Starts sshd on `addr` and a free port (22 first when isolated); retries with another
+    /// port when the bind races.
+    fn start(&self, name: &str, sshd: &Path, addr: Ipv4Addr, isolated: bool) -> Result<(u16, u32)> {
         let d = self.node_dir(name);
         let log_path = d.join("sshd.log");
         let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port()?;
+        for attempt in 0..START_ATTEMPTS {
+            let port = free_port(addr, isolated && attempt == 0)?;
+            if isolated && attempt == 0 && port != 22 {
+                output::debug(&format!(
+                    "local node {name}: {addr}:22 is taken, using {port}"
+                ));
+            }
             let conf = self.config_path(name);
-            state::write_atomic(&conf, self.sshd_config(name, port).as_bytes(), 0o600)?;
+            let text = self.sshd_config(name, (addr, port), isolated);
+            state::write_atomic(&conf, text.as_bytes(), 0o600)?;
             let _ = fs::remove_file(d.join("sshd.pid"));
             let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
             let log = fs::OpenOptions::new()
                 .append(true)
                 .open(&log_path)
                 .map_err(|e| Error::io(format!("cannot open {}", log_path.display()), e))?;
-            let err_log = log
-                .try_clone()
-                .map_err(|e| Error::io("cannot duplicate the log file", e))?;
-            // -f first: the config path stays in the process title, which `list` checks.
-            let status = Command::new(sshd)
-                .arg("-f")
-                .arg(&conf)
-                .arg("-E")
-                .arg(&log_path)
-                .current_dir(&d)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(err_log)
-                .status()
-                .map_err(|e| Error::io(format!("cannot run {}", sshd.display()), e))?;
-            let outcome = if status.success() {
-                wait_listening(&d, port, log_start)
+            // `None`: started; `Some(why)`: the start command itself failed.
+            let failed = if isolated {
+                let host = isolate::hostname(name);
+                isolate::launch(&d, host, addr, &self.dir, sshd, &self.marker(name), log)?;
+                None
             } else {
-                Err(None)
+                sshd::daemonize(sshd, &conf, &log_path, &d, log)?
+            };
+            let outcome = match failed {
+                None => wait_listening(&d, addr, port, log_start),
+                Some(_) => Err(None),
             };
             match outcome {
                 Ok(pid) => return Ok((port, pid)),
@@ -249,6 +302,7 @@ impl LocalProvider {
                     }
                     last = log_tail(&log_path, log_start);
                     if last.is_empty() {
+                        let status = failed.unwrap_or_else(|| "running".into());
                         last = format!(
                             "sshd exited ({status}) or did not listen within {START_TIMEOUT:?}"
                         );
@@ -266,16 +320,34 @@ impl LocalProvider {
         })
     }
 
-    fn create_in_dir(&self, spec: &NodeSpec, sshd: &Path) -> Result<Node> {
-        let host_key = self.write_files(spec)?;
-        if unsafe { libc::geteuid() } == 0 {
+    /// Addresses of the other nodes, which an isolated node must not take.
+    fn taken_addresses(&self, except: &str) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n != except)
+            .filter_map(|n| self.record(&n).ok().flatten())
+            .map(|r| r.address)
+            .collect()
+    }
+
+    fn create_in_dir(&self, spec: &NodeSpec, sshd: &Path, isolated: bool) -> Result<Node> {
+        let host_key = self.write_files(spec, isolated)?;
+        let addr = if isolated {
+            isolate::pick_address(&spec.name, &self.taken_addresses(&spec.name))
+        } else {
+            ADDRESS
+        };
+        // SAFETY: geteuid has no preconditions.
+        if !isolated && unsafe { libc::geteuid() } == 0 {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
                 .create(PRIVSEP_DIR)
                 .map_err(|e| Error::io(format!("cannot create {PRIVSEP_DIR}"), e))?;
         }
-        let (port, pid) = self.start(&spec.name, sshd)?;
+        let (port, pid) = self.start(&spec.name, sshd, addr, isolated)?;
         let created = now_rfc3339();
         let mut tags = spec.tags.clone();
         tags.entry(TAG_MANAGED.to_string())
@@ -292,7 +364,7 @@ impl LocalProvider {
         let rec = NodeRecord {
             id: spec.name.clone(),
             name: spec.name.clone(),
-            address: ADDRESS.to_string(),
+            address: addr.to_string(),
             port,
             pid,
             user: current_user(),
@@ -302,6 +374,7 @@ impl LocalProvider {
             size: or_local(&spec.size),
             location: or_local(&spec.location),
             tags,
+            isolated,
         };
         if let Err(e) = state::write_json_atomic(&self.node_dir(&spec.name).join("node.json"), &rec)
         {
@@ -309,8 +382,9 @@ impl LocalProvider {
             return Err(e);
         }
         output::debug(&format!(
-            "local node {}: sshd pid {pid} listening on {ADDRESS}:{port}",
-            spec.name
+            "local node {}: sshd pid {pid} listening on {addr}:{port}{}",
+            spec.name,
+            if isolated { ", isolated" } else { "" }
         ));
         Ok(self.to_node(&rec))
     }
@@ -332,6 +406,7 @@ impl Provider for LocalProvider {
             Some(p) => p.clone(),
             None => sshd_path()?,
         };
+        let isolated = self.check_isolation()?;
         state::ensure_dir(&self.dir)?;
         let d = self.node_dir(&spec.name);
         // create_dir (not create_dir_all) fails if it exists: the name is claimed atomically.
@@ -347,7 +422,7 @@ impl Provider for LocalProvider {
                 return Err(Error::io(format!("cannot create {}", d.display()), e));
             }
         }
-        let res = self.create_in_dir(spec, &sshd);
+        let res = self.create_in_dir(spec, &sshd, isolated);
         if res.is_err() {
             let _ = fs::remove_dir_all(&d);
         }
@@ -395,15 +470,25 @@ impl Provider for LocalProvider {
         if !d.is_dir() {
             return Ok(Destroyed::AlreadyGone);
         }
-        let conf = self.config_path(id).to_string_lossy().into_owned();
         let pid_from_file = fs::read_to_string(d.join("sshd.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());
         let pid_from_record = self.record(id).ok().flatten().map(|r| r.pid);
-        let root = [pid_from_record, pid_from_file]
-            .into_iter()
-            .flatten()
-            .find(|p| procs::is_ours(*p, &conf));
+        // A corrupt record does not say whether the node was isolated: try both.
+        let ours = |isolated: bool| {
+            let needle = self.needle(id, isolated);
+            [pid_from_record, pid_from_file]
+                .into_iter()
+                .flatten()
+                .find(|p| procs::is_ours(*p, &needle))
+        };
+        let root = ours(false);
+        if let Some(init) = ours(true) {
+            // The init of the node's PID namespace: SIGKILL takes every process of the node
+            // with it, and the mounts go with the last of them.
+            procs::kill_now(init, Duration::from_secs(5));
+        }
+        // The rest: an unisolated node's sessions, an isolated node's namespace holder.
         let n = procs::kill_node(root, &self.marker(id), Duration::from_secs(2));
         output::debug(&format!("local node {id}: stopped {n} process(es)"));
         fs::remove_dir_all(&d)

@@ -170,7 +170,9 @@ pub fn build(
 ) -> Result<Box<dyn Provider>> {
     let _ = creds; // used by the cloud drivers
     match name {
-        "local" => Ok(Box::new(local::LocalProvider::new())),
+        "local" => Ok(Box::new(local::LocalProvider::from_table(
+            &cfg.provider_table("local"),
+        )?)),
         "static" => Ok(Box::new(static_hosts::StaticProvider::from_table(
             &cfg.provider_table("static"),
         )?)),

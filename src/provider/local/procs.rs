@@ -161,3 +161,15 @@ pub fn kill_node(root: Option<u32>, marker: &str, grace: Duration) -> usize {
     }
     total
 }
+
+/// SIGKILL to `pid`, then waits up to `timeout` for it to be gone. For the init of an
+/// isolated node, gone means every process of its PID namespace is gone too.
+pub fn kill_now(pid: u32, timeout: Duration) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    if pid > 1 {
+        signal(&[pid], libc::SIGKILL);
+        wait_dead(&[pid], timeout);
+    }
+}

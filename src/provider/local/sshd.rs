@@ -5,8 +5,9 @@ use super::ADDRESS;
 use crate::error::{Error, Result};
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where Debian/Ubuntu's openssh-server puts sshd; PATH is searched after it.
@@ -71,9 +72,40 @@ pub(super) fn conf_value(v: &str) -> String {
     }
 }
 
-/// A port the kernel says is free on the loopback address right now.
-pub(super) fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((ADDRESS, 0))
+/// Starts sshd with config `conf` as a daemon (it forks and `setsid`s, so the node outlives
+/// us) logging to `log_path`; `Some(status)` when the command failed.
+pub(super) fn daemonize(
+    sshd: &Path,
+    conf: &Path,
+    log_path: &Path,
+    dir: &Path,
+    log: fs::File,
+) -> Result<Option<String>> {
+    let err_log = log
+        .try_clone()
+        .map_err(|e| Error::io("cannot duplicate the log file", e))?;
+    // -f first: the config path stays in the process title, which `list` checks.
+    let status = Command::new(sshd)
+        .arg("-f")
+        .arg(conf)
+        .arg("-E")
+        .arg(log_path)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .status()
+        .map_err(|e| Error::io(format!("cannot run {}", sshd.display()), e))?;
+    Ok((!status.success()).then(|| status.to_string()))
+}
+
+/// Port 22 when `prefer_22` and it is free on `addr` (an isolated node, like a real
+/// machine; a host sshd on 0.0.0.0:22 takes it), else a port the kernel says is free now.
+pub(super) fn free_port(addr: Ipv4Addr, prefer_22: bool) -> Result<u16> {
+    if prefer_22 && TcpListener::bind((addr, 22)).is_ok() {
+        return Ok(22);
+    }
+    let l = TcpListener::bind((addr, 0))
         .map_err(|e| Error::io("cannot find a free loopback port", e))?;
     l.local_addr()
         .map(|a| a.port())
@@ -85,6 +117,7 @@ pub(super) fn free_port() -> Result<u16> {
 /// a failed bind shows only as a fatal line in the log (written since `log_from`) and no pid.
 pub(super) fn wait_listening(
     dir: &Path,
+    addr: Ipv4Addr,
     port: u16,
     log_from: u64,
 ) -> std::result::Result<u32, Option<u32>> {
@@ -103,7 +136,7 @@ pub(super) fn wait_listening(
             if !super::procs::alive(p) {
                 return Err(pid);
             }
-            if banner(port).is_some_and(|b| b.starts_with("SSH-2.0-")) {
+            if banner_at(addr, port).is_some_and(|b| b.starts_with("SSH-2.0-")) {
                 return Ok(p);
             }
         }
@@ -112,9 +145,9 @@ pub(super) fn wait_listening(
     Err(pid)
 }
 
-/// Whether sshd's log says it gave up.
+/// Whether sshd's log (or the isolated launcher's, `unshare: ...`) says it gave up.
 fn is_fatal(log: &str) -> bool {
-    log.contains("fatal") || bind_failed(log)
+    log.contains("fatal") || log.contains("unshare: ") || bind_failed(log)
 }
 
 /// Whether sshd's log says its port was taken (worth retrying with another port).
@@ -122,9 +155,15 @@ pub(super) fn bind_failed(log: &str) -> bool {
     log.contains("Address already in use") || log.contains("Cannot bind")
 }
 
-/// The first line a server on the loopback `port` sends, if it answers quickly.
+/// The first line a server on `127.0.0.1:port` (an unisolated node) sends, if it answers
+/// quickly.
 pub fn banner(port: u16) -> Option<String> {
-    let addr = (ADDRESS, port).into();
+    banner_at(ADDRESS, port)
+}
+
+/// The first line a server on `addr:port` sends, if it answers quickly.
+pub fn banner_at(addr: Ipv4Addr, port: u16) -> Option<String> {
+    let addr = (addr, port).into();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut buf = [0u8; 256];
@@ -154,19 +193,36 @@ pub(super) fn log_tail(path: &Path, from: u64) -> String {
         .join("; ")
 }
 
-/// sshd's config for a node living in `dir`. `marker` (`NAME=VALUE`) is exported into every
-/// session so destroy finds the session's processes.
-pub(super) fn config_text(dir: &Path, name: &str, port: u16, marker: &str) -> String {
+/// sshd's config for a node living in `dir` and listening on `listen`. `marker`
+/// (`NAME=VALUE`) is exported into every session so destroy finds the session's processes.
+/// An isolated node's sshd reads it as its own /etc/ssh/sshd_config: its host key is in
+/// /etc/ssh, root's keys in the node's private /root/.ssh, and the launcher writes the pid.
+pub(super) fn config_text(
+    dir: &Path,
+    name: &str,
+    listen: (Ipv4Addr, u16),
+    marker: &str,
+    isolated: bool,
+) -> String {
     let p = |f: &str| conf_value(&dir.join(f).to_string_lossy());
-    // AuthorizedKeysFile expands %-tokens; a literal % must be doubled.
-    let keys = p("authorized_keys").replace('%', "%%");
+    let (hostkey, keys, pid) = if isolated {
+        (
+            "/etc/ssh/ssh_host_ed25519_key".to_string(),
+            ".ssh/authorized_keys".to_string(),
+            "none".to_string(),
+        )
+    } else {
+        // AuthorizedKeysFile expands %-tokens; a literal % must be doubled.
+        let keys = p("authorized_keys").replace('%', "%%");
+        (p("ssh_host_ed25519_key"), keys, p("sshd.pid"))
+    };
     // Without PAM, sshd refuses every login to a locked account ('!' in /etc/shadow, as root
     // is on many installs) even with a valid key; with PAM the key is enough. sshd as a
     // normal user cannot read /etc/shadow, sees no lock, and runs best without PAM.
     let pam = if root_locked() { "yes" } else { "no" };
     format!(
         "# Written by provision for local node {name}; removed by destroy-node.\n\
-         ListenAddress {ADDRESS}:{port}\n\
+         ListenAddress {addr}:{port}\n\
          HostKey {hostkey}\n\
          AuthorizedKeysFile {keys}\n\
          PidFile {pid}\n\
@@ -179,8 +235,8 @@ pub(super) fn config_text(dir: &Path, name: &str, port: u16, marker: &str) -> St
          PrintMotd no\n\
          Subsystem sftp internal-sftp\n\
          LogLevel ERROR\n",
-        hostkey = p("ssh_host_ed25519_key"),
-        pid = p("sshd.pid"),
+        addr = listen.0,
+        port = listen.1,
         marker = conf_value(marker),
     )
 }
