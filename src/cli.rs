@@ -119,6 +119,10 @@ pub struct DeployArgs {
     /// At most this many nodes are deployed at once.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub parallel: usize,
+    /// Local nodes: `auto` isolates them in namespaces when possible (root on Linux) and says
+    /// so when not; `required` refuses to deploy without isolation; `off` never isolates.
+    #[arg(long, value_name = "MODE", value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(provider::local::Isolation::NAMES), |s: String| s.parse::<provider::local::Isolation>().expect("a listed value")))]
+    pub isolation: Option<provider::local::Isolation>,
     /// Print the plan (keys, files, rendered scripts) and create nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -233,8 +237,19 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         };
     }
     let provider_name = plans[0].provider.value.clone();
-    provider::preflight(&provider_name)?;
+    let mut cfg = cfg;
+    if let Some(iso) = args.isolation {
+        cfg.providers
+            .entry("local".into())
+            .or_default()
+            .insert("isolation".into(), iso.to_string().into());
+    }
     let provider = provider_for(&args.common, &cfg, Some(&provider_name))?;
+    let p0 = &plans[0];
+    let value = |v: &Option<crate::config::Sourced<String>>| {
+        v.as_ref().map(|s| s.value.clone()).unwrap_or_default()
+    };
+    let prepared = provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?;
     if args.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
@@ -245,6 +260,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         keep_on_failure: args.keep_on_failure,
         insecure_host_key: args.insecure_host_key,
         identity: args.identity.clone(),
+        prepared: Some(prepared),
     };
     deploy::install_signal_handler();
     output::start_progress(

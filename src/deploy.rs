@@ -27,6 +27,8 @@ pub struct Options {
     pub keep_on_failure: bool,
     pub insecure_host_key: bool,
     pub identity: Option<PathBuf>,
+    /// Image/size/location as the provider resolved them (`Provider::prepare`).
+    pub prepared: Option<crate::provider::Prepared>,
 }
 
 /// What happened to one node: enough for stdout, `-d` and `--junit`, even on failure.
@@ -73,9 +75,21 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     let mut entry = journal::begin(&pname, name)?;
     let spec = NodeSpec {
         name: name.clone(),
-        image: opt_value(&plan.image),
-        size: opt_value(&plan.size),
-        location: opt_value(&plan.location),
+        image: opts
+            .prepared
+            .as_ref()
+            .map(|p| p.image.clone())
+            .unwrap_or_else(|| opt_value(&plan.image)),
+        size: opts
+            .prepared
+            .as_ref()
+            .map(|p| p.size.clone())
+            .unwrap_or_else(|| opt_value(&plan.size)),
+        location: opts
+            .prepared
+            .as_ref()
+            .map(|p| p.location.clone())
+            .unwrap_or_else(|| opt_value(&plan.location)),
         public_keys: plan.pubkeys.iter().map(|k| k.line.clone()).collect(),
         tags: tags(),
     };

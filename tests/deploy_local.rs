@@ -96,6 +96,18 @@ fn list(s: &Sandbox) -> String {
     s.cmd("list-nodes").run().code(0).stdout
 }
 
+/// The names list-nodes shows; every address must be a loopback one.
+fn names(s: &Sandbox) -> Vec<String> {
+    list(s)
+        .lines()
+        .map(|l| {
+            let (name, ip) = l.split_once(' ').expect("NAME IP");
+            assert!(ip.starts_with("127."), "{l}");
+            name.to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn deploy_list_ssh_destroy() {
     let s = Sandbox::new();
@@ -120,7 +132,11 @@ fn deploy_list_ssh_destroy() {
         .run()
         .code(0);
     let name = node_name(&r);
-    assert_eq!(r.stdout, format!("{name} 127.0.0.1\n"));
+    assert!(
+        r.stdout.starts_with(&format!("{name} 127.")) && r.stdout.lines().count() == 1,
+        "{}",
+        r.stdout
+    );
     let r = r
         .stderr_has(&format!("[{name}] hello from {name}"))
         .stderr_has(&format!("[{name}] to-stderr"))
@@ -128,7 +144,7 @@ fn deploy_list_ssh_destroy() {
     assert!(r.stderr.find("hello from").unwrap() < r.stderr.find("python says").unwrap());
 
     // listed, and reachable with ssh using the node's new keys and its pinned host key
-    assert_eq!(list(&s), format!("{name} 127.0.0.1\n"));
+    assert_eq!(names(&s), std::slice::from_ref(&name));
     let cfg = ssh_config(&s);
     let out = ssh(&s, &cfg, &name, &[], "echo in");
     assert_eq!(
@@ -152,36 +168,28 @@ fn deploy_list_ssh_destroy() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // files with content and mode
-    use std::os::unix::fs::PermissionsExt;
-    let t = s.path().join("targets");
+    // files with content and mode, on the node
+    let t = s.path().join("targets").display().to_string();
+    let cmd = format!("cat {t}/etc/app/app.conf; stat -c %a {t}/usr/local/bin/tool {t}/secret/key");
+    let out = ssh(&s, &cfg, &name, &[], &cmd);
     assert_eq!(
-        std::fs::read_to_string(t.join("etc/app/app.conf")).unwrap(),
-        "listen 8080\n"
+        String::from_utf8_lossy(&out.stdout),
+        "listen 8080\n755\n600\n"
     );
-    assert_eq!(
-        std::fs::metadata(t.join("usr/local/bin/tool"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o755
-    );
-    assert_eq!(
-        std::fs::metadata(t.join("secret/key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    // an isolated node (root on Linux) leaves the host untouched
+    if sshd::is_root() {
+        assert!(
+            !s.path().join("targets").exists(),
+            "the node wrote to the host"
+        );
+    }
 
     // the description file and the JUnit report
     let desc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(s.path().join("node.json")).unwrap())
             .unwrap();
     assert_eq!(desc["name"], name.as_str());
-    assert_eq!(desc["public_ip"], "127.0.0.1");
+    assert!(desc["public_ip"].as_str().unwrap().starts_with("127."));
     assert_eq!(desc["scripts"][1]["name"], "two.py");
     assert_eq!(desc["scripts"][1]["status"], 0);
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
@@ -232,7 +240,7 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
         .stderr_has("bad.sh failed (exit status 7); node kept for inspection: destroy it with `destroy-node -p local failing-node`")
         .stderr_lacks("never");
     assert!(r.stdout.is_empty());
-    assert_eq!(list(&s), "failing-node 127.0.0.1\n");
+    assert_eq!(names(&s), ["failing-node"]);
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.skipped, 1);
@@ -249,7 +257,7 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
         .code(3)
         .stderr_has("failed: b")
         .stderr_has("node failing-node kept");
-    assert_eq!(list(&s), "failing-node 127.0.0.1\n");
+    assert_eq!(names(&s), ["failing-node"]);
     s.cmd("destroy-node").args(["failing-node"]).run().code(0);
     assert_eq!(list(&s), "");
 }
@@ -443,7 +451,7 @@ fn a_killed_deploy_leaves_an_orphan_that_list_nodes_shows() {
         .args(["--orphans"])
         .run()
         .code(0)
-        .stdout_has("orphan-node 127.0.0.1");
+        .stdout_has("orphan-node 127.");
     s.cmd("destroy-node").args(["orphan-node"]).run().code(0);
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
@@ -492,7 +500,7 @@ fn destroy_dry_run_and_unreadable_results_destroy_nothing() {
         .run()
         .code(3)
         .stderr_has("kept");
-    assert_eq!(list(&s), "dry-node 127.0.0.1\n");
+    assert_eq!(names(&s), ["dry-node"]);
     s.cmd("destroy-node")
         .args(["-t", "results.xml", "dry-node"])
         .run()
@@ -546,4 +554,172 @@ fn makefile_example_runs_the_gated_flow() {
     let name = name.split_whitespace().next().unwrap().to_string();
     assert!(err.contains(&format!("node {name} kept")), "{err}");
     s.cmd("destroy-node").args([&name]).run().code(0);
+}
+
+#[test]
+fn without_isolation_required_exits_2_and_auto_warns_once_for_a_pool() {
+    let s = Sandbox::new();
+    let no_iso = provision::provider::local::NO_ISOLATION_ENV;
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "--isolation", "required"])
+        .env(no_iso, "1")
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has("isolation");
+    assert_eq!(list(&s), "");
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-b",
+            "hello",
+            "--count",
+            "3",
+            "--parallel",
+            "2",
+            "-n",
+            "plain-{i}",
+        ])
+        .env(no_iso, "1")
+        .run()
+        .code(0);
+    assert_eq!(
+        r.stderr.matches("local nodes are not isolated").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("summary:"), "{}", r.stderr);
+    let mut got: Vec<&str> = r
+        .stdout
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["plain-1", "plain-2", "plain-3"]);
+    let mut listed = names(&s);
+    listed.sort();
+    assert_eq!(listed, ["plain-1", "plain-2", "plain-3"]);
+    s.cmd("destroy-node")
+        .args(["--prefix", "plain-", "--dry-run"])
+        .run()
+        .code(0)
+        .stderr_has("3 node(s) match plain-*");
+    assert_eq!(names(&s).len(), 3);
+    s.cmd("destroy-node")
+        .args(["--prefix", "plain-"])
+        .run()
+        .code(0)
+        .stderr_has("plain-2: destroyed");
+    assert_eq!(list(&s), "");
+}
+
+#[test]
+fn a_pool_reports_every_node_and_exits_with_the_worst_code() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    s.write(
+        "one/provision.toml",
+        "[bundles.flaky]\nscripts = [\"maybe.sh\"]\n",
+    );
+    s.write("one/scripts/maybe.sh", "#!/bin/sh\n# provision-template-type: tera\n{% if node_name == \"pool-2\" %}exit 5{% else %}echo fine{% endif %}\n");
+    let one = s.path().join("one").display().to_string();
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c", &site, "-c", &one, "-b", "flaky", "--count", "3", "-n", "pool-{i}", "--json",
+            "--junit", "pool.xml",
+        ])
+        .run()
+        .code(14);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let ok: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ok, ["pool-1", "pool-3"]);
+    assert!(
+        r.stderr.contains("pool-2") && r.stderr.contains("failed, kept"),
+        "{}",
+        r.stderr
+    );
+    let report = provision::junit::read_results(&s.path().join("pool.xml")).unwrap();
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(
+        report.passed,
+        3 * 2 + 2,
+        "keys+files per node, two good scripts"
+    );
+    let mut listed = names(&s);
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["pool-1", "pool-2", "pool-3"],
+        "the failed node is kept, the others stay deployed"
+    );
+    s.cmd("destroy-node")
+        .args(["pool-1", "pool-2", "pool-3"])
+        .run()
+        .code(0);
+    assert_eq!(list(&s), "");
+}
+
+#[test]
+fn shipped_bundles_on_an_isolated_node_leave_the_host_alone() {
+    if !sshd::is_root() {
+        eprintln!("not root: local nodes are not isolated here; nothing to check");
+        return;
+    }
+    let s = Sandbox::new();
+    let before = |p: &str| std::fs::read(p).ok();
+    let (tz, gitcfg, hello) = (
+        before("/etc/timezone"),
+        before("/etc/gitconfig"),
+        before("/tmp/provision-hello/hello.txt"),
+    );
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-b",
+            "tz",
+            "-b",
+            "git",
+            "-b",
+            "hello",
+            "-t",
+            "timezone=Asia/Tokyo",
+            "-n",
+            "iso-bundles",
+            "--isolation",
+            "required",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("[iso-bundles] timezone: Asia/Tokyo")
+        .stderr_has("[iso-bundles] hostname: iso-bundles");
+    assert!(r.stdout.starts_with("iso-bundles 127."));
+    let cfg = ssh_config(&s);
+    let out = ssh(
+        &s,
+        &cfg,
+        "iso-bundles",
+        &[],
+        "cat /etc/timezone; git config --system user.name; cat /tmp/provision-hello/hello.txt",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("Asia/Tokyo\nprovision\nThis file was put here"),
+        "{text}"
+    );
+    assert_eq!(before("/etc/timezone"), tz);
+    assert_eq!(before("/etc/gitconfig"), gitcfg);
+    assert_eq!(before("/tmp/provision-hello/hello.txt"), hello);
+    s.cmd("destroy-node").args(["iso-bundles"]).run().code(0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&s.state().display().to_string()),
+        "a mount of the node remains"
+    );
 }

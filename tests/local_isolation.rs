@@ -336,60 +336,6 @@ fn config_table_sets_isolation_and_rejects_nonsense() {
 }
 
 /// Runs [`CHILD`] in a process of its own with isolation made unavailable.
-#[test]
-fn without_isolation_required_fails_and_auto_warns_once() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            CHILD,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(NO_ISOLATION_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "{stdout}");
-    assert_eq!(
-        stderr.matches("local nodes are not isolated").count(),
-        1,
-        "{stderr}"
-    );
-}
-
-#[test]
-#[ignore = "run by without_isolation_required_fails_and_auto_warns_once"]
-fn child_without_isolation() {
-    assert!(std::env::var_os(NO_ISOLATION_ENV).is_some());
-    let why = local::isolation_available().unwrap_err();
-    assert!(why.contains(NO_ISOLATION_ENV), "{why}");
-    let tmp = tempfile::tempdir().unwrap();
-    let required = provider(tmp.path());
-    let err = required.create(&spec("iso-req", vec![])).unwrap_err();
-    assert_eq!(err.code(), 2);
-    assert!(err.to_string().contains("required"), "{err}");
-    assert!(
-        !required.node_dir("iso-req").exists(),
-        "nothing was created"
-    );
-    assert_eq!(required.check_isolation().unwrap_err().code(), 2);
-
-    // Auto falls back to an unisolated node, warning once however many nodes are made.
-    let auto = LocalProvider::with_state_dir(tmp.path());
-    assert!(!auto.check_isolation().unwrap());
-    for name in ["plain-1", "plain-2"] {
-        let node = auto.create(&spec(name, vec![])).unwrap();
-        let _g = Guard(&auto, name);
-        assert_eq!(node.public_ip.as_deref(), Some("127.0.0.1"));
-        assert!(!auto.record(name).unwrap().unwrap().isolated);
-    }
-    // Off is quiet and never isolated.
-    let off = LocalProvider::with_state_dir(tmp.path()).with_isolation(Isolation::Off);
-    assert!(!off.check_isolation().unwrap());
-}
 
 #[test]
 fn isolation_is_available_here_as_root() {

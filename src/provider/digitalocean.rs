@@ -372,6 +372,15 @@ pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
 }
 
 impl Provider for DigitalOcean {
+    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
+        let r = self.resolve(image, size, location)?;
+        Ok(super::Prepared {
+            image: r.image,
+            size: r.size,
+            location: r.location,
+        })
+    }
+
     fn name(&self) -> &str {
         NAME
     }

@@ -385,6 +385,15 @@ pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
 }
 
 impl Provider for Hetzner {
+    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
+        let r = self.resolve(image, size, location)?;
+        Ok(super::Prepared {
+            image: r.image,
+            size: r.size,
+            location: r.location,
+        })
+    }
+
     fn name(&self) -> &str {
         NAME
     }

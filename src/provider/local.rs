@@ -391,6 +391,17 @@ impl LocalProvider {
 }
 
 impl Provider for LocalProvider {
+    /// Needs sshd; says once whether nodes will be isolated (or fails when required).
+    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
+        check_available()?;
+        self.check_isolation()?;
+        Ok(super::Prepared {
+            image: image.to_string(),
+            size: size.to_string(),
+            location: location.to_string(),
+        })
+    }
+
     fn name(&self) -> &str {
         "local"
     }

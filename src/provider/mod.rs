@@ -112,6 +112,14 @@ pub enum Destroyed {
     Forgotten,
 }
 
+/// What [`Provider::prepare`] resolved: the values `create` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub image: String,
+    pub size: String,
+    pub location: String,
+}
+
 /// libcloud's verbs.
 pub trait Provider: Send + Sync {
     /// The driver's name (`local`, `digitalocean`, ...).
@@ -122,6 +130,16 @@ pub trait Provider: Send + Sync {
     fn get(&self, id: &str) -> Result<Option<Node>>;
     fn destroy(&self, id: &str) -> Result<Destroyed>;
     /// How long to wait between polls while waiting for a node to run.
+    /// Checks and resolves what the user asked for before anything is created: image, size
+    /// and location names become what the API takes (a wrong one is a config error listing
+    /// near matches), and the driver's own preconditions are checked. Called once per run.
+    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<Prepared> {
+        Ok(Prepared {
+            image: image.to_string(),
+            size: size.to_string(),
+            location: location.to_string(),
+        })
+    }
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)
     }
@@ -168,8 +186,16 @@ pub fn build(
     cfg: &crate::config::Config,
     creds: &Credentials,
 ) -> Result<Box<dyn Provider>> {
-    let _ = creds; // used by the cloud drivers
+    let secret = creds.secret.as_deref();
     match name {
+        "digitalocean" => Ok(Box::new(digitalocean::DigitalOcean::from_config(
+            &cfg.provider_table("digitalocean"),
+            secret,
+        )?)),
+        "hetzner" => Ok(Box::new(hetzner::Hetzner::from_config(
+            &cfg.provider_table("hetzner"),
+            secret,
+        )?)),
         "local" => Ok(Box::new(local::LocalProvider::from_table(
             &cfg.provider_table("local"),
         )?)),
@@ -177,14 +203,5 @@ pub fn build(
             &cfg.provider_table("static"),
         )?)),
         _ => Err(unknown(name)),
-    }
-}
-
-/// Checks, before anything is created, what a driver needs on this machine (the local
-/// provider needs `sshd`).
-pub fn preflight(name: &str) -> Result<()> {
-    match name {
-        "local" => local::check_available(),
-        _ => Ok(()),
     }
 }
