@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 /// The child test that runs in a process of its own with [`NO_ISOLATION_ENV`] set (an env var
 /// would leak into the other tests of this process).
-const CHILD: &str = "child_without_isolation";
 
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
