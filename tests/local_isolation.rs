@@ -11,9 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// The child test that runs in a process of its own with [`NO_ISOLATION_ENV`] set (an env var
-/// would leak into the other tests of this process).
-
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
