@@ -182,6 +182,15 @@ pub struct ListArgs {
     /// Nodes whose deployment never finished and were not kept on purpose (from the journal).
     #[arg(long)]
     pub orphans: bool,
+    /// The provider's images (valid -i values) instead of nodes.
+    #[arg(long, conflicts_with_all = ["sizes", "locations", "orphans"])]
+    pub images: bool,
+    /// The provider's sizes (valid -s values) instead of nodes.
+    #[arg(long, conflicts_with_all = ["locations", "orphans"])]
+    pub sizes: bool,
+    /// The provider's locations (valid -l values) instead of nodes.
+    #[arg(long, conflicts_with = "orphans")]
+    pub locations: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -345,6 +354,16 @@ fn provider_for(common: &Common, cfg: &Config, chosen: Option<&str>) -> Result<A
 pub fn run_list(args: ListArgs) -> Result<()> {
     let cfg = args.common.load_config()?;
     let provider = provider_for(&args.common, &cfg, None)?;
+    let catalog = [
+        (args.images, provider::Catalog::Images),
+        (args.sizes, provider::Catalog::Sizes),
+        (args.locations, provider::Catalog::Locations),
+    ]
+    .into_iter()
+    .find_map(|(on, kind)| on.then_some(kind));
+    if let Some(kind) = catalog {
+        return output::print_catalog(&provider.catalog(kind)?, args.format);
+    }
     let nodes = if args.orphans {
         destroy::orphans(provider.as_ref())?
     } else {

@@ -321,3 +321,20 @@ pub fn ssh_config(nodes: &[crate::provider::Node]) -> Result<String> {
     }
     Ok(s)
 }
+
+/// `list-nodes --images/--sizes/--locations`: `NAME  DESCRIPTION` lines (or JSON).
+pub fn print_catalog(items: &[(String, String)], format: crate::cli::ListFormat) -> Result<()> {
+    if format == crate::cli::ListFormat::Json {
+        let v: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(n, d)| serde_json::json!({"name": n, "description": d}))
+            .collect();
+        return print_json(&v);
+    }
+    let width = items.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for (name, desc) in items {
+        let _ = writeln!(s, "{name:<width$}  {desc}");
+    }
+    print_stdout(&s)
+}

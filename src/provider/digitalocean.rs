@@ -372,6 +372,14 @@ pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
 }
 
 impl Provider for DigitalOcean {
+    fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
+        match kind {
+            super::Catalog::Images => self.images(),
+            super::Catalog::Sizes => self.sizes(),
+            super::Catalog::Locations => self.locations(),
+        }
+    }
+
     fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
         let r = self.resolve(image, size, location)?;
         Ok(super::Prepared {

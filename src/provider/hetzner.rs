@@ -385,6 +385,14 @@ pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
 }
 
 impl Provider for Hetzner {
+    fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
+        match kind {
+            super::Catalog::Images => self.images(),
+            super::Catalog::Sizes => self.sizes(),
+            super::Catalog::Locations => self.locations(),
+        }
+    }
+
     fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
         let r = self.resolve(image, size, location)?;
         Ok(super::Prepared {

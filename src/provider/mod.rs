@@ -112,6 +112,24 @@ pub enum Destroyed {
     Forgotten,
 }
 
+/// What `list-nodes` can list besides nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catalog {
+    Images,
+    Sizes,
+    Locations,
+}
+
+impl fmt::Display for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Catalog::Images => "images",
+            Catalog::Sizes => "sizes",
+            Catalog::Locations => "locations",
+        })
+    }
+}
+
 /// What [`Provider::prepare`] resolved: the values `create` is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
@@ -139,6 +157,14 @@ pub trait Provider: Send + Sync {
             size: size.to_string(),
             location: location.to_string(),
         })
+    }
+    /// The valid values for `-i`, `-s` or `-l`, as (name, description), for `list-nodes
+    /// --images/--sizes/--locations`.
+    fn catalog(&self, kind: Catalog) -> Result<Vec<(String, String)>> {
+        Err(Error::usage(format!(
+            "provider '{}' has no {kind} to list: it ignores -i, -s and -l",
+            self.name()
+        )))
     }
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)
