@@ -202,16 +202,15 @@ fn all_passing_files_together_destroy_and_one_failing_file_keeps() {
 fn collected_reports_get_their_expected_decision() {
     let dir = std::env::var_os("PROVISION_JUNIT_COLLECTED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/junit-collected")
-        });
-    if !dir.is_dir() {
-        eprintln!(
-            "skipped: {} is absent (set PROVISION_JUNIT_COLLECTED)",
-            dir.display()
-        );
-        return;
-    }
+        .or_else(|| {
+            [
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/junit-collected"),
+                PathBuf::from("/work/shared/conformance/junit-collected"),
+            ]
+            .into_iter()
+            .find(|d| d.is_dir())
+        })
+        .expect("the collected JUnit reports: set PROVISION_JUNIT_COLLECTED to shared/conformance/junit-collected");
     let rows = rows(&fixtures().join("collected.tsv"));
     let problems = check(&dir, &rows, &mut Vec::new());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
