@@ -244,6 +244,25 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.skipped, 1);
+    // a JUnit consumer other than ours reads the same report: 1 suite, 5 steps, 1 failure
+    let consumer = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, xml.etree.ElementTree as ET\n\
+             r = ET.parse(sys.argv[1]).getroot()\n\
+             s = r.findall('testsuite')\n\
+             c = r.findall('.//testcase')\n\
+             print(len(s), s[0].get('name'), len(c), len(r.findall('.//failure')), len(r.findall('.//skipped')), [x.get('name') for x in c])",
+        )
+        .arg(s.path().join("deploy.xml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&consumer.stdout),
+        "1 failing-node 5 1 1 ['keys', 'files', 'ok.sh', 'bad.sh', 'never.sh']\n",
+        "{}",
+        String::from_utf8_lossy(&consumer.stderr)
+    );
     // kept on purpose: not an orphan
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
