@@ -3,6 +3,7 @@
 //! [`NodeState`] through a table with an `Unknown` fallback.
 
 pub mod cloudinit;
+pub mod coalesce;
 pub mod digitalocean;
 pub mod hetzner;
 pub mod http;

@@ -1,0 +1,148 @@
+//! Coalesced polling for pools. While many nodes wait to run, each would poll `get` on its own
+//! — 100 nodes make 100 calls per interval, a pattern real APIs rate-limit. This wrapper answers
+//! `get` from one shared `list` call that is at most one poll interval old, so one list call
+//! serves every waiting node. Everything else passes straight through.
+
+use super::{Catalog, Destroyed, Node, NodeSpec, Prepared, Provider};
+use crate::error::Result;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Coalesced {
+    inner: Arc<dyn Provider>,
+    /// The last list and when it was fetched; the lock also makes concurrent callers wait for
+    /// one fetch instead of each making their own.
+    cache: Mutex<Option<(Instant, Vec<Node>)>>,
+    max_age: Duration,
+}
+
+impl Coalesced {
+    pub fn new(inner: Arc<dyn Provider>) -> Coalesced {
+        let max_age = inner.poll_interval();
+        Coalesced {
+            inner,
+            cache: Mutex::new(None),
+            max_age,
+        }
+    }
+}
+
+impl Provider for Coalesced {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn create(&self, spec: &NodeSpec) -> Result<Node> {
+        self.inner.create(spec)
+    }
+    fn list(&self, all: bool) -> Result<Vec<Node>> {
+        self.inner.list(all)
+    }
+    /// From the shared list when it is fresh; a node missing from a fresh list is looked up
+    /// directly (it may be too new for an eventually consistent list) before being called gone.
+    fn get(&self, id: &str) -> Result<Option<Node>> {
+        let mut cache = self.cache.lock().unwrap();
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < self.max_age);
+        if !fresh {
+            *cache = Some((Instant::now(), self.inner.list(false)?));
+        }
+        let found = cache
+            .as_ref()
+            .and_then(|(_, nodes)| nodes.iter().find(|n| n.id == id).cloned());
+        drop(cache);
+        match found {
+            Some(n) => Ok(Some(n)),
+            None => self.inner.get(id),
+        }
+    }
+    fn destroy(&self, id: &str) -> Result<Destroyed> {
+        self.inner.destroy(id)
+    }
+    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<Prepared> {
+        self.inner.prepare(image, size, location)
+    }
+    fn catalog(&self, kind: Catalog) -> Result<Vec<(String, String)>> {
+        self.inner.catalog(kind)
+    }
+    fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{NodeState, SshEndpoint};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting {
+        lists: AtomicUsize,
+        gets: AtomicUsize,
+    }
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            name: id.into(),
+            state: NodeState::Running,
+            public_ip: Some("127.0.0.9".into()),
+            private_ip: None,
+            image: None,
+            size: None,
+            location: None,
+            created: None,
+            tags: Default::default(),
+            ssh: SshEndpoint::default(),
+        }
+    }
+
+    impl Provider for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn create(&self, _: &NodeSpec) -> Result<Node> {
+            unreachable!()
+        }
+        fn list(&self, _: bool) -> Result<Vec<Node>> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            Ok((0..100).map(|i| node(&format!("n{i}"))).collect())
+        }
+        fn get(&self, id: &str) -> Result<Option<Node>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            Ok((id == "late").then(|| node("late")))
+        }
+        fn destroy(&self, _: &str) -> Result<Destroyed> {
+            unreachable!()
+        }
+        fn poll_interval(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+    }
+
+    #[test]
+    fn one_list_serves_a_hundred_waiting_nodes() {
+        let inner = Arc::new(Counting {
+            lists: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+        });
+        let c = Arc::new(Coalesced::new(inner.clone()));
+        std::thread::scope(|s| {
+            for i in 0..100 {
+                let c = c.clone();
+                s.spawn(move || {
+                    assert_eq!(
+                        c.get(&format!("n{i}")).unwrap().unwrap().id,
+                        format!("n{i}")
+                    )
+                });
+            }
+        });
+        assert_eq!(inner.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.gets.load(Ordering::SeqCst), 0);
+        // not in the list: asked directly, not called gone
+        assert_eq!(c.get("late").unwrap().unwrap().id, "late");
+        assert_eq!(c.get("gone").unwrap(), None);
+        assert_eq!(inner.gets.load(Ordering::SeqCst), 2);
+    }
+}
