@@ -99,8 +99,13 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     let node = match created {
         Ok(node) => node,
         Err(e) => {
+            // The create may have happened though its answer was unusable: find it by name
+            // and destroy it, so a garbled response never leaks a node.
+            let kept = outcome_unknown(&e) && !clean_unknown_create(provider.as_ref(), name, opts);
             guard.done(None);
-            journal::clear(&pname, name);
+            if !kept {
+                journal::clear(&pname, name);
+            }
             return Err(e);
         }
     };
@@ -155,6 +160,51 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     journal::clear(&pname, name);
     interrupts().forget(name);
     Ok(())
+}
+
+/// Errors after which the create may have happened on the provider's side.
+fn outcome_unknown(e: &Error) -> bool {
+    matches!(e, Error::Malformed { .. } | Error::Unexpected(_))
+}
+
+/// After a create whose outcome is unknown: destroys our node named `name` if it exists
+/// (unless --keep-on-failure). False when a node stays (kept or not destroyable); its name and
+/// id are then on stderr and the journal keeps it for `list-nodes --orphans`.
+fn clean_unknown_create(provider: &dyn Provider, name: &str, opts: &Options) -> bool {
+    let found = match provider.list(false) {
+        Ok(nodes) => nodes.into_iter().find(|n| n.name == name),
+        Err(e) => {
+            output::warn(&format!(
+                "{name}: the create's outcome is unknown and the node list failed ({e}); check with `list-nodes -p {} --orphans`",
+                provider.name()
+            ));
+            return false;
+        }
+    };
+    let Some(node) = found else {
+        return true;
+    };
+    if opts.keep_on_failure {
+        output::warn(&format!(
+            "{name}: created (id {}) though the answer was unusable; kept (--keep-on-failure)",
+            node.id
+        ));
+        return false;
+    }
+    output::info(&format!(
+        "{name}: created (id {}) though the answer was unusable: destroying it",
+        node.id
+    ));
+    match provider.destroy(&node.id) {
+        Ok(_) => true,
+        Err(e) => {
+            output::warn(&format!(
+                "{name}: could not be destroyed ({e}); it still exists: id {}",
+                node.id
+            ));
+            false
+        }
+    }
 }
 
 fn opt_value(v: &Option<crate::config::Sourced<String>>) -> String {
