@@ -242,18 +242,35 @@ pub fn target(plan: &Plan, node: &Node, opts: &Options) -> Target {
     }
 }
 
-/// Polls `get` (backing off) until the node runs with a public address.
+/// Polls in a row that may find a new node stopped before that counts as a failure: some
+/// clouds (Hetzner) show a new server `off` between its create and start actions.
+const STOPPED_POLLS: u32 = 3;
+
+/// Polls `get` (backing off) until the node runs with a public address. A node in error,
+/// terminated, or stopped for [`STOPPED_POLLS`] polls in a row will not run: a deploy error.
 fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> Result<Node> {
     let base = provider.poll_interval();
     let mut delay = base;
     let mut announced = false;
+    let mut stopped = 0;
     loop {
+        stopped = if node.state == NodeState::Stopped {
+            stopped + 1
+        } else {
+            0
+        };
         match node.state {
             NodeState::Running if node.public_ip.is_some() => return Ok(node),
             NodeState::Error | NodeState::Terminated => {
                 return Err(Error::deploy(
                     &node.name,
                     format!("the provider reports the node as {}", node.state),
+                ))
+            }
+            NodeState::Stopped if stopped >= STOPPED_POLLS => {
+                return Err(Error::deploy(
+                    &node.name,
+                    "the provider reports the node as stopped instead of starting it",
                 ))
             }
             _ => {}
