@@ -302,6 +302,8 @@ fn whole_flow(c: &Cloud) {
     let r = deploy(&s, c, url, &name, &["--ssh-timeout", "60s"]).run();
     let ip = deployed(r, fake, &name);
     let pid = node_pid(&name);
+    // the host key came pinned from the user-data: nothing was trusted on first use
+    assert!(!s.state().join("known_hosts").exists());
 
     let listed = cmd(&s, c, url, "list-nodes").run().code(0).stdout;
     assert!(listed.contains(&format!("{name} {ip}\n")), "{listed}");
