@@ -99,8 +99,13 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     let node = match created {
         Ok(node) => node,
         Err(e) => {
+            // The create may have happened though its answer was unusable: find it by name
+            // and destroy it, so a garbled response never leaks a node.
+            let kept = outcome_unknown(&e) && !clean_unknown_create(provider.as_ref(), name, opts);
             guard.done(None);
-            journal::clear(&pname, name);
+            if !kept {
+                journal::clear(&pname, name);
+            }
             return Err(e);
         }
     };
@@ -157,6 +162,51 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     Ok(())
 }
 
+/// Errors after which the create may have happened on the provider's side.
+fn outcome_unknown(e: &Error) -> bool {
+    matches!(e, Error::Malformed { .. } | Error::Unexpected(_))
+}
+
+/// After a create whose outcome is unknown: destroys our node named `name` if it exists
+/// (unless --keep-on-failure). False when a node stays (kept or not destroyable); its name and
+/// id are then on stderr and the journal keeps it for `list-nodes --orphans`.
+fn clean_unknown_create(provider: &dyn Provider, name: &str, opts: &Options) -> bool {
+    let found = match provider.list(false) {
+        Ok(nodes) => nodes.into_iter().find(|n| n.name == name),
+        Err(e) => {
+            output::warn(&format!(
+                "{name}: the create's outcome is unknown and the node list failed ({e}); check with `list-nodes -p {} --orphans`",
+                provider.name()
+            ));
+            return false;
+        }
+    };
+    let Some(node) = found else {
+        return true;
+    };
+    if opts.keep_on_failure {
+        output::warn(&format!(
+            "{name}: created (id {}) though the answer was unusable; kept (--keep-on-failure)",
+            node.id
+        ));
+        return false;
+    }
+    output::info(&format!(
+        "{name}: created (id {}) though the answer was unusable: destroying it",
+        node.id
+    ));
+    match provider.destroy(&node.id) {
+        Ok(_) => true,
+        Err(e) => {
+            output::warn(&format!(
+                "{name}: could not be destroyed ({e}); it still exists: id {}",
+                node.id
+            ));
+            false
+        }
+    }
+}
+
 fn opt_value(v: &Option<crate::config::Sourced<String>>) -> String {
     v.as_ref().map(|s| s.value.clone()).unwrap_or_default()
 }
@@ -192,18 +242,35 @@ pub fn target(plan: &Plan, node: &Node, opts: &Options) -> Target {
     }
 }
 
-/// Polls `get` (backing off) until the node runs with a public address.
+/// Polls in a row that may find a new node stopped before that counts as a failure: some
+/// clouds (Hetzner) show a new server `off` between its create and start actions.
+const STOPPED_POLLS: u32 = 3;
+
+/// Polls `get` (backing off) until the node runs with a public address. A node in error,
+/// terminated, or stopped for [`STOPPED_POLLS`] polls in a row will not run: a deploy error.
 fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> Result<Node> {
     let base = provider.poll_interval();
     let mut delay = base;
     let mut announced = false;
+    let mut stopped = 0;
     loop {
+        stopped = if node.state == NodeState::Stopped {
+            stopped + 1
+        } else {
+            0
+        };
         match node.state {
             NodeState::Running if node.public_ip.is_some() => return Ok(node),
             NodeState::Error | NodeState::Terminated => {
                 return Err(Error::deploy(
                     &node.name,
                     format!("the provider reports the node as {}", node.state),
+                ))
+            }
+            NodeState::Stopped if stopped >= STOPPED_POLLS => {
+                return Err(Error::deploy(
+                    &node.name,
+                    "the provider reports the node as stopped instead of starting it",
                 ))
             }
             _ => {}

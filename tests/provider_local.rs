@@ -392,3 +392,37 @@ fn build_makes_known_providers_and_refuses_unknown_ones() {
     assert!(!format!("{creds:?}").contains("s3cret"));
     assert!(local::check_available().is_ok());
 }
+
+#[test]
+fn create_with_host_key_serves_the_given_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = LocalProvider::with_state_dir(tmp.path());
+    let (key, public) = client_key(tmp.path(), "good");
+    // the host key a cloud driver would put into cloud-init user-data
+    let (host, host_public) = client_key(tmp.path(), "host");
+    let host_private = fs::read_to_string(&host).unwrap();
+    let node = p
+        .create_with_host_key(&spec("hk1", vec![public]), &host_private)
+        .unwrap();
+    let _g = Guard(&p, "hk1".into());
+    let blob = |l: &str| l.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(
+        blob(node.ssh.host_key.as_deref().unwrap()),
+        blob(&host_public)
+    );
+    // `ssh` pins node.ssh.host_key with StrictHostKeyChecking=yes: the sshd really serves it
+    let out = ssh(&node, &key, tmp.path(), "echo pinned");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pinned");
+
+    // a key that is not an OpenSSH private key is refused, leaving nothing behind
+    let e = p
+        .create_with_host_key(&spec("hk2", vec![]), "not a key")
+        .unwrap_err();
+    assert!(e.to_string().contains("host key"), "{e}");
+    assert!(!p.node_dir("hk2").exists());
+}

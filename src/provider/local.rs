@@ -228,12 +228,17 @@ impl LocalProvider {
         sshd::config_text(&d, name, listen, &self.marker(name), isolated)
     }
 
-    /// Writes everything but sshd_config and returns the host public key line.
-    fn write_files(&self, spec: &NodeSpec, isolated: bool) -> Result<String> {
+    /// Writes everything but sshd_config and returns the host public key line. The host key
+    /// is `host` (an OpenSSH private key) when given, else a fresh ed25519 one.
+    fn write_files(&self, spec: &NodeSpec, isolated: bool, host: Option<&str>) -> Result<String> {
         use ssh_key::{Algorithm, LineEnding, PrivateKey};
         let d = self.node_dir(&spec.name);
-        let key = PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
-            .map_err(|e| Error::unexpected(format!("cannot generate a host key: {e}")))?;
+        let key = match host {
+            Some(text) => PrivateKey::from_openssh(text)
+                .map_err(|e| Error::usage(format!("the given host key is not usable: {e}")))?,
+            None => PrivateKey::random(&mut rand::rngs::OsRng, Algorithm::Ed25519)
+                .map_err(|e| Error::unexpected(format!("cannot generate a host key: {e}")))?,
+        };
         let private = key
             .to_openssh(LineEnding::LF)
             .map_err(|e| Error::unexpected(format!("cannot encode the host key: {e}")))?;
@@ -332,8 +337,14 @@ impl LocalProvider {
             .collect()
     }
 
-    fn create_in_dir(&self, spec: &NodeSpec, sshd: &Path, isolated: bool) -> Result<Node> {
-        let host_key = self.write_files(spec, isolated)?;
+    fn create_in_dir(
+        &self,
+        spec: &NodeSpec,
+        sshd: &Path,
+        isolated: bool,
+        host: Option<&str>,
+    ) -> Result<Node> {
+        let host_key = self.write_files(spec, isolated, host)?;
         let addr = if isolated {
             isolate::pick_address(&spec.name, &self.taken_addresses(&spec.name))
         } else {
@@ -388,25 +399,19 @@ impl LocalProvider {
         ));
         Ok(self.to_node(&rec))
     }
-}
 
-impl Provider for LocalProvider {
-    /// Needs sshd; says once whether nodes will be isolated (or fails when required).
-    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
-        check_available()?;
-        self.check_isolation()?;
-        Ok(super::Prepared {
-            image: image.to_string(),
-            size: size.to_string(),
-            location: location.to_string(),
-        })
+    /// [`Provider::create`], but the node's sshd uses `host_private_openssh` (an OpenSSH private
+    /// key, as cloud-init's `ssh_keys.ed25519_private` carries it) as its host key instead of
+    /// a fresh one: for test fakes of clouds whose nodes are local ones.
+    pub fn create_with_host_key(
+        &self,
+        spec: &NodeSpec,
+        host_private_openssh: &str,
+    ) -> Result<Node> {
+        self.create_node(spec, Some(host_private_openssh))
     }
 
-    fn name(&self) -> &str {
-        "local"
-    }
-
-    fn create(&self, spec: &NodeSpec) -> Result<Node> {
+    fn create_node(&self, spec: &NodeSpec, host: Option<&str>) -> Result<Node> {
         if !valid_name(&spec.name) {
             return Err(Error::usage(format!(
                 "invalid local node name '{}': use letters, digits, '.', '_' and '-'",
@@ -433,11 +438,32 @@ impl Provider for LocalProvider {
                 return Err(Error::io(format!("cannot create {}", d.display()), e));
             }
         }
-        let res = self.create_in_dir(spec, &sshd, isolated);
+        let res = self.create_in_dir(spec, &sshd, isolated, host);
         if res.is_err() {
             let _ = fs::remove_dir_all(&d);
         }
         res
+    }
+}
+
+impl Provider for LocalProvider {
+    /// Needs sshd; says once whether nodes will be isolated (or fails when required).
+    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
+        check_available()?;
+        self.check_isolation()?;
+        Ok(super::Prepared {
+            image: image.to_string(),
+            size: size.to_string(),
+            location: location.to_string(),
+        })
+    }
+
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn create(&self, spec: &NodeSpec) -> Result<Node> {
+        self.create_node(spec, None)
     }
 
     /// Every node directory; all local nodes are ours, so `all` changes nothing. A corrupt

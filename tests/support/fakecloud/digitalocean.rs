@@ -74,7 +74,7 @@ fn droplet_json(inner: &Inner, s: &Server) -> Value {
     json!({
         "id": s.id, "name": s.name,
         "memory": size["memory"], "vcpus": size["vcpus"], "disk": size["disk"],
-        "locked": false, "status": if active { "active" } else { "new" },
+        "locked": false, "status": inner.status_override().unwrap_or_else(|| (if active { "active" } else { "new" }).into()),
         "created_at": s.created, "features": ["ipv6"], "backup_ids": [],
         "next_backup_window": null, "snapshot_ids": [],
         "image": image_json(&s.image), "volume_ids": [], "size": size,
@@ -171,7 +171,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
             if !REGIONS.iter().any(|r| r.0 == region) {
                 return invalid("You specified an invalid region for Droplet creation.");
             }
-            let (ip, port) = inner.place(&name);
+            let (ip, port) = inner.place(&name, &s("user_data").unwrap_or_default());
             let server = Server {
                 id: inner.next_id(),
                 name,
@@ -215,9 +215,15 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
             }
         }
         ("DELETE", ["v2", "droplets", id]) => {
-            let mut st = inner.state.lock().unwrap();
-            match id.parse().ok().and_then(|id: u64| st.servers.remove(&id)) {
-                Some(_) => Resp::empty(204),
+            let gone = id
+                .parse()
+                .ok()
+                .and_then(|id: u64| inner.state.lock().unwrap().servers.remove(&id));
+            match gone {
+                Some(s) => {
+                    inner.deleted(&s.name);
+                    Resp::empty(204)
+                }
                 None => not_found(),
             }
         }

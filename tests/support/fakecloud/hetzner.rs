@@ -122,7 +122,7 @@ fn server_json(inner: &Inner, s: &Server) -> Value {
     let loc = location_json(&s.region);
     json!({
         "id": s.id, "name": s.name,
-        "status": if running { "running" } else { "initializing" },
+        "status": inner.status_override().unwrap_or_else(|| (if running { "running" } else { "initializing" }).into()),
         "created": s.created,
         "public_net": {
             "ipv4": {"id": s.id + 7, "ip": s.ip, "blocked": false, "dns_ptr": "localhost"},
@@ -241,7 +241,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 .flatten()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
                 .collect();
-            let (ip, port) = inner.place(&name);
+            let (ip, port) = inner.place(&name, &s("user_data").unwrap_or_default());
             let server = Server {
                 id: inner.next_id(),
                 name,
@@ -282,8 +282,14 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
             }
         }
         ("DELETE", ["servers", id]) => {
-            let mut st = inner.state.lock().unwrap();
-            match id.parse().ok().and_then(|id: u64| st.servers.remove(&id)) {
+            let gone = id
+                .parse()
+                .ok()
+                .and_then(|id: u64| inner.state.lock().unwrap().servers.remove(&id));
+            if let Some(s) = &gone {
+                inner.deleted(&s.name);
+            }
+            match gone {
                 Some(s) => Resp::json(
                     200,
                     json!({"action": action(s.id + 3, "delete_server", s.id)}),

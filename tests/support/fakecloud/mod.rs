@@ -1,8 +1,10 @@
 //! A stateful loopback fake of the DigitalOcean and Hetzner Cloud APIs, for the driver tests.
 //!
 //! Servers created by POST start `new`/`initializing` and turn `active`/`running` after
-//! [`FakeCloud::set_polls_until_active`] reads; they get a loopback IP from the
-//! [`FakeCloud::on_create`] hook (default 127.0.0.1). Lists are paginated with a small page
+//! [`FakeCloud::set_polls_until_active`] reads (or report the status set with
+//! [`FakeCloud::set_status`]); they get a loopback IP from the [`FakeCloud::on_create`] hook
+//! (default 127.0.0.1), which also sees the request's user-data, and
+//! [`FakeCloud::on_delete`] hears of every deleted server. Lists are paginated with a small page
 //! size. Faults (status codes, Retry-After, slow answers, malformed JSON, dropped connections)
 //! are injected per method and path prefix. Responses follow the official specs, so the fake
 //! can sit behind Prism's validating proxy.
@@ -39,6 +41,9 @@ pub enum Fault {
     Slow(Duration),
     /// Answer 200 with a body that is not JSON.
     Malformed,
+    /// Process the request (a create creates), then answer its success status with a body
+    /// that is not JSON.
+    MalformedAfterProcessing,
     /// Process the request, then close the connection without an answer.
     DropAfterProcessing,
     /// Answer with this status and this message in the provider's error body.
@@ -146,7 +151,10 @@ pub struct State {
 
 type Canned = (String, String, String, u16, String);
 
-pub type CreateHook = Box<dyn Fn(&str) -> (String, Option<u16>) + Send + Sync>;
+/// `(name, user_data)` of a new server → where it lives: `(ip, ssh port)`.
+pub type CreateHook = Box<dyn Fn(&str, &str) -> (String, Option<u16>) + Send + Sync>;
+/// Told the name of every deleted server.
+pub type DeleteHook = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct Inner {
     pub api: Api,
@@ -154,6 +162,9 @@ pub struct Inner {
     pub state: Mutex<State>,
     rules: Mutex<Vec<Rule>>,
     hook: Mutex<Option<CreateHook>>,
+    delete_hook: Mutex<Option<DeleteHook>>,
+    /// When set, every server reports this status (e.g. `off`), whatever its reads.
+    status: Mutex<Option<String>>,
     pub polls_until_active: AtomicU32,
     next_id: AtomicU64,
     served: AtomicU64,
@@ -169,12 +180,24 @@ impl Inner {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The hook's answer for a new server named `name`.
-    pub fn place(&self, name: &str) -> (String, Option<u16>) {
+    /// The hook's answer for a new server named `name` made with `user_data`.
+    pub fn place(&self, name: &str, user_data: &str) -> (String, Option<u16>) {
         match &*self.hook.lock().unwrap() {
-            Some(f) => f(name),
+            Some(f) => f(name, user_data),
             None => ("127.0.0.1".into(), None),
         }
+    }
+
+    /// Tells the delete hook that server `name` is gone.
+    pub fn deleted(&self, name: &str) {
+        if let Some(f) = &*self.delete_hook.lock().unwrap() {
+            f(name);
+        }
+    }
+
+    /// The status set with [`FakeCloud::set_status`], if any.
+    pub fn status_override(&self) -> Option<String> {
+        self.status.lock().unwrap().clone()
     }
 
     pub fn active(&self, s: &Server) -> bool {
@@ -203,6 +226,8 @@ impl FakeCloud {
             state: Mutex::new(State::default()),
             rules: Mutex::new(Vec::new()),
             hook: Mutex::new(None),
+            delete_hook: Mutex::new(None),
+            status: Mutex::new(None),
             polls_until_active: AtomicU32::new(2),
             next_id: AtomicU64::new(3_000_001),
             served: AtomicU64::new(0),
@@ -242,9 +267,26 @@ impl FakeCloud {
         ));
     }
 
-    /// Where a created server lives: `(ip, ssh port)` by name (e.g. a local sshd node).
+    /// Where a created server lives: `(ip, ssh port)` from its name and user-data (e.g. a
+    /// local sshd node keyed and host-keyed as the cloud-init user-data says).
     pub fn on_create(&self, f: CreateHook) {
         *self.inner.hook.lock().unwrap() = Some(f);
+    }
+
+    /// Called with the name of every server deleted through the API.
+    pub fn on_delete(&self, f: DeleteHook) {
+        *self.inner.delete_hook.lock().unwrap() = Some(f);
+    }
+
+    /// Every server reports `status` (a status of the provider's spec, such as `off`) from
+    /// now on; `None` restores new → active.
+    pub fn set_status(&self, status: Option<&str>) {
+        *self.inner.status.lock().unwrap() = status.map(String::from);
+    }
+
+    /// How many servers exist.
+    pub fn count(&self) -> usize {
+        self.inner.state.lock().unwrap().servers.len()
     }
 
     pub fn set_polls_until_active(&self, n: u32) {
@@ -351,6 +393,12 @@ fn serve(inner: &Inner, mut conn: TcpStream) {
             raw: Some(b"{\"droplets\": [ this is not json".to_vec()),
             headers: vec![],
         },
+        Some(Fault::MalformedAfterProcessing) => {
+            let mut r = route(inner, &req);
+            r.body = None;
+            r.raw = Some(b"{\"droplet\": {\"id\": 1, this is not json".to_vec());
+            r
+        }
         _ => route(inner, &req),
     };
     match fault {

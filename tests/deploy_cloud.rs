@@ -1,0 +1,566 @@
+//! End to end with the real binaries against DigitalOcean and Hetzner: the stateful loopback
+//! fake of each API, behind Prism's validating proxy (both sides checked against the official
+//! spec), whose create starts a REAL local node keyed and host-keyed as the cloud-init
+//! user-data says. So `deploy-node -p digitalocean` creates, waits, connects with the host key
+//! pinned from user-data (no trust on first use), runs a script; `list-nodes` and `destroy-node`
+//! follow, and a destroyed server takes its local sshd with it.
+//!
+//! Faults (429, 503, garbled and lost create answers, servers that never start or stop,
+//! Ctrl-C) run against a fake of their own without Prism: fault rules are per fake, and some
+//! faults are not spec-valid. Each checks the exit code, one clear error line, no leaked and
+//! no duplicate node.
+//!
+//! Nodes are isolated local nodes on their own 127.x.y.z port 22 (the cloud APIs report no
+//! port): this needs root, as in CI; otherwise the tests fail saying so.
+
+#[path = "support/fakecloud/mod.rs"]
+mod fakecloud;
+#[path = "support/prism.rs"]
+mod prism;
+mod support;
+
+use fakecloud::{Api, FakeCloud, Fault};
+use provision::provider::local::LocalProvider;
+use provision::provider::{NodeSpec, Provider};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use support::cli::{Run, Sandbox};
+
+const DO_TOKEN: &str = "dop_v1_e2e0123456789abcdef0123456789abcdef0123456789abcdef";
+const HZ_TOKEN: &str = "hz-e2e-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789ab";
+const RESULTS: &str = "<testsuite tests=\"1\"><testcase name=\"works\"/></testsuite>";
+
+/// What differs between the two clouds.
+struct Cloud {
+    api: Api,
+    provider: &'static str,
+    url_env: &'static str,
+    token_env: &'static str,
+    token: &'static str,
+    spec: &'static str,
+    /// -i, -s, -l
+    image: &'static str,
+    size: &'static str,
+    location: &'static str,
+    /// The path prefix of server creates, as the fake sees it.
+    create_path: &'static str,
+    /// A status of the spec that means "not running and not starting".
+    off: &'static str,
+}
+
+const DO: Cloud = Cloud {
+    api: Api::DigitalOcean,
+    provider: "digitalocean",
+    url_env: "PROVISION_DIGITALOCEAN_URL",
+    token_env: "DIGITALOCEAN_TOKEN",
+    token: DO_TOKEN,
+    spec: "specs/digitalocean/DigitalOcean-public.v2.bundled.yaml",
+    image: "ubuntu-24-04-x64",
+    size: "s-1vcpu-1gb",
+    location: "fra1",
+    create_path: "/v2/droplets",
+    off: "off",
+};
+
+const HZ: Cloud = Cloud {
+    api: Api::Hetzner,
+    provider: "hetzner",
+    url_env: "PROVISION_HETZNER_URL",
+    token_env: "HCLOUD_TOKEN",
+    token: HZ_TOKEN,
+    spec: "specs/hetzner/cloud.spec.json",
+    image: "ubuntu-24.04",
+    size: "cx22",
+    location: "fsn1",
+    create_path: "/servers",
+    off: "off",
+};
+
+// ---- the local nodes behind the fakes ----
+
+/// One state directory for every fake's local nodes, so isolated nodes never pick the same
+/// address.
+fn local() -> LocalProvider {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    LocalProvider::with_state_dir(DIR.get_or_init(|| tempfile::tempdir().unwrap()).path())
+}
+
+/// Why the local node of a server could not serve it, by server name.
+fn hook_errors() -> &'static Mutex<BTreeMap<String, String>> {
+    static E: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    E.get_or_init(Default::default)
+}
+
+/// Starts the local node for a new server from its cloud-init user-data: the authorized keys
+/// and the ed25519 host key the driver generated. Returns where it listens.
+fn start_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), String> {
+    let body = user_data
+        .strip_prefix("#cloud-config\n")
+        .ok_or("user-data does not start with #cloud-config")?;
+    let doc: Value = serde_json::from_str(body).map_err(|e| format!("user-data: {e}"))?;
+    let keys = doc["ssh_authorized_keys"]
+        .as_array()
+        .ok_or("user-data without ssh_authorized_keys")?
+        .iter()
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect();
+    let host = doc["ssh_keys"]["ed25519_private"]
+        .as_str()
+        .ok_or("user-data without ssh_keys.ed25519_private")?;
+    let spec = NodeSpec {
+        name: name.into(),
+        image: String::new(),
+        size: String::new(),
+        location: String::new(),
+        public_keys: keys,
+        tags: BTreeMap::new(),
+    };
+    let node = local()
+        .create_with_host_key(&spec, host)
+        .map_err(|e| format!("local node: {e}"))?;
+    let ip = node.public_ip.clone().unwrap_or_default();
+    match node.ssh.port {
+        Some(22) => Ok((ip, None)),
+        port => Err(format!(
+            "local node {name} listens on {ip} port {port:?}, not 22, and the cloud APIs report \
+             no port: run the tests as root (as CI does) with port 22 free on 127.x.y.z, so \
+             local nodes are isolated"
+        )),
+    }
+}
+
+/// Makes the fake's servers real local nodes, destroyed with them.
+fn attach_nodes(fake: &FakeCloud) {
+    fake.on_create(Box::new(|name, user_data| {
+        start_node(name, user_data).unwrap_or_else(|e| {
+            hook_errors().lock().unwrap().insert(name.into(), e);
+            ("127.0.0.1".into(), None)
+        })
+    }));
+    fake.on_delete(Box::new(|name| {
+        let _ = local().destroy(name);
+    }));
+}
+
+/// Destroys the local node of `name` when a test ends, even by panic.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = local().destroy(&self.0);
+    }
+}
+
+/// Panics with the hook's reason when the local node of `name` could not be started.
+fn assert_node_started(name: &str) {
+    if let Some(e) = hook_errors().lock().unwrap().get(name) {
+        panic!("{e}");
+    }
+}
+
+/// The pid of the local node's sshd, and a check that it is gone.
+fn node_pid(name: &str) -> u32 {
+    local()
+        .record(name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no local node {name}"))
+        .pid
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn assert_node_gone(name: &str, pid: Option<u32>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while local().record(name).unwrap().is_some() || pid.is_some_and(alive) {
+        assert!(
+            Instant::now() < deadline,
+            "local node {name} (sshd pid {pid:?}) still there"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---- fakes ----
+
+struct Shared {
+    fake: FakeCloud,
+    prism: prism::Prism,
+}
+
+/// The fake of `c` behind Prism, once per test binary (both start in parallel).
+fn proxied(c: &Cloud) -> &'static Shared {
+    static DO_S: OnceLock<Shared> = OnceLock::new();
+    static HZ_S: OnceLock<Shared> = OnceLock::new();
+    let cell = match c.api {
+        Api::DigitalOcean => &DO_S,
+        Api::Hetzner => &HZ_S,
+    };
+    cell.get_or_init(|| {
+        let fake = FakeCloud::start(c.api, c.token);
+        attach_nodes(&fake);
+        let prism = prism::start(c.spec, &fake.url);
+        Shared { fake, prism }
+    })
+}
+
+/// A fake of its own (no Prism), for fault injection.
+fn bare(c: &Cloud) -> FakeCloud {
+    let fake = FakeCloud::start(c.api, c.token);
+    attach_nodes(&fake);
+    fake
+}
+
+// ---- the binaries ----
+
+/// A sandbox with a `hello` bundle and quick polling/retries for both clouds.
+fn sandbox() -> Sandbox {
+    let s = Sandbox::new();
+    let tuning = "poll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\n";
+    s.write(
+        "site/provision.toml",
+        &format!(
+            "[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.digitalocean]\n{tuning}\n[providers.hetzner]\n{tuning}"
+        ),
+    );
+    s.write(
+        "site/scripts/hello.sh",
+        "#!/bin/sh\n# provision-template-type: format-string\necho \"hello from {node_name}\"\n",
+    );
+    s.write("results.xml", RESULTS);
+    s
+}
+
+fn cmd(s: &Sandbox, c: &Cloud, url: &str, bin: &str) -> support::cli::Cmd {
+    s.cmd(bin)
+        .env(c.url_env, url)
+        .env(c.token_env, c.token)
+        .args(["-c", "site", "-p", c.provider])
+}
+
+fn deploy(s: &Sandbox, c: &Cloud, url: &str, name: &str, extra: &[&str]) -> support::cli::Cmd {
+    deploy_image(s, c, url, name, c.image, extra)
+}
+
+fn deploy_image(
+    s: &Sandbox,
+    c: &Cloud,
+    url: &str,
+    name: &str,
+    image: &str,
+    extra: &[&str],
+) -> support::cli::Cmd {
+    cmd(s, c, url, "deploy-node")
+        .args([
+            "-i", image, "-s", c.size, "-l", c.location, "-b", "hello", "-n", name,
+        ])
+        .args(extra)
+}
+
+fn destroy(s: &Sandbox, c: &Cloud, url: &str, name: &str) -> Run {
+    cmd(s, c, url, "destroy-node")
+        .args(["-t", "results.xml", name])
+        .run()
+}
+
+/// deploy → exit 0, `NAME IP` on stdout, the script's output streamed; returns the IP.
+fn deployed(r: Run, fake: &FakeCloud, name: &str) -> String {
+    assert_node_started(name);
+    let r = r.code(0).stderr_has(&format!("[{name}] hello from {name}"));
+    let (n, ip) = r.stdout.trim_end().split_once(' ').expect("NAME IP");
+    assert_eq!(n, name, "{}", r.stdout);
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
+    assert!(ip.starts_with("127.") && ip != "127.0.0.1", "{ip}");
+    assert_eq!(fake.server_named(name).unwrap().ip, ip);
+    assert_eq!(fake.count_named(name), 1, "duplicate servers");
+    ip.to_string()
+}
+
+// ---- the whole flow, through Prism ----
+
+fn whole_flow(c: &Cloud) {
+    let sh = proxied(c);
+    let (fake, url) = (&sh.fake, sh.prism.url.as_str());
+    let name = format!("e2e-{}-flow", c.provider);
+    let foreign = format!("e2e-{}-foreign", c.provider);
+    let _g = Cleanup(name.clone());
+    fake.add_foreign(&foreign);
+    let s = sandbox();
+
+    let r = deploy(&s, c, url, &name, &["--ssh-timeout", "60s"]).run();
+    let ip = deployed(r, fake, &name);
+    let pid = node_pid(&name);
+    // the host key came pinned from the user-data: nothing was trusted on first use
+    assert!(!s.state().join("known_hosts").exists());
+
+    let listed = cmd(&s, c, url, "list-nodes").run().code(0).stdout;
+    assert!(listed.contains(&format!("{name} {ip}\n")), "{listed}");
+    assert!(!listed.contains(&foreign), "{listed}");
+    let all = cmd(&s, c, url, "list-nodes")
+        .args(["--all"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(all.contains(&format!("{name} {ip}\n")), "{all}");
+    assert!(all.contains(&format!("{foreign} ")), "{all}");
+
+    for (flag, want) in [
+        ("--images", c.image),
+        ("--sizes", c.size),
+        ("--locations", c.location),
+    ] {
+        let out = cmd(&s, c, url, "list-nodes")
+            .args([flag])
+            .run()
+            .code(0)
+            .stdout;
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{want}  ")) && l.len() > want.len() + 2),
+            "{flag}:\n{out}"
+        );
+    }
+
+    destroy(&s, c, url, &name).code(0);
+    assert_eq!(fake.count_named(&name), 0);
+    assert_node_gone(&name, Some(pid));
+    let listed = cmd(&s, c, url, "list-nodes").run().code(0).stdout;
+    assert!(!listed.contains(&name), "{listed}");
+}
+
+#[test]
+fn digitalocean_deploy_list_destroy() {
+    whole_flow(&DO);
+}
+
+#[test]
+fn hetzner_deploy_list_destroy() {
+    whole_flow(&HZ);
+}
+
+/// Mistakes cost nothing: a wrong image names near matches, a missing token names its
+/// variable, and a server provision did not make is refused without --force.
+fn refusals(c: &Cloud) {
+    let sh = proxied(c);
+    let (fake, url) = (&sh.fake, sh.prism.url.as_str());
+    let s = sandbox();
+    let name = format!("e2e-{}-refused", c.provider);
+    let _g = Cleanup(name.clone());
+
+    let wrong = c.image.replace("24", "42");
+    deploy_image(&s, c, url, &name, &wrong, &[])
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has(&format!("no image '{wrong}'"))
+        .stderr_has(c.image)
+        .stderr_has("--images")
+        .stdout_empty();
+    assert_eq!(fake.count_named(&name), 0);
+
+    s.cmd("deploy-node")
+        .env(c.url_env, url)
+        .args(["-c", "site", "-p", c.provider, "-b", "hello", "-n", &name])
+        .args(["-i", c.image, "-s", c.size, "-l", c.location])
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has(c.token_env)
+        .stdout_empty();
+    assert_eq!(fake.count_named(&name), 0);
+
+    let foreign = format!("e2e-{}-not-ours", c.provider);
+    fake.add_foreign(&foreign);
+    destroy(&s, c, url, &foreign)
+        .code(1)
+        .one_line_error()
+        .stderr_has("--force");
+    assert_eq!(fake.count_named(&foreign), 1);
+}
+
+#[test]
+fn digitalocean_refusals() {
+    refusals(&DO);
+}
+
+#[test]
+fn hetzner_refusals() {
+    refusals(&HZ);
+}
+
+// ---- faults, against a fake of their own ----
+
+fn creates(fake: &FakeCloud, c: &Cloud) -> usize {
+    fake.count_requests("POST", c.create_path)
+}
+
+/// 429 with Retry-After on create: waited, retried, one server.
+fn rate_limited(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-429", c.provider);
+    let _g = Cleanup(name.clone());
+    fake.fault("POST", c.create_path, Fault::RetryAfter("1".into()), 1);
+    let r = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).run();
+    deployed(r, &fake, &name);
+    assert_eq!(creates(&fake, c), 2);
+    destroy(&s, c, &fake.url, &name).code(0);
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(&name, None);
+}
+
+/// 503 on every create: exit 13 after the retries, nothing created.
+fn unavailable(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-503", c.provider);
+    let _g = Cleanup(name.clone());
+    fake.fault("POST", c.create_path, Fault::Status(503), 1000);
+    deploy(&s, c, &fake.url, &name, &[])
+        .run()
+        .code(13)
+        .one_line_error()
+        .stderr_has("unavailable")
+        .stderr_has("503")
+        .stdout_empty();
+    assert_eq!(creates(&fake, c), 3, "retries = 2");
+    assert_eq!(fake.count(), 0);
+}
+
+/// The create happened but its answer is not JSON: exit 12, and the server is found by name
+/// and destroyed.
+fn garbled(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-garbled", c.provider);
+    let _g = Cleanup(name.clone());
+    fake.fault("POST", c.create_path, Fault::MalformedAfterProcessing, 1);
+    deploy(&s, c, &fake.url, &name, &[])
+        .run()
+        .code(12)
+        .one_line_error()
+        .stderr_has("malformed response")
+        .stderr_has(&format!("{name}: created (id "))
+        .stdout_empty();
+    assert_eq!(creates(&fake, c), 1);
+    assert_eq!(fake.count(), 0, "the created server leaked");
+    assert_node_gone(&name, None);
+}
+
+/// The create happened but the connection dropped before the answer: the driver looks
+/// before re-sending, finds the server, and the deploy completes with that one.
+fn lost_answer(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-lost", c.provider);
+    let _g = Cleanup(name.clone());
+    fake.fault("POST", c.create_path, Fault::DropAfterProcessing, 1);
+    let r = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).run();
+    deployed(r, &fake, &name);
+    assert_eq!(creates(&fake, c), 1, "re-sent although the server existed");
+    destroy(&s, c, &fake.url, &name).code(0);
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(&name, None);
+}
+
+/// A server that never leaves new/initializing: exit 15 at --ssh-timeout, destroyed.
+fn stuck(c: &Cloud) {
+    let fake = bare(c);
+    fake.set_polls_until_active(u32::MAX);
+    let s = sandbox();
+    let name = format!("e2e-{}-stuck", c.provider);
+    let _g = Cleanup(name.clone());
+    let started = Instant::now();
+    deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "5s"])
+        .run()
+        .code(15)
+        .one_line_error()
+        .stderr_has("--ssh-timeout")
+        .stderr_has(&format!("{name}: destroying it"))
+        .stdout_empty();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(&name, None);
+}
+
+/// A server that reports itself off instead of starting: exit 14, destroyed.
+fn stopped(c: &Cloud) {
+    let fake = bare(c);
+    fake.set_status(Some(c.off));
+    let s = sandbox();
+    let name = format!("e2e-{}-off", c.provider);
+    let _g = Cleanup(name.clone());
+    deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"])
+        .run()
+        .code(14)
+        .one_line_error()
+        .stderr_has("stopped")
+        .stderr_has(&format!("{name}: destroying it"))
+        .stdout_empty();
+    assert_eq!(creates(&fake, c), 1);
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(&name, None);
+}
+
+/// Ctrl-C while waiting for a server that never starts: exit 130, destroyed.
+fn interrupted(c: &Cloud) {
+    let fake = bare(c);
+    fake.set_polls_until_active(u32::MAX);
+    let s = sandbox();
+    let name = format!("e2e-{}-sigint", c.provider);
+    let _g = Cleanup(name.clone());
+    let mut cmd = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).cmd;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.count_named(&name) == 0 {
+        assert!(Instant::now() < deadline, "the server never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // let it get into the wait
+    std::thread::sleep(Duration::from_millis(400));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(&name, None);
+}
+
+macro_rules! both {
+    ($($f:ident => $do_test:ident, $hz_test:ident;)*) => {$(
+        #[test]
+        fn $do_test() {
+            $f(&DO);
+        }
+        #[test]
+        fn $hz_test() {
+            $f(&HZ);
+        }
+    )*};
+}
+
+both! {
+    rate_limited => digitalocean_429_on_create_is_retried, hetzner_429_on_create_is_retried;
+    unavailable => digitalocean_503_forever_exits_13, hetzner_503_forever_exits_13;
+    garbled => digitalocean_garbled_create_answer_exits_12_and_destroys, hetzner_garbled_create_answer_exits_12_and_destroys;
+    lost_answer => digitalocean_lost_create_answer_makes_no_duplicate, hetzner_lost_create_answer_makes_no_duplicate;
+    stuck => digitalocean_stuck_server_times_out_and_is_destroyed, hetzner_stuck_server_times_out_and_is_destroyed;
+    stopped => digitalocean_stopped_server_exits_14_and_is_destroyed, hetzner_stopped_server_exits_14_and_is_destroyed;
+    interrupted => digitalocean_ctrl_c_exits_130_and_destroys, hetzner_ctrl_c_exits_130_and_destroys;
+}
