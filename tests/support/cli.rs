@@ -89,6 +89,23 @@ impl Sandbox {
     }
 }
 
+/// Destroys every local node the sandbox still has, so a failing test leaks no sshd.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.state().join("local").is_dir() {
+            return;
+        }
+        let listed = self.cmd("list-nodes").run();
+        for name in listed
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+        {
+            let _ = self.cmd("destroy-node").args(["--force", name]).run();
+        }
+    }
+}
+
 pub fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "root".into())
 }
