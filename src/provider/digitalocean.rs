@@ -6,17 +6,14 @@
 //! `token` in `[providers.digitalocean]`. Base URL: `PROVISION_DIGITALOCEAN_URL`, then config
 //! `api_url`, then <https://api.digitalocean.com>.
 
+use super::cloud::{cloud_builders, CloudCore, DriverInfo};
 use super::cloudinit::{self, HostKey};
-use super::http::{
-    self, not_found, pick_image, Candidate, Client, Credential, CredentialSource, Dialect,
-    HttpConfig, Inspector, RateBudget, Resolved,
-};
+use super::http::{self, not_found, pick_image, Candidate, Dialect, Resolved};
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
 use super::{TAG_CREATED, TAG_MANAGED};
 use crate::error::{Error, Result};
-use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const NAME: &str = "digitalocean";
@@ -33,73 +30,39 @@ pub const STATES: &[(&str, NodeState)] = &[
 ];
 
 pub struct DigitalOcean {
-    client: Client,
-    user: Option<Map<String, Value>>,
-    poll: Duration,
-    /// Host keys of droplets this instance created, so `get` can report them too.
-    host_keys: Mutex<HashMap<String, String>>,
+    core: CloudCore,
 }
 
 impl std::fmt::Debug for DigitalOcean {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DigitalOcean")
-            .field("client", &self.client)
-            .finish_non_exhaustive()
+            .field("core", &self.core)
+            .finish()
     }
 }
 
+/// This driver's fixed facts.
+pub const INFO: DriverInfo = DriverInfo {
+    name: NAME,
+    dialect: Dialect::DigitalOcean,
+    token_envs: TOKEN_ENVS,
+    url_env: URL_ENV,
+    default_url: DEFAULT_URL,
+    default_poll: Duration::from_secs(3),
+};
+
+cloud_builders!(DigitalOcean);
+
 impl DigitalOcean {
-    /// From `[providers.digitalocean]` (`token`, `api_url`, `timeout`, `connect_timeout`,
-    /// `retries`, `poll_interval`, `user_data`) and the `-k` flag.
+    /// From `[providers.digitalocean]` (see [`CloudCore::from_config`]) and the `-k` flag.
     pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
-        let token = Credential::find(NAME, secret_flag, TOKEN_ENVS, table)?;
-        let base = http::base_url(table, URL_ENV, DEFAULT_URL);
-        let cfg = HttpConfig::from_table(NAME, table)?;
-        let poll = http::seconds(NAME, table, "poll_interval")?.unwrap_or(Duration::from_secs(3));
         Ok(DigitalOcean {
-            client: Client::new(NAME, Dialect::DigitalOcean, base, token, cfg)?,
-            user: cloudinit::user_config(NAME, table)?,
-            poll,
-            host_keys: Mutex::new(HashMap::new()),
+            core: CloudCore::from_config(&INFO, table, secret_flag)?,
         })
     }
 
-    pub fn with_base_url(mut self, url: impl AsRef<str>) -> Self {
-        self.client.set_base_url(url.as_ref());
-        self
-    }
-
-    pub fn with_http_config(mut self, cfg: HttpConfig) -> Result<Self> {
-        self.client.set_config(cfg)?;
-        Ok(self)
-    }
-
-    /// Shares one rate-limit budget between driver instances of the same account.
-    pub fn with_budget(mut self, budget: Arc<RateBudget>) -> Self {
-        self.client.set_budget(budget);
-        self
-    }
-
-    pub fn with_inspector(mut self, f: Inspector) -> Self {
-        self.client.set_inspector(f);
-        self
-    }
-
-    pub fn with_poll_interval(mut self, d: Duration) -> Self {
-        self.poll = d;
-        self
-    }
-
-    pub fn budget(&self) -> Arc<RateBudget> {
-        self.client.budget()
-    }
-
-    pub fn credential_source(&self) -> &CredentialSource {
-        self.client.credential_source()
-    }
-
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
-        let list = self.client.get_all("/v2/images", "images", &[])?;
+        let list = self.core.client.get_all("/v2/images", "images", &[])?;
         Ok(list
             .iter()
             .filter_map(|i| {
@@ -132,7 +95,7 @@ impl DigitalOcean {
 
     /// `(slug, "1 vCPU, 1024 MB, 25 GB, $6/mo")` of every size.
     pub fn sizes(&self) -> Result<Vec<(String, String)>> {
-        let list = self.client.get_all("/v2/sizes", "sizes", &[])?;
+        let list = self.core.client.get_all("/v2/sizes", "sizes", &[])?;
         Ok(list
             .iter()
             .filter_map(|s| {
@@ -152,7 +115,7 @@ impl DigitalOcean {
 
     /// `(slug, name)` of every region.
     pub fn locations(&self) -> Result<Vec<(String, String)>> {
-        let list = self.client.get_all("/v2/regions", "regions", &[])?;
+        let list = self.core.client.get_all("/v2/regions", "regions", &[])?;
         Ok(list
             .iter()
             .filter_map(|r| {
@@ -222,7 +185,10 @@ impl DigitalOcean {
     /// The account's key ids for `public_keys`, registering the missing ones.
     fn key_ids(&self, public_keys: &[String]) -> Result<Vec<Value>> {
         let mut ids = Vec::new();
-        let mut registered = self.client.get_all("/v2/account/keys", "ssh_keys", &[])?;
+        let mut registered = self
+            .core
+            .client
+            .get_all("/v2/account/keys", "ssh_keys", &[])?;
         for line in public_keys {
             let Some(key) = cloudinit::parse_public_key(line) else {
                 continue;
@@ -246,10 +212,13 @@ impl DigitalOcean {
             };
             let body = json!({"name": name, "public_key": line.trim()});
             let lookup = || {
-                let list = self.client.get_all("/v2/account/keys", "ssh_keys", &[])?;
+                let list = self
+                    .core
+                    .client
+                    .get_all("/v2/account/keys", "ssh_keys", &[])?;
                 Ok(find(&list).map(|id| json!({"ssh_key": {"id": id}})))
             };
-            let made = match self.client.create("/v2/account/keys", &body, &lookup) {
+            let made = match self.core.client.create("/v2/account/keys", &body, &lookup) {
                 Ok(v) => v,
                 // registered meanwhile (another node of this run): use that one
                 Err(e) => match lookup()? {
@@ -258,7 +227,8 @@ impl DigitalOcean {
                 },
             };
             let id = made.pointer("/ssh_key/id").cloned().ok_or_else(|| {
-                self.client
+                self.core
+                    .client
                     .malformed("POST /v2/account/keys: no ssh_key.id")
             })?;
             crate::output::debug(&format!("{NAME}: registered key {fp}"));
@@ -269,7 +239,7 @@ impl DigitalOcean {
     }
 
     fn find_ours(&self, name: &str) -> Result<Option<Value>> {
-        let list = self.client.get_all(
+        let list = self.core.client.get_all(
             "/v2/droplets",
             "droplets",
             &[("tag_name", TAG_MANAGED.into())],
@@ -281,13 +251,8 @@ impl DigitalOcean {
     }
 
     fn node(&self, d: &Value) -> Result<Node> {
-        let mut n = droplet_to_node(d).map_err(|m| self.client.malformed(m))?;
-        if let Some(k) = self
-            .host_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&n.id)
-        {
+        let mut n = droplet_to_node(d).map_err(|m| self.core.client.malformed(m))?;
+        if let Some(k) = self.core.host_key(&n.id) {
             n.ssh.host_key = Some(k.clone());
         }
         Ok(n)
@@ -395,9 +360,9 @@ impl Provider for DigitalOcean {
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let host = HostKey::generate()?;
-        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.user.as_ref());
-        self.client.add_secret(host.private_openssh(), true);
-        self.client.add_secret(&user_data, false);
+        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
+        self.core.client.add_secret(host.private_openssh(), true);
+        self.core.client.add_secret(&user_data, false);
         let keys = self.key_ids(&spec.public_keys)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -418,18 +383,16 @@ impl Provider for DigitalOcean {
             "ipv6": true,
         });
         let lookup = || self.find_ours(&spec.name);
-        let v = self.client.create("/v2/droplets", &body, &lookup)?;
+        let v = self.core.client.create("/v2/droplets", &body, &lookup)?;
         let d = v.get("droplet").ok_or_else(|| {
-            self.client
+            self.core
+                .client
                 .malformed("POST /v2/droplets: no 'droplet' in the response")
         })?;
         let mut node = self.node(d)?;
         node.ssh.host_key = Some(host.public.clone());
         node.ssh.user = Some("root".into());
-        self.host_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node.id.clone(), host.public);
+        self.core.remember_host_key(&node.id, &host.public);
         Ok(node)
     }
 
@@ -439,7 +402,7 @@ impl Provider for DigitalOcean {
         } else {
             vec![("tag_name", TAG_MANAGED.to_string())]
         };
-        let list = self.client.get_all("/v2/droplets", "droplets", &q)?;
+        let list = self.core.client.get_all("/v2/droplets", "droplets", &q)?;
         list.iter().map(|d| self.node(d)).collect()
     }
 
@@ -447,11 +410,16 @@ impl Provider for DigitalOcean {
         let Ok(id) = id.parse::<u64>() else {
             return Ok(None);
         };
-        match self.client.get_opt(&format!("/v2/droplets/{id}"), &[])? {
+        match self
+            .core
+            .client
+            .get_opt(&format!("/v2/droplets/{id}"), &[])?
+        {
             None => Ok(None),
             Some(v) => {
                 let d = v.get("droplet").ok_or_else(|| {
-                    self.client
+                    self.core
+                        .client
                         .malformed("GET droplet: no 'droplet' in the response")
                 })?;
                 self.node(d).map(Some)
@@ -463,7 +431,7 @@ impl Provider for DigitalOcean {
         let id: u64 = id
             .parse()
             .map_err(|_| Error::usage(format!("{NAME}: '{id}' is not a droplet id (a number)")))?;
-        Ok(if self.client.delete(&format!("/v2/droplets/{id}"))? {
+        Ok(if self.core.client.delete(&format!("/v2/droplets/{id}"))? {
             Destroyed::Destroyed
         } else {
             Destroyed::AlreadyGone
@@ -471,6 +439,6 @@ impl Provider for DigitalOcean {
     }
 
     fn poll_interval(&self) -> Duration {
-        self.poll
+        self.core.poll
     }
 }

@@ -5,17 +5,14 @@
 //! Credentials: `-k`, `HCLOUD_TOKEN` (as the hcloud CLI), then `token` in `[providers.hetzner]`.
 //! Base URL: `PROVISION_HETZNER_URL`, then config `api_url`, then <https://api.hetzner.cloud/v1>.
 
+use super::cloud::{cloud_builders, CloudCore, DriverInfo};
 use super::cloudinit::{self, HostKey};
-use super::http::{
-    self, not_found, pick_image, Candidate, Client, Credential, CredentialSource, Dialect,
-    HttpConfig, Inspector, RateBudget, Resolved,
-};
+use super::http::{self, not_found, pick_image, Candidate, Dialect, Resolved};
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
 use super::{TAG_CREATED, TAG_MANAGED};
 use crate::error::{Error, Result};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const NAME: &str = "hetzner";
@@ -36,75 +33,40 @@ pub const STATES: &[(&str, NodeState)] = &[
 ];
 
 pub struct Hetzner {
-    client: Client,
-    user: Option<Map<String, Value>>,
-    poll: Duration,
-    /// Host keys of servers this instance created, so `get` can report them too.
-    host_keys: Mutex<HashMap<String, String>>,
+    core: CloudCore,
 }
 
 impl std::fmt::Debug for Hetzner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hetzner")
-            .field("client", &self.client)
-            .finish_non_exhaustive()
+        f.debug_struct("Hetzner").field("core", &self.core).finish()
     }
 }
 
+/// This driver's fixed facts.
+pub const INFO: DriverInfo = DriverInfo {
+    name: NAME,
+    dialect: Dialect::Hetzner,
+    token_envs: TOKEN_ENVS,
+    url_env: URL_ENV,
+    default_url: DEFAULT_URL,
+    default_poll: Duration::from_secs(2),
+};
+
+cloud_builders!(Hetzner);
+
 impl Hetzner {
-    /// From `[providers.hetzner]` (`token`, `api_url`, `timeout`, `connect_timeout`,
-    /// `retries`, `poll_interval`, `user_data`) and the `-k` flag.
+    /// From `[providers.hetzner]` (see [`CloudCore::from_config`]) and the `-k` flag.
     pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
-        let token = Credential::find(NAME, secret_flag, TOKEN_ENVS, table)?;
-        let base = http::base_url(table, URL_ENV, DEFAULT_URL);
-        let cfg = HttpConfig::from_table(NAME, table)?;
-        let poll = http::seconds(NAME, table, "poll_interval")?.unwrap_or(Duration::from_secs(2));
         Ok(Hetzner {
-            client: Client::new(NAME, Dialect::Hetzner, base, token, cfg)?,
-            user: cloudinit::user_config(NAME, table)?,
-            poll,
-            host_keys: Mutex::new(HashMap::new()),
+            core: CloudCore::from_config(&INFO, table, secret_flag)?,
         })
     }
 
-    pub fn with_base_url(mut self, url: impl AsRef<str>) -> Self {
-        self.client.set_base_url(url.as_ref());
-        self
-    }
-
-    pub fn with_http_config(mut self, cfg: HttpConfig) -> Result<Self> {
-        self.client.set_config(cfg)?;
-        Ok(self)
-    }
-
-    /// Shares one rate-limit budget between driver instances of the same project.
-    pub fn with_budget(mut self, budget: Arc<RateBudget>) -> Self {
-        self.client.set_budget(budget);
-        self
-    }
-
-    pub fn with_inspector(mut self, f: Inspector) -> Self {
-        self.client.set_inspector(f);
-        self
-    }
-
-    pub fn with_poll_interval(mut self, d: Duration) -> Self {
-        self.poll = d;
-        self
-    }
-
-    pub fn budget(&self) -> Arc<RateBudget> {
-        self.client.budget()
-    }
-
-    pub fn credential_source(&self) -> &CredentialSource {
-        self.client.credential_source()
-    }
-
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
-        let list = self
-            .client
-            .get_all("/images", "images", &[("status", "available".into())])?;
+        let list =
+            self.core
+                .client
+                .get_all("/images", "images", &[("status", "available".into())])?;
         let mut out: Vec<(Candidate, String)> = Vec::new();
         for i in &list {
             let Some(id) = i.get("id").and_then(Value::as_u64) else {
@@ -140,7 +102,10 @@ impl Hetzner {
 
     /// `(name, "description, N cores, M GB")` of every server type.
     pub fn sizes(&self) -> Result<Vec<(String, String)>> {
-        let list = self.client.get_all("/server_types", "server_types", &[])?;
+        let list = self
+            .core
+            .client
+            .get_all("/server_types", "server_types", &[])?;
         Ok(list
             .iter()
             .filter_map(|t| {
@@ -167,7 +132,7 @@ impl Hetzner {
 
     /// `(name, "description, city")` of every location.
     pub fn locations(&self) -> Result<Vec<(String, String)>> {
-        let list = self.client.get_all("/locations", "locations", &[])?;
+        let list = self.core.client.get_all("/locations", "locations", &[])?;
         Ok(list
             .iter()
             .filter_map(|l| {
@@ -228,7 +193,7 @@ impl Hetzner {
     /// The project's key names for `public_keys`, registering the missing ones.
     fn key_names(&self, public_keys: &[String]) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut registered = self.client.get_all("/ssh_keys", "ssh_keys", &[])?;
+        let mut registered = self.core.client.get_all("/ssh_keys", "ssh_keys", &[])?;
         for line in public_keys {
             let Some(key) = cloudinit::parse_public_key(line) else {
                 continue;
@@ -253,10 +218,10 @@ impl Hetzner {
             let body =
                 json!({"name": name, "public_key": line.trim(), "labels": {TAG_MANAGED: "1"}});
             let lookup = || {
-                let list = self.client.get_all("/ssh_keys", "ssh_keys", &[])?;
+                let list = self.core.client.get_all("/ssh_keys", "ssh_keys", &[])?;
                 Ok(find(&list).map(|n| json!({"ssh_key": {"name": n}})))
             };
-            let made = match self.client.create("/ssh_keys", &body, &lookup) {
+            let made = match self.core.client.create("/ssh_keys", &body, &lookup) {
                 Ok(v) => v,
                 Err(e) => match lookup()? {
                     Some(v) => v,
@@ -266,7 +231,11 @@ impl Hetzner {
             let n = made
                 .pointer("/ssh_key/name")
                 .and_then(Value::as_str)
-                .ok_or_else(|| self.client.malformed("POST /ssh_keys: no ssh_key.name"))?
+                .ok_or_else(|| {
+                    self.core
+                        .client
+                        .malformed("POST /ssh_keys: no ssh_key.name")
+                })?
                 .to_string();
             crate::output::debug(&format!("{NAME}: registered key {fp}"));
             registered.push(json!({"name": n, "public_key": line.trim()}));
@@ -280,7 +249,7 @@ impl Hetzner {
             ("name", name.to_string()),
             ("label_selector", TAG_MANAGED.to_string()),
         ];
-        let list = self.client.get_all("/servers", "servers", &q)?;
+        let list = self.core.client.get_all("/servers", "servers", &q)?;
         Ok(list
             .into_iter()
             .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
@@ -288,13 +257,8 @@ impl Hetzner {
     }
 
     fn node(&self, s: &Value) -> Result<Node> {
-        let mut n = server_to_node(s).map_err(|m| self.client.malformed(m))?;
-        if let Some(k) = self
-            .host_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&n.id)
-        {
+        let mut n = server_to_node(s).map_err(|m| self.core.client.malformed(m))?;
+        if let Some(k) = self.core.host_key(&n.id) {
             n.ssh.host_key = Some(k.clone());
         }
         Ok(n)
@@ -408,9 +372,9 @@ impl Provider for Hetzner {
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let host = HostKey::generate()?;
-        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.user.as_ref());
-        self.client.add_secret(host.private_openssh(), true);
-        self.client.add_secret(&user_data, false);
+        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
+        self.core.client.add_secret(host.private_openssh(), true);
+        self.core.client.add_secret(&user_data, false);
         let keys = self.key_names(&spec.public_keys)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -430,18 +394,16 @@ impl Provider for Hetzner {
             body["location"] = json!(spec.location);
         }
         let lookup = || self.find_ours(&spec.name);
-        let v = self.client.create("/servers", &body, &lookup)?;
+        let v = self.core.client.create("/servers", &body, &lookup)?;
         let s = v.get("server").ok_or_else(|| {
-            self.client
+            self.core
+                .client
                 .malformed("POST /servers: no 'server' in the response")
         })?;
         let mut node = self.node(s)?;
         node.ssh.host_key = Some(host.public.clone());
         node.ssh.user = Some("root".into());
-        self.host_keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node.id.clone(), host.public);
+        self.core.remember_host_key(&node.id, &host.public);
         Ok(node)
     }
 
@@ -451,7 +413,7 @@ impl Provider for Hetzner {
         } else {
             vec![("label_selector", TAG_MANAGED.to_string())]
         };
-        let list = self.client.get_all("/servers", "servers", &q)?;
+        let list = self.core.client.get_all("/servers", "servers", &q)?;
         list.iter().map(|s| self.node(s)).collect()
     }
 
@@ -459,11 +421,12 @@ impl Provider for Hetzner {
         let Ok(id) = id.parse::<u64>() else {
             return Ok(None);
         };
-        match self.client.get_opt(&format!("/servers/{id}"), &[])? {
+        match self.core.client.get_opt(&format!("/servers/{id}"), &[])? {
             None => Ok(None),
             Some(v) => {
                 let s = v.get("server").ok_or_else(|| {
-                    self.client
+                    self.core
+                        .client
                         .malformed("GET server: no 'server' in the response")
                 })?;
                 self.node(s).map(Some)
@@ -475,7 +438,7 @@ impl Provider for Hetzner {
         let id: u64 = id
             .parse()
             .map_err(|_| Error::usage(format!("{NAME}: '{id}' is not a server id (a number)")))?;
-        Ok(if self.client.delete(&format!("/servers/{id}"))? {
+        Ok(if self.core.client.delete(&format!("/servers/{id}"))? {
             Destroyed::Destroyed
         } else {
             Destroyed::AlreadyGone
@@ -483,6 +446,6 @@ impl Provider for Hetzner {
     }
 
     fn poll_interval(&self) -> Duration {
-        self.poll
+        self.core.poll
     }
 }

@@ -2,6 +2,7 @@
 //! lists, finds and destroys nodes; it never touches SSH. Each driver maps its own states to
 //! [`NodeState`] through a table with an `Unknown` fallback.
 
+pub mod cloud;
 pub mod cloudinit;
 pub mod coalesce;
 pub mod digitalocean;

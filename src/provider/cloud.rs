@@ -1,0 +1,119 @@
+//! What the cloud drivers share besides HTTP: construction from `[providers.NAME]` and `-k`
+//! (credential, base URL, HTTP settings, poll interval, the user's cloud-config), the host keys
+//! of the nodes a driver instance created (so `get` reports them too), and the builder methods
+//! tests use to point a driver at a loopback fake. One copy, so the drivers cannot drift.
+
+use super::cloudinit;
+use super::http::{self, Client, Credential, Dialect, HttpConfig};
+use crate::error::Result;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A driver's fixed facts.
+pub struct DriverInfo {
+    pub name: &'static str,
+    pub dialect: Dialect,
+    /// Environment variables holding the token, in the order they are tried.
+    pub token_envs: &'static [&'static str],
+    pub url_env: &'static str,
+    pub default_url: &'static str,
+    pub default_poll: Duration,
+}
+
+pub struct CloudCore {
+    pub client: Client,
+    /// The user's own cloud-config from `user_data`, merged into what we send.
+    pub user: Option<Map<String, Value>>,
+    pub poll: Duration,
+    host_keys: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for CloudCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudCore")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CloudCore {
+    /// From the driver's `[providers.NAME]` table (`token`, `api_url`, `timeout`,
+    /// `connect_timeout`, `retries`, `poll_interval`, `user_data`) and the `-k` flag.
+    pub fn from_config(
+        info: &DriverInfo,
+        table: &toml::Table,
+        secret_flag: Option<&str>,
+    ) -> Result<Self> {
+        let token = Credential::find(info.name, secret_flag, info.token_envs, table)?;
+        let base = http::base_url(table, info.url_env, info.default_url);
+        let cfg = HttpConfig::from_table(info.name, table)?;
+        let poll = http::seconds(info.name, table, "poll_interval")?.unwrap_or(info.default_poll);
+        Ok(CloudCore {
+            client: Client::new(info.name, info.dialect, base, token, cfg)?,
+            user: cloudinit::user_config(info.name, table)?,
+            poll,
+            host_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Remembers the pinned host key of a node this instance created.
+    pub fn remember_host_key(&self, id: &str, public: &str) {
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), public.to_string());
+    }
+
+    /// The pinned host key of a node this instance created.
+    pub fn host_key(&self, id: &str) -> Option<String> {
+        self.host_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+/// The builder methods of a driver whose `core` field is a [`CloudCore`].
+macro_rules! cloud_builders {
+    ($ty:ty) => {
+        impl $ty {
+            pub fn with_base_url(mut self, url: impl AsRef<str>) -> Self {
+                self.core.client.set_base_url(url.as_ref());
+                self
+            }
+
+            pub fn with_http_config(mut self, cfg: super::http::HttpConfig) -> Result<Self> {
+                self.core.client.set_config(cfg)?;
+                Ok(self)
+            }
+
+            /// Shares one rate-limit budget between driver instances of the same account.
+            pub fn with_budget(mut self, budget: std::sync::Arc<super::http::RateBudget>) -> Self {
+                self.core.client.set_budget(budget);
+                self
+            }
+
+            pub fn with_inspector(mut self, f: super::http::Inspector) -> Self {
+                self.core.client.set_inspector(f);
+                self
+            }
+
+            pub fn with_poll_interval(mut self, d: std::time::Duration) -> Self {
+                self.core.poll = d;
+                self
+            }
+
+            pub fn budget(&self) -> std::sync::Arc<super::http::RateBudget> {
+                self.core.client.budget()
+            }
+
+            pub fn credential_source(&self) -> &super::http::CredentialSource {
+                self.core.client.credential_source()
+            }
+        }
+    };
+}
+pub(crate) use cloud_builders;
