@@ -8,11 +8,24 @@
 
 pub mod cli;
 pub mod config;
+pub mod deploy;
+pub mod destroy;
 pub mod error;
 pub mod exit;
+pub mod journal;
+pub mod junit;
 pub mod output;
 pub mod plan;
 pub mod provider;
+pub mod ssh;
+pub mod state;
 pub mod template;
 
 pub use error::{Error, Result};
+
+/// Now, as RFC 3339 UTC (for node records, tags and the journal).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -154,3 +154,110 @@ pub fn render_plan(plan: &Plan) -> String {
     }
     s
 }
+
+/// Pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).expect("serializable");
+    print_stdout(&(text + "\n"))
+}
+
+/// The description of a deployed node: the original's fields (id, name, state, public_ip,
+/// private_ip, image_id, image_name) plus each script's name, exit status and duration.
+pub fn description(outcome: &crate::deploy::Outcome) -> serde_json::Value {
+    let node = outcome.node.as_ref();
+    let scripts: Vec<serde_json::Value> = outcome
+        .report
+        .iter()
+        .flat_map(|r| r.steps.iter())
+        .filter(|s| matches!(s.kind, crate::ssh::StepKind::Script))
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "status": s.status,
+                "duration": s.duration.as_secs_f64(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "id": node.map(|n| n.id.clone()),
+        "name": outcome.name,
+        "state": node.map(|n| n.state.to_string()),
+        "public_ip": node.and_then(|n| n.public_ip.clone()),
+        "private_ip": node.and_then(|n| n.private_ip.clone()),
+        "image_id": node.and_then(|n| n.image.clone()),
+        "image_name": node.and_then(|n| n.image.clone()),
+        "size": node.and_then(|n| n.size.clone()),
+        "location": node.and_then(|n| n.location.clone()),
+        "ssh_port": node.and_then(|n| n.ssh.port),
+        "kept": outcome.kept,
+        "error": outcome.error.as_ref().map(|e| e.to_string()),
+        "scripts": scripts,
+    })
+}
+
+/// `-d FILE`, written atomically.
+pub fn write_description(path: &std::path::Path, outcome: &crate::deploy::Outcome) -> Result<()> {
+    let text = serde_json::to_string_pretty(&description(outcome)).expect("serializable") + "\n";
+    crate::state::write_atomic(path, text.as_bytes(), 0o644)
+}
+
+/// list-nodes output in the chosen format.
+pub fn print_nodes(nodes: &[crate::provider::Node], format: crate::cli::ListFormat) -> Result<()> {
+    use crate::cli::ListFormat;
+    match format {
+        ListFormat::Json => print_json(&nodes),
+        ListFormat::Text => {
+            let mut s = String::new();
+            for n in nodes {
+                let _ = writeln!(s, "{} {}", n.name, n.public_ip.as_deref().unwrap_or(""));
+            }
+            print_stdout(&s)
+        }
+        ListFormat::SshConfig => print_stdout(&ssh_config(nodes)?),
+    }
+}
+
+/// `Host` blocks for `ssh -F`: HostName, Port, User, IdentityFile, and a known_hosts file
+/// holding the node's pinned host key (written under the state directory).
+pub fn ssh_config(nodes: &[crate::provider::Node]) -> Result<String> {
+    let mut s = String::new();
+    let keydir = crate::state::state_dir().join("known_hosts.d");
+    let identity = crate::plan::own_public_key().map(|p| p.with_extension(""));
+    for n in nodes {
+        let Some(ip) = &n.public_ip else { continue };
+        let port = n.ssh.port.unwrap_or(22);
+        let _ = writeln!(s, "Host {}", n.name);
+        let _ = writeln!(s, "    HostName {ip}");
+        let _ = writeln!(s, "    Port {port}");
+        if let Some(user) = &n.ssh.user {
+            let _ = writeln!(s, "    User {user}");
+        }
+        if let Some(id) = n
+            .ssh
+            .identity
+            .as_ref()
+            .map(std::path::PathBuf::from)
+            .or(identity.clone())
+        {
+            let _ = writeln!(s, "    IdentityFile {}", id.display());
+        }
+        if let Some(key) = &n.ssh.host_key {
+            let host = if port == 22 {
+                ip.clone()
+            } else {
+                format!("[{ip}]:{port}")
+            };
+            let file = keydir.join(&n.name);
+            std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
+            crate::state::write_atomic(
+                &file,
+                format!("{host} {}\n", key.trim()).as_bytes(),
+                0o644,
+            )?;
+            let _ = writeln!(s, "    UserKnownHostsFile {}", file.display());
+            let _ = writeln!(s, "    StrictHostKeyChecking yes");
+        }
+        s.push('\n');
+    }
+    Ok(s)
+}

@@ -139,7 +139,8 @@ fn tera_error(text: &str, err: &tera::Error) -> TemplateError {
     let message = parts
         .last()
         .map(|m| {
-            m.lines().rfind(|l| !l.trim().is_empty())
+            m.lines()
+                .rfind(|l| !l.trim().is_empty())
                 .unwrap_or(m)
                 .trim()
                 .trim_start_matches("= ")

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod local;
+pub mod static_hosts;
+
 /// The tag every node we create carries, so `destroy-node` knows it may destroy it.
 pub const TAG_MANAGED: &str = "provision";
 /// The tag holding the node's creation time (RFC 3339).
@@ -133,5 +136,39 @@ pub fn check_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(unknown(name))
+    }
+}
+
+/// Credentials from `-u/-k`; drivers fall back to their environment variables, then config.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub userid: Option<String>,
+    /// Never printed: `Debug` redacts it.
+    pub secret: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("userid", &self.userid)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Constructs the driver `name` from its `[providers.NAME]` config table and credentials.
+/// Unknown names are a config error (exit 2), like [`check_name`].
+pub fn build(
+    name: &str,
+    cfg: &crate::config::Config,
+    creds: &Credentials,
+) -> Result<Box<dyn Provider>> {
+    let _ = creds; // used by the cloud drivers
+    match name {
+        "local" => Ok(Box::new(local::LocalProvider::new())),
+        "static" => Ok(Box::new(static_hosts::StaticProvider::from_table(
+            &cfg.provider_table("static"),
+        )?)),
+        _ => Err(unknown(name)),
     }
 }

@@ -1,3 +1,6 @@
-//! Shared test support: each integration test binary includes what it needs.
+//! Shared test support: real OpenSSH servers on loopback, client keys, and a runner for the
+//! real binaries. Each integration test binary includes what it needs.
 #![allow(dead_code)]
+
 pub mod cli;
+pub mod sshd;

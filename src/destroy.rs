@@ -1,0 +1,134 @@
+//! destroy-node: the test-results gate, looking nodes up by name, and destroying them. A node
+//! is destroyed only when every `-t` file reads as JUnit, at least one test ran and none failed;
+//! otherwise it is kept and the user is told why. Nodes provision did not make need `--force`.
+
+use crate::error::{Error, Result};
+use crate::journal::{self, Status};
+use crate::junit::{self, GateDecision};
+use crate::output;
+use crate::provider::{Destroyed, Node, Provider};
+use std::path::PathBuf;
+
+pub struct Request {
+    pub names: Vec<String>,
+    pub results: Vec<PathBuf>,
+    pub dry_run: bool,
+    pub force: bool,
+}
+
+/// Runs the gate, then destroys every named node; the worst failure decides the exit code.
+pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
+    let kept = || {
+        format!(
+            "node{} {} kept",
+            if req.names.len() > 1 { "s" } else { "" },
+            req.names.join(", ")
+        )
+    };
+    if !req.results.is_empty() {
+        let mut all = Vec::new();
+        for path in &req.results {
+            let r = junit::read_results(path)
+                .map_err(|e| Error::Results(format!("{e}; nothing destroyed")))?;
+            output::info(&r.summary_line());
+            for f in &r.flaky {
+                output::warn(&format!("flaky: {f} failed, then passed on rerun"));
+            }
+            all.push(r);
+        }
+        match junit::gate(&all) {
+            GateDecision::Destroy { .. } => output::info("all tests passed: destroying"),
+            GateDecision::Keep { reason } => {
+                return Err(Error::TestsFailed(format!("{reason}\n{}", kept())));
+            }
+        }
+    }
+    let nodes = find(provider, &req.names, req.force)?;
+    if req.dry_run {
+        for n in &nodes {
+            output::info(&format!(
+                "would destroy {} (id {}, {})",
+                n.name,
+                n.id,
+                provider.name()
+            ));
+        }
+        return Ok(());
+    }
+    let mut failures = Vec::new();
+    for node in &nodes {
+        match provider.destroy(&node.id) {
+            Ok(how) => {
+                journal::clear(provider.name(), &node.name);
+                output::info(&match how {
+                    Destroyed::Destroyed => format!("{}: destroyed", node.name),
+                    Destroyed::AlreadyGone => format!("{}: already gone", node.name),
+                    Destroyed::Forgotten => {
+                        format!(
+                            "{}: forgotten; the machine itself was not touched",
+                            node.name
+                        )
+                    }
+                });
+            }
+            Err(e) => failures.push(format!("{}: could not destroy: {e}", node.name)),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::NotDestroyed(failures.join("; ")))
+    }
+}
+
+/// Looks every name up; a missing name, two nodes with one name, or an untagged node without
+/// `--force` stops everything before anything is destroyed.
+fn find(provider: &dyn Provider, names: &[String], force: bool) -> Result<Vec<Node>> {
+    let all = provider.list(true)?;
+    let mut out = Vec::new();
+    for name in names {
+        let matches: Vec<&Node> = all.iter().filter(|n| &n.name == name).collect();
+        match matches.as_slice() {
+            [] => {
+                return Err(Error::NotDestroyed(format!(
+                    "node '{name}' not found on {}; nothing destroyed",
+                    provider.name()
+                )))
+            }
+            [one] => {
+                if !one.is_managed() && !force {
+                    return Err(Error::NotDestroyed(format!(
+                        "node '{name}' (id {}) was not made by provision (no 'provision' tag); use --force to destroy it anyway",
+                        one.id
+                    )));
+                }
+                out.push((*one).clone());
+            }
+            many => {
+                let ids: Vec<&str> = many.iter().map(|n| n.id.as_str()).collect();
+                return Err(Error::NotDestroyed(format!(
+                    "{} nodes are named '{name}' (ids {}); nothing destroyed",
+                    many.len(),
+                    ids.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Journal entries of this provider whose node still exists but was never finished or kept.
+pub fn orphans(provider: &dyn Provider) -> Result<Vec<Node>> {
+    let entries: Vec<journal::Entry> = journal::entries()
+        .into_iter()
+        .filter(|e| e.provider == provider.name() && e.status != Status::Kept)
+        .collect();
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = provider.list(true)?;
+    Ok(all
+        .into_iter()
+        .filter(|n| entries.iter().any(|e| e.name == n.name))
+        .collect())
+}

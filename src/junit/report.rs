@@ -1,0 +1,129 @@
+//! `deploy-node --junit FILE`: the deployment itself as a JUnit report (quick-junit), one suite
+//! per node and one test case per step — keys, files, and each script — so CI pages show
+//! provisioning next to the tests. Script output is trimmed to its tail.
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use std::time::Duration;
+
+/// How much of a script's stdout/stderr goes into the report (the tail is kept).
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// One step of one node's deployment.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub name: String,
+    pub duration: Duration,
+    pub stdout: String,
+    pub stderr: String,
+    /// `Some(message)` when the step failed.
+    pub failure: Option<String>,
+    /// Not run (an earlier step failed).
+    pub skipped: bool,
+}
+
+/// One node's deployment.
+#[derive(Debug, Clone)]
+pub struct NodeResult {
+    pub node: String,
+    pub steps: Vec<StepResult>,
+}
+
+/// Keeps the last `limit` bytes (on a char boundary), saying how much was cut.
+pub fn tail(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut start = text.len() - limit;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[... {start} bytes cut ...]\n{}", &text[start..])
+}
+
+/// Builds the report.
+pub fn build(nodes: &[NodeResult]) -> Report {
+    let mut report = Report::new("deploy-node");
+    for n in nodes {
+        let mut suite = TestSuite::new(n.node.as_str());
+        for step in &n.steps {
+            let status = if step.skipped {
+                TestCaseStatus::skipped()
+            } else if let Some(msg) = &step.failure {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(msg.as_str());
+                s
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut case = TestCase::new(step.name.as_str(), status);
+            case.set_classname(format!("provision.{}", n.node));
+            case.set_time(step.duration);
+            if !step.stdout.is_empty() {
+                case.set_system_out(tail(&step.stdout, OUTPUT_LIMIT));
+            }
+            if !step.stderr.is_empty() {
+                case.set_system_err(tail(&step.stderr, OUTPUT_LIMIT));
+            }
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    report
+}
+
+/// The report as XML text.
+pub fn to_xml(nodes: &[NodeResult]) -> String {
+    build(nodes).to_string().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, failure: Option<&str>, skipped: bool) -> StepResult {
+        StepResult {
+            name: name.into(),
+            duration: Duration::from_millis(1500),
+            stdout: "out\n".into(),
+            stderr: String::new(),
+            failure: failure.map(str::to_string),
+            skipped,
+        }
+    }
+
+    #[test]
+    fn the_gate_reads_back_what_we_write() {
+        let ok = NodeResult {
+            node: "n1".into(),
+            steps: vec![step("keys", None, false), step("01-a.sh", None, false)],
+        };
+        let xml = to_xml(std::slice::from_ref(&ok));
+        let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
+            .unwrap();
+        assert_eq!((r.passed, r.failed.len()), (2, 0));
+        assert!(xml.contains("time=\"1.500\""), "{xml}");
+
+        let bad = NodeResult {
+            node: "n2".into(),
+            steps: vec![
+                step("keys", None, false),
+                step("01-a.sh", Some("exit status 3"), false),
+                step("02-b.sh", None, true),
+            ],
+        };
+        let xml = to_xml(&[ok, bad]);
+        let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
+            .unwrap();
+        assert_eq!((r.passed, r.failed.len(), r.skipped), (3, 1, 1));
+        assert!(xml.contains("exit status 3"));
+    }
+
+    #[test]
+    fn output_keeps_the_tail() {
+        let long = "x".repeat(100) + "END";
+        let t = tail(&long, 10);
+        assert!(t.ends_with("xxxxxxxEND"), "{t}");
+        assert!(t.starts_with("[... 93 bytes cut ...]"), "{t}");
+        assert_eq!(tail("short", 10), "short");
+    }
+}

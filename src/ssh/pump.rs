@@ -1,0 +1,150 @@
+//! Non-blocking I/O on one exec channel: writes stdin while reading stdout and stderr, so no
+//! side can deadlock on a full window, and waits in poll(2) on the session's socket for the
+//! direction libssh2 is blocked on — never a sleep loop. Keepalives go out while a long
+//! script is silent.
+
+use ssh2::{BlockDirections, Channel, Session};
+use std::io::{self, Read, Write};
+use std::os::unix::io::RawFd;
+use std::time::{Duration, Instant};
+
+const LIBSSH2_ERROR_EAGAIN: i32 = -37;
+
+/// Seconds between SSH keepalives while waiting for output.
+pub(super) const KEEPALIVE_SECS: u32 = 30;
+
+/// Sends `input` as stdin (then EOF) and hands stdout (`false`) and stderr (`true`) data to
+/// `sink` as it arrives. Returns at EOF on both streams, or — once `sink` returned true (it has
+/// everything it wants) — at EOF or after `grace`, whichever comes first (a daemon started by a
+/// script may keep the channel open).
+pub(super) fn pump(
+    session: &Session,
+    fd: RawFd,
+    channel: &mut Channel,
+    input: &[u8],
+    grace: Option<Duration>,
+    sink: &mut dyn FnMut(bool, &[u8]) -> bool,
+) -> io::Result<()> {
+    session.set_blocking(false);
+    let result = pump_inner(session, fd, channel, input, grace, sink);
+    session.set_blocking(true);
+    result
+}
+
+fn pump_inner(
+    session: &Session,
+    fd: RawFd,
+    channel: &mut Channel,
+    input: &[u8],
+    grace: Option<Duration>,
+    sink: &mut dyn FnMut(bool, &[u8]) -> bool,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut written = 0;
+    let mut eof_sent = false;
+    let mut open = [true, true];
+    let mut stop_at: Option<Instant> = None;
+    loop {
+        let mut progressed = false;
+        if written < input.len() {
+            match channel.write(&input[written..]) {
+                Ok(n) => {
+                    written += n;
+                    progressed |= n > 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The remote side stopped reading (its command failed early): what it says on
+                // stdout/stderr and its exit status tell why.
+                Err(_) => {
+                    written = input.len();
+                    eof_sent = true;
+                }
+            }
+        } else if !eof_sent {
+            match channel.send_eof() {
+                Ok(()) => {
+                    eof_sent = true;
+                    progressed = true;
+                }
+                Err(e) if e.code() == ssh2::ErrorCode::Session(LIBSSH2_ERROR_EAGAIN) => {}
+                Err(_) => eof_sent = true,
+            }
+        }
+        for (i, is_err) in [(0, false), (1, true)] {
+            // Drain this stream until it would block.
+            while open[i] {
+                let r = if is_err {
+                    channel.stderr().read(&mut buf)
+                } else {
+                    channel.read(&mut buf)
+                };
+                match r {
+                    Ok(0) if channel.eof() => open[i] = false,
+                    Ok(0) => break,
+                    Ok(n) => {
+                        progressed = true;
+                        if sink(is_err, &buf[..n]) && stop_at.is_none() {
+                            stop_at = grace.map(|g| Instant::now() + g);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !open[0] && !open[1] {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if stop_at.is_some_and(|t| now >= t) {
+            return Ok(());
+        }
+        if !progressed {
+            wait(session, fd, stop_at.map(|t| t - now))?;
+        }
+    }
+}
+
+/// Waits until the socket is ready in the direction libssh2 is blocked on, a keepalive is due,
+/// or `limit` passed.
+fn wait(session: &Session, fd: RawFd, limit: Option<Duration>) -> io::Result<()> {
+    let mut events = libc::POLLIN;
+    if matches!(
+        session.block_directions(),
+        BlockDirections::Outbound | BlockDirections::Both
+    ) {
+        events |= libc::POLLOUT;
+    }
+    let next_keepalive = session.keepalive_send().unwrap_or(KEEPALIVE_SECS).max(1);
+    let mut ms = next_keepalive as u64 * 1000;
+    if let Some(l) = limit {
+        ms = ms.min(l.as_millis() as u64 + 1);
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms as libc::c_int) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Closes the channel (blocking, bounded by the session timeout) and returns the remote exit
+/// status when the remote side finished (sent EOF).
+pub(super) fn finish(session: &Session, channel: &mut Channel) -> io::Result<Option<i32>> {
+    session.set_blocking(true);
+    let remote_eof = channel.eof();
+    channel.close()?;
+    if remote_eof {
+        channel.wait_close()?;
+        return Ok(Some(channel.exit_status()?));
+    }
+    Ok(None)
+}

@@ -1,0 +1,180 @@
+//! A private OpenSSH server for tests: `/usr/sbin/sshd -D -e -f CONFIG` on 127.0.0.1 and a free
+//! port, with its own ed25519 host key and authorized_keys files in a temp dir (so the host's
+//! real `~/.ssh` is never read or written), killed on drop. Plus client key pairs in a temp HOME.
+//! A real server, never a mock: the tests exercise what a node will do.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+/// A running sshd; killed when dropped.
+pub struct Sshd {
+    pub dir: TempDir,
+    pub port: u16,
+    /// The server's host public key line (`ssh-ed25519 AAAA... comment`).
+    pub host_pub: String,
+    child: Child,
+}
+
+impl Sshd {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> Sshd {
+        ensure_sshd();
+        let dir = tempfile::Builder::new().prefix("sshd-").tempdir().unwrap();
+        let host_key = dir.path().join("host_ed25519");
+        keygen(&host_key, "test-host");
+        let host_pub = fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        fs::create_dir_all(dir.path().join("auth")).unwrap();
+        // sshd refuses to start as root without its privilege-separation directory.
+        let _ = fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let config = dir.path().join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\n\
+                 AuthorizedKeysFile {d}/auth/%u_keys\nPidFile {d}/sshd.pid\n\
+                 UsePAM no\nStrictModes no\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nMaxStartups 100\nMaxSessions 20\n\
+                 LogLevel VERBOSE\n",
+                hk = host_key.display(),
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.path().join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        let mut sshd = Sshd {
+            dir,
+            port,
+            host_pub: host_pub.trim().to_string(),
+            child,
+        };
+        sshd.wait_ready();
+        sshd
+    }
+
+    fn wait_ready(&mut self) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sshd exited ({status}):\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "sshd did not listen on {} within 10s:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// The authorized_keys file sshd reads for `user`.
+    pub fn keys_file(&self, user: &str) -> PathBuf {
+        self.dir.path().join("auth").join(format!("{user}_keys"))
+    }
+
+    /// Lets `pubkey_line` log in as `user`.
+    pub fn authorize(&self, user: &str, pubkey_line: &str) {
+        let path = self.keys_file(user);
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(pubkey_line.trim());
+        text.push('\n');
+        fs::write(path, text).unwrap();
+    }
+
+    /// The server's log (sshd -e), for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client key pair in a temp HOME: `home/.ssh/id_ed25519` and `.pub`.
+pub struct ClientKey {
+    pub home: TempDir,
+    pub private: PathBuf,
+    /// The public key line.
+    pub public: String,
+}
+
+/// Generates an unencrypted ed25519 client key pair in a fresh temp HOME.
+pub fn client_key() -> ClientKey {
+    let home = tempfile::Builder::new().prefix("home-").tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    fs::create_dir_all(&ssh).unwrap();
+    let private = ssh.join("id_ed25519");
+    keygen(&private, "test-client");
+    let public = fs::read_to_string(private.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    ClientKey {
+        home,
+        private,
+        public,
+    }
+}
+
+/// A fresh public key line nobody has the server side of (for mismatch tests).
+pub fn other_public_key() -> String {
+    let k = client_key();
+    k.public.clone()
+}
+
+/// A loopback port nothing listens on (right now).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn keygen(path: &Path, comment: &str) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run ssh-keygen");
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+/// Installs sshd through the project's setup script when it is missing.
+fn ensure_sshd() {
+    if Path::new(SSHD).exists() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-test-deps.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .status()
+        .expect("run setup-test-deps.sh");
+    assert!(
+        st.success() && Path::new(SSHD).exists(),
+        "sshd is not installed"
+    );
+}
