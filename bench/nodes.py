@@ -21,7 +21,7 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 DELAY_MS = 25  # one way, so RTT = 50 ms
 # sshd's config, host key and the client key to seed must be readable after /root is covered
 # by the node's tmpfs, so they live outside /root (the work dir usually is ~/.cache/...).
-NODES_DIR = Path("/tmp/provbench-nodes")
+NODES_DIR = Path("/tmp/provbench-nodes")  # /<port base>/<node>
 
 
 def sh(cmd, **kw):
@@ -85,7 +85,7 @@ class Cluster:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         for i in range(self.count):
             b = self.port_base
-            node = Node(i, f"bench{i}", b + i, b + 100 + i, b + 200 + i, NODES_DIR / f"bench{i}")
+            node = Node(i, f"bench{i}", b + i, b + 100 + i, b + 200 + i, NODES_DIR / str(b) / f"bench{i}")
             self.nodes.append(node)
         self._write_client_files()
         try:

@@ -112,20 +112,22 @@ def one_run(ctx: Ctx, case: Case, peer: str, nodes):
     return elapsed, problems
 
 
-def fmt_cell(times, fails, floor_median):
+def fmt_cell(times, fails, floor_median, runs):
     if not times:
         return f"FAILED ({fails})" if fails else "-"
     med = statistics.median(times)
-    s = f"{med:.2f}"
+    s = f"{med:.2f}" if med < 10 else f"{med:.1f}"
     if floor_median:
         s += f" ({med / floor_median:.1f}x)"
+    if len(times) + fails < runs:
+        s += f" n={len(times)}"
     if fails:
         s += f" [{fails} failed]"
     return s
 
 
-def table(results, cases, peers):
-    """Markdown table: median seconds and x floor per case and peer."""
+def table(results, cases, peers, runs):
+    """Markdown table: median seconds and x floor per case and peer (n=: fewer runs than asked)."""
     head = "| case | " + " | ".join(peers) + " |"
     rows = [head, "|" + "---|" * (len(peers) + 1)]
     for case in cases:
@@ -135,7 +137,7 @@ def table(results, cases, peers):
         vals = []
         for p in peers:
             r = cell.get(p)
-            vals.append(fmt_cell(r["times"], len(r["failures"]), fm) if r else "")
+            vals.append(fmt_cell(r["times"], len(r["failures"]), fm, runs) if r else "")
         rows.append(f"| {case.title} | " + " | ".join(vals) + " |")
     return "\n".join(rows)
 
@@ -166,6 +168,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="runs per cell (default 5); the median is reported")
     ap.add_argument("--cases", default=",".join(c.name for c in CASES), help="comma-separated: " + ", ".join(c.name for c in CASES))
     ap.add_argument("--peers", default=",".join(PEER_ORDER), help="comma-separated: " + ", ".join(PEER_ORDER))
+    ap.add_argument("--slow-runs", type=int, default=3, help="runs for a peer whose run takes over --slow-seconds (default 3)")
+    ap.add_argument("--slow-seconds", type=float, default=30, help="see --slow-runs (default 30)")
     ap.add_argument("--json", metavar="FILE", help="also write every run's time and problems as JSON ('-': stdout)")
     ap.add_argument("--self-test", action="store_true", help="1 run of every peer, tiny workload, 1 node (< 30 s)")
     ap.add_argument("--work", type=Path, default=CACHE / "work", help="scratch directory (default %(default)s)")
@@ -210,9 +214,14 @@ def main():
             cell_peers = [p for p in peers if not case.only or p in case.only]
             results[case.name] = {p: {"times": [], "failures": []} for p in cell_peers}
             print(f"== {case.title} ({wl.nfiles} files, {wl.total_bytes / 1e6:.2f} MB)", file=sys.stderr)
+            limit = {p: runs for p in cell_peers}
             for r in range(runs):  # interleaved, so slow drifts in machine load hit every peer alike
                 for p in cell_peers:
+                    if r >= limit[p]:
+                        continue
                     elapsed, problems = one_run(ctx, case, p, nodes)
+                    if elapsed > args.slow_seconds:
+                        limit[p] = min(runs, args.slow_runs)
                     res = results[case.name][p]
                     if problems:
                         res["failures"].append({"run": r, "seconds": elapsed, "problems": problems})
@@ -223,7 +232,8 @@ def main():
                             print(f"   {p:9} run {r + 1}: {elapsed:.2f} s", file=sys.stderr)
                 loads.append(os.getloadavg()[0])
     out_peers = [p for p in PEER_ORDER if any(p in results[c.name] for c in cases)]
-    print(table(results, cases, out_peers))
+    sys.stderr.flush()
+    print(table(results, cases, out_peers, runs))
     print()
     for line in summary_lines(results):
         print(line)

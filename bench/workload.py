@@ -228,3 +228,27 @@ def verify(wl: Workload, node_name: str, client_pub: str, snap: dict, outputs) -
         if not all(e in all_l for e in exp_err):
             bad.append(f"{script}: stderr not captured")
     return bad
+
+
+def split_stream(wl: Workload, node_name: str, lines) -> list:
+    """Attributes one merged output stream (no per-script framing) to the scripts, in order:
+    script i's part runs from the end of script i-1's part up to the first expected line of
+    script i+1 found after script i's own expected lines. A line missing anywhere leaves the
+    later parts empty, so verification fails."""
+    parts, pos = [], 0
+    for idx, script in enumerate(wl.scripts):
+        j = pos
+        for e in expected_lines(wl, script, node_name)[0]:
+            while j < len(lines) and lines[j] != e:
+                j += 1
+            j += 1
+        end = min(j, len(lines))
+        if idx + 1 < len(wl.scripts):
+            first_next = expected_lines(wl, wl.scripts[idx + 1], node_name)[0][0]
+            while end < len(lines) and lines[end] != first_next:
+                end += 1
+        else:
+            end = len(lines)
+        parts.append("".join(line + "\n" for line in lines[pos:end]))
+        pos = end
+    return parts
