@@ -83,4 +83,7 @@ def outputs(wl, reports, name, stderr):
     prefix = f"[{name}] "
     lines = [line[len(prefix):] for line in stderr.splitlines() if line.startswith(prefix)]
     parts = split_stream(wl, name, lines)
-    return [(s, part, "", status[s]) for s, part in zip(wl.scripts, parts)]
+    # stdout and stderr are merged in the stream and their relative order is not kept, so a
+    # script's stderr lines are looked for anywhere in it
+    everything = "\n".join(lines)
+    return [(s, part, everything, status[s]) for s, part in zip(wl.scripts, parts)]

@@ -175,7 +175,7 @@ def main():
     ap.add_argument("--work", type=Path, default=CACHE / "work", help="scratch directory (default %(default)s)")
     ap.add_argument("--venv", type=Path, default=CACHE / "venv", help="peers' virtualenv (default %(default)s)")
     ap.add_argument("--provision-bin", help="directory holding deploy-node (default: target/release, target/debug)")
-    ap.add_argument("--port-base", type=int, default=42200, help="nodes listen on BASE+i, proxies on BASE+100+i, BASE+200+i")
+    ap.add_argument("--port-base", type=int, default=22200, help="nodes listen on BASE+i, proxies on BASE+100+i and BASE+200+i; keep below the ephemeral range (default %(default)s)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every run")
     args = ap.parse_args()
 

@@ -217,12 +217,12 @@ def verify(wl: Workload, node_name: str, client_pub: str, snap: dict, outputs) -
         if script not in got:
             continue
         _, out, err, code = got[script]
-        # stdout then stderr: some tools merge stderr into stdout (a pty, 2>&1)
-        all_l = (out + "\n" + err).replace("\r\n", "\n").split("\n")
+        out_l = out.replace("\r\n", "\n").split("\n")
+        all_l = out_l + err.replace("\r\n", "\n").split("\n")  # some tools merge stderr into stdout
         exp_out, exp_err = expected_lines(wl, script, node_name)
         if code != 0:
             bad.append(f"{script}: exit status {code!r}, want 0")
-        if not _subsequence(exp_out, all_l):
+        if not _subsequence(exp_out, out_l):
             n = sum(1 for e in exp_out if e in set(all_l))
             bad.append(f"{script}: stdout incomplete ({n}/{len(exp_out)} expected lines)")
         if not all(e in all_l for e in exp_err):
@@ -232,8 +232,8 @@ def verify(wl: Workload, node_name: str, client_pub: str, snap: dict, outputs) -
 
 def split_stream(wl: Workload, node_name: str, lines) -> list:
     """Attributes one merged output stream (no per-script framing) to the scripts, in order:
-    script i's part runs from the end of script i-1's part up to the first expected line of
-    script i+1 found after script i's own expected lines. A line missing anywhere leaves the
+    script i's part runs from the end of script i-1's part up to the first expected line
+    (stdout or stderr) of script i+1 found after script i's own expected stdout lines. A line missing anywhere leaves the
     later parts empty, so verification fails."""
     parts, pos = [], 0
     for idx, script in enumerate(wl.scripts):
@@ -244,8 +244,9 @@ def split_stream(wl: Workload, node_name: str, lines) -> list:
             j += 1
         end = min(j, len(lines))
         if idx + 1 < len(wl.scripts):
-            first_next = expected_lines(wl, wl.scripts[idx + 1], node_name)[0][0]
-            while end < len(lines) and lines[end] != first_next:
+            out, err = expected_lines(wl, wl.scripts[idx + 1], node_name)
+            starts = {out[0], *err}  # stderr may overtake stdout in a merged stream
+            while end < len(lines) and lines[end] not in starts:
                 end += 1
         else:
             end = len(lines)
