@@ -64,7 +64,7 @@ class Node:
 
 
 class Cluster:
-    """N nodes plus two proxy processes; use as a context manager."""
+    """N nodes plus their proxy processes; use as a context manager."""
 
     def __init__(self, work: Path, count: int, port_base: int):
         self.work = work
@@ -91,8 +91,9 @@ class Cluster:
         try:
             for node in self.nodes:
                 self._start_node(node)
-            self._start_proxy(DELAY_MS, [(n.port_delay, n.port) for n in self.nodes])
-            self._start_proxy(0, [(n.port_zero, n.port) for n in self.nodes])
+            for n in self.nodes:  # one process per node and delay, so 10 nodes use every core
+                self._start_proxy(DELAY_MS, [(n.port_delay, n.port)])
+                self._start_proxy(0, [(n.port_zero, n.port)])
             for node in self.nodes:
                 for port in (node.port, node.port_delay, node.port_zero):
                     wait_port(port)
