@@ -46,10 +46,13 @@ CASES = [
     Case("ten-50ms", "10 nodes in parallel, 50 ms RTT", 10, "50ms", "50"),
     # libcloud and Ansible would take minutes per run here (a dozen round trips per file).
     Case("files500-50ms", "500 small files, 1 node, 50 ms RTT", 1, "50ms", "500", ("floor", "openssh", "provision")),
+    # diagnostic (not in the default set): where provision's per-file cost comes from
+    Case("files500-direct", "500 small files, 1 node, no added latency", 1, "direct", "500", ("floor", "provision")),
     Case("cal-one-proxy0", "calibration: 1 node through the proxy at 0 ms", 1, "proxy0", "50", ("floor",)),
     Case("cal-ten-direct", "calibration: 10 nodes, no proxy", 10, "direct", "50", ("floor",)),
     Case("cal-ten-proxy0", "calibration: 10 nodes through the proxy at 0 ms", 10, "proxy0", "50", ("floor",)),
 ]
+DIAGNOSTIC = {"files500-direct"}
 SELF_TEST = Case("self-test", "self-test: tiny workload, 1 node", 1, "direct", "tiny")
 PEER_ORDER = ["floor", "openssh", "libcloud", "ansible", "provision"]
 
@@ -166,7 +169,7 @@ def summary_lines(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per cell (default 5); the median is reported")
-    ap.add_argument("--cases", default=",".join(c.name for c in CASES), help="comma-separated: " + ", ".join(c.name for c in CASES))
+    ap.add_argument("--cases", default=",".join(c.name for c in CASES if c.name not in DIAGNOSTIC), help="comma-separated: " + ", ".join(c.name for c in CASES))
     ap.add_argument("--peers", default=",".join(PEER_ORDER), help="comma-separated: " + ", ".join(PEER_ORDER))
     ap.add_argument("--slow-runs", type=int, default=3, help="runs for a peer whose run takes over --slow-seconds (default 3)")
     ap.add_argument("--slow-seconds", type=float, default=30, help="see --slow-runs (default 30)")
