@@ -5,8 +5,11 @@
 //! On the node, `sh -c` unpacks the stream into a private staging dir (mktemp, 0700) and runs
 //! `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
 //! itself as root (directly, or through `sudo -n`; as the login user when root is unreachable)
-//! to append root's keys, move files into place (temp file in the target's dir + `mv`), place
-//! the scripts and run them. Before and after each step the runner prints
+//! to append root's keys, move files into place, place the scripts and run them. Files travel
+//! as a nested `files.tar` whose entries already sit at `<target dir>/.provision-<nonce>/<name>`
+//! with their modes: one `tar` as root stages them all beside their targets (same filesystem),
+//! then one `mv` per target directory renames them into place — each rename atomic, and the
+//! number of processes on the node grows with directories, not files. Before and after each step the runner prints
 //! `NONCE start I` / `NONCE end I STATUS` on both stdout and stderr, and `NONCE done` at the
 //! end; the nonce is random per provision, so script output cannot fake a marker.
 
@@ -54,12 +57,23 @@ addkeys() {
     grep -qF -e "$blob" "$f" || printf '%s\n' "$line" >> "$f" || return 1
   done < "$st/keys"
 }
-put() {
-  t=$3; d=$(dirname "$t"); tmp=$d/.provision-$N-$1
-  if [ -d "$t" ]; then echo "provision: cannot write $t: it is a directory" >&2; return 1; fi
-  (umask 022; mkdir -p "$d") || { echo "provision: cannot write $t: cannot create directory $d" >&2; return 1; }
-  if cp "$st/f/$1" "$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$t"; then return 0; fi
-  rm -f "$tmp"; echo "provision: cannot write $t" >&2; return 1
+unstage() { [ -s "$st/stages" ] && while read -r sd; do rm -rf "$sd"; done < "$st/stages"; return 0; }
+stagefiles() {
+  (umask 022; tar -x -p -m --no-same-owner -f "$st/files.tar" -C /) && return 0
+  unstage; echo "provision: cannot unpack the files on the node" >&2
+  while read -r t; do
+    d=${t%/*}; [ -d "${d:-/}" ] || echo "provision: cannot write $t: cannot create directory ${d:-/}" >&2
+  done < "$st/targets"
+  return 1
+}
+notdir() {
+  while read -r t; do
+    if [ -d "$t" ] && [ ! -L "$t" ]; then echo "provision: cannot write $t: it is a directory" >&2; return 1; fi
+  done < "$st/targets"
+}
+movein() {
+  d=$1; shift
+  mv -f -- "$@" "$d/" || { unstage; echo "provision: cannot write into $d" >&2; return 1; }
 }
 place() {
   [ -d "$SD" ] || (umask 077; mkdir -p "$SD") || { echo "provision: cannot create $SD" >&2; return 1; }
@@ -114,7 +128,7 @@ pub(super) fn provision(
     on_line: &mut dyn FnMut(&str, bool, &str),
 ) -> Result<ProvisionReport> {
     let nonce = format!("provision-{:032x}", rand::thread_rng().gen::<u128>());
-    let upload = build_upload(plan)?;
+    let upload = build_upload(plan, &nonce)?;
     let timeout = opts.script_timeout.map(secs).unwrap_or_else(|| "0".into());
     let paths = conn.paths.clone();
     let args = [
@@ -214,8 +228,45 @@ fn secs(d: Duration) -> String {
     }
 }
 
-/// The one tar stream: `run.sh`, `plan.sh`, `keys`, `f/I` (files), `s/I` (scripts).
-fn build_upload(plan: &Plan) -> Result<Vec<u8>> {
+/// Target directories in first-seen order, each with the names of the files it receives.
+type DirFiles = Vec<(String, Vec<String>)>;
+
+/// Where a directory's files are staged: beside their targets, so the final rename is atomic.
+fn stage_dir(dir: &str, nonce: &str) -> String {
+    format!("{}/.{nonce}", dir.trim_end_matches('/'))
+}
+
+/// The files as a tar to unpack at `/`: each at `<its dir>/.<nonce>/<name>` with its mode; and
+/// the target directories in first-seen order with their files' names.
+fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
+    let mut dirs: DirFiles = Vec::new();
+    let mut tar = tar::Builder::new(Vec::new());
+    for f in &plan.files {
+        let (dir, name) = f.target.rsplit_once('/').unwrap_or(("", &f.target));
+        let dir = if dir.is_empty() { "/" } else { dir };
+        match dirs.iter_mut().find(|(d, _)| d == dir) {
+            Some((_, names)) => names.push(name.to_string()),
+            None => dirs.push((dir.to_string(), vec![name.to_string()])),
+        }
+        let path = format!("{}/{name}", stage_dir(dir, nonce));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(f.content.len() as u64);
+        h.set_mode(f.mode & 0o7777);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        tar.append_data(&mut h, path.trim_start_matches('/'), f.content.as_slice())
+            .map_err(|e| Error::unexpected(format!("building the upload: {}: {e}", f.target)))?;
+    }
+    let bytes = tar
+        .into_inner()
+        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
+    Ok((bytes, dirs))
+}
+
+/// The one tar stream: `run.sh`, `plan.sh`, `keys`, `files.tar`, `s/I` (scripts).
+fn build_upload(plan: &Plan, nonce: &str) -> Result<Vec<u8>> {
     let mut keys = String::new();
     for k in &plan.pubkeys {
         let blob = super::openssh_blob(&k.line).ok_or_else(|| {
@@ -224,13 +275,37 @@ fn build_upload(plan: &Plan) -> Result<Vec<u8>> {
         let _ = writeln!(keys, "{} {}", super::b64(&blob), k.line.trim());
     }
     let mut script = String::new();
-    for (i, f) in plan.files.iter().enumerate() {
-        let _ = writeln!(
-            script,
-            "put {i} {:04o} {} || abort 1",
-            f.mode & 0o7777,
-            quote(&f.target)?
-        );
+    let (files_tar, dirs) = build_files_tar(plan, nonce)?;
+    if !dirs.is_empty() {
+        let stages: String = dirs
+            .iter()
+            .map(|(d, _)| format!("{}\n", stage_dir(d, nonce)))
+            .collect();
+        let _ = writeln!(script, "printf '%s' {} > \"$st/stages\"", quote(&stages)?);
+        let targets: String = plan
+            .files
+            .iter()
+            .map(|f| format!("{}\n", f.target))
+            .collect();
+        let _ = writeln!(script, "printf '%s' {} > \"$st/targets\"", quote(&targets)?);
+        let _ = writeln!(script, "notdir || abort 1");
+        let _ = writeln!(script, "stagefiles || abort 1");
+        for (dir, names) in &dirs {
+            let stage = stage_dir(dir, nonce);
+            for chunk in names.chunks(200) {
+                let staged: Vec<String> = chunk
+                    .iter()
+                    .map(|n| quote(&format!("{stage}/{n}")))
+                    .collect::<Result<_>>()?;
+                let _ = writeln!(
+                    script,
+                    "movein {} {} || abort 1",
+                    quote(dir)?,
+                    staged.join(" ")
+                );
+            }
+        }
+        let _ = writeln!(script, "unstage");
     }
     for (i, s) in plan.scripts.iter().enumerate() {
         let _ = writeln!(script, "place {i} {} || abort 1", quote(&s.remote_name)?);
@@ -244,10 +319,8 @@ fn build_upload(plan: &Plan) -> Result<Vec<u8>> {
         ("run.sh".into(), RUNNER.as_bytes()),
         ("plan.sh".into(), script.as_bytes()),
         ("keys".into(), keys.as_bytes()),
+        ("files.tar".into(), &files_tar),
     ];
-    for (i, f) in plan.files.iter().enumerate() {
-        entries.push((format!("f/{i}"), &f.content));
-    }
     for (i, s) in plan.scripts.iter().enumerate() {
         entries.push((format!("s/{i}"), &s.content));
     }
