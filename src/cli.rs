@@ -318,6 +318,13 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
             .map(|p| p.node_name.clone())
             .collect::<Vec<_>>(),
     );
+    // Many nodes wait at once: answer their polls from one shared list call per interval
+    // instead of a get per node (what real APIs rate-limit).
+    let provider: Arc<dyn Provider> = if many {
+        Arc::new(provider::coalesce::Coalesced::new(provider))
+    } else {
+        provider
+    };
     let outcomes = pool::deploy_all(&plans, provider, &opts, args.parallel);
     output::finish_progress();
     if many {

@@ -61,25 +61,30 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
         }
         return Ok(());
     }
-    let mut failures = Vec::new();
-    for node in &nodes {
-        match provider.destroy(&node.id) {
-            Ok(how) => {
-                journal::clear(provider.name(), &node.name);
-                output::info(&match how {
-                    Destroyed::Destroyed => format!("{}: destroyed", node.name),
-                    Destroyed::AlreadyGone => format!("{}: already gone", node.name),
-                    Destroyed::Forgotten => {
-                        format!(
-                            "{}: forgotten; the machine itself was not touched",
-                            node.name
-                        )
-                    }
-                });
+    // at most --parallel at once; every node is tried whatever happens to the others
+    let results = crate::pool::run_bounded(&nodes, req.parallel, |node| {
+        let how = provider.destroy(&node.id)?;
+        journal::clear(provider.name(), &node.name);
+        output::info(&match how {
+            Destroyed::Destroyed => format!("{}: destroyed", node.name),
+            Destroyed::AlreadyGone => format!("{}: already gone", node.name),
+            Destroyed::Forgotten => {
+                format!(
+                    "{}: forgotten; the machine itself was not touched",
+                    node.name
+                )
             }
-            Err(e) => failures.push(format!("{}: could not destroy: {e}", node.name)),
-        }
-    }
+        });
+        Ok::<(), Error>(())
+    });
+    let failures: Vec<String> = nodes
+        .iter()
+        .zip(results)
+        .filter_map(|(node, r)| {
+            r.err()
+                .map(|e| format!("{}: could not destroy: {e}", node.name))
+        })
+        .collect();
     if failures.is_empty() {
         Ok(())
     } else {

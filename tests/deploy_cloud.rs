@@ -13,19 +13,18 @@
 //! Nodes are isolated local nodes on their own 127.x.y.z port 22 (the cloud APIs report no
 //! port): this needs root, as in CI; otherwise the tests fail saying so.
 
+#[path = "support/cloudnodes.rs"]
+mod cloudnodes;
 #[path = "support/fakecloud/mod.rs"]
 mod fakecloud;
 #[path = "support/prism.rs"]
 mod prism;
 mod support;
 
+use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
 use fakecloud::{Api, FakeCloud, Fault};
-use provision::provider::local::LocalProvider;
-use provision::provider::{NodeSpec, Provider};
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::cli::{Run, Sandbox};
 
@@ -78,120 +77,6 @@ const HZ: Cloud = Cloud {
     create_path: "/servers",
     off: "off",
 };
-
-// ---- the local nodes behind the fakes ----
-
-/// One state directory for every fake's local nodes, so isolated nodes never pick the same
-/// address.
-fn local() -> LocalProvider {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    LocalProvider::with_state_dir(DIR.get_or_init(|| tempfile::tempdir().unwrap()).path())
-}
-
-/// Why the local node of a server could not serve it, by server name.
-fn hook_errors() -> &'static Mutex<BTreeMap<String, String>> {
-    static E: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
-    E.get_or_init(Default::default)
-}
-
-/// Starts the local node for a new server from its cloud-init user-data: the authorized keys
-/// and the ed25519 host key the driver generated. Returns where it listens.
-fn start_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), String> {
-    let body = user_data
-        .strip_prefix("#cloud-config\n")
-        .ok_or("user-data does not start with #cloud-config")?;
-    let doc: Value = serde_json::from_str(body).map_err(|e| format!("user-data: {e}"))?;
-    let keys = doc["ssh_authorized_keys"]
-        .as_array()
-        .ok_or("user-data without ssh_authorized_keys")?
-        .iter()
-        .filter_map(|k| k.as_str().map(String::from))
-        .collect();
-    let host = doc["ssh_keys"]["ed25519_private"]
-        .as_str()
-        .ok_or("user-data without ssh_keys.ed25519_private")?;
-    let spec = NodeSpec {
-        name: name.into(),
-        image: String::new(),
-        size: String::new(),
-        location: String::new(),
-        public_keys: keys,
-        tags: BTreeMap::new(),
-    };
-    let node = local()
-        .create_with_host_key(&spec, host)
-        .map_err(|e| format!("local node: {e}"))?;
-    let ip = node.public_ip.clone().unwrap_or_default();
-    match node.ssh.port {
-        Some(22) => Ok((ip, None)),
-        port => Err(format!(
-            "local node {name} listens on {ip} port {port:?}, not 22, and the cloud APIs report \
-             no port: run the tests as root (as CI does) with port 22 free on 127.x.y.z, so \
-             local nodes are isolated"
-        )),
-    }
-}
-
-/// Makes the fake's servers real local nodes, destroyed with them.
-fn attach_nodes(fake: &FakeCloud) {
-    fake.on_create(Box::new(|name, user_data| {
-        start_node(name, user_data).unwrap_or_else(|e| {
-            hook_errors().lock().unwrap().insert(name.into(), e);
-            ("127.0.0.1".into(), None)
-        })
-    }));
-    fake.on_delete(Box::new(|name| {
-        let _ = local().destroy(name);
-    }));
-}
-
-/// Destroys the local node of `name` when a test ends, even by panic.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = local().destroy(&self.0);
-    }
-}
-
-/// Panics with the hook's reason when the local node of `name` could not be started.
-fn assert_node_started(name: &str) {
-    if let Some(e) = hook_errors().lock().unwrap().get(name) {
-        panic!("{e}");
-    }
-}
-
-/// The pid of the local node's sshd, and a check that it is gone.
-fn node_pid(name: &str) -> u32 {
-    local()
-        .record(name)
-        .unwrap()
-        .unwrap_or_else(|| panic!("no local node {name}"))
-        .pid
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-fn assert_node_gone(name: &str, pid: Option<u32>) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while local().record(name).unwrap().is_some() || pid.is_some_and(alive) {
-        assert!(
-            Instant::now() < deadline,
-            "local node {name} (sshd pid {pid:?}) still there"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 // ---- fakes ----
 

@@ -28,6 +28,8 @@ pub struct CloudCore {
     pub user: Option<Map<String, Value>>,
     pub poll: Duration,
     host_keys: Mutex<HashMap<String, String>>,
+    /// The account's references (ids, names) of the public keys of a create, per key set.
+    account_keys: Mutex<HashMap<Vec<String>, Vec<Value>>>,
 }
 
 impl std::fmt::Debug for CloudCore {
@@ -55,6 +57,7 @@ impl CloudCore {
             user: cloudinit::user_config(info.name, table)?,
             poll,
             host_keys: Mutex::new(HashMap::new()),
+            account_keys: Mutex::new(HashMap::new()),
         })
     }
 
@@ -64,6 +67,23 @@ impl CloudCore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_string(), public.to_string());
+    }
+
+    /// The account's references for `public_keys`, from `lookup` (which may register missing
+    /// keys) once per key set and instance: a pool's creates share one lookup instead of
+    /// listing the account's keys once per node. Concurrent callers wait for that one.
+    pub fn account_keys(
+        &self,
+        public_keys: &[String],
+        lookup: impl FnOnce() -> Result<Vec<Value>>,
+    ) -> Result<Vec<Value>> {
+        let mut cache = self.account_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(refs) = cache.get(public_keys) {
+            return Ok(refs.clone());
+        }
+        let refs = lookup()?;
+        cache.insert(public_keys.to_vec(), refs.clone());
+        Ok(refs)
     }
 
     /// The pinned host key of a node this instance created.

@@ -363,7 +363,9 @@ impl Provider for DigitalOcean {
         let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
         self.core.client.add_secret(host.private_openssh(), true);
         self.core.client.add_secret(&user_data, false);
-        let keys = self.key_ids(&spec.public_keys)?;
+        let keys = self
+            .core
+            .account_keys(&spec.public_keys, || self.key_ids(&spec.public_keys))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

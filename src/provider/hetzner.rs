@@ -375,7 +375,18 @@ impl Provider for Hetzner {
         let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
         self.core.client.add_secret(host.private_openssh(), true);
         self.core.client.add_secret(&user_data, false);
-        let keys = self.key_names(&spec.public_keys)?;
+        let keys: Vec<String> = self
+            .core
+            .account_keys(&spec.public_keys, || {
+                Ok(self
+                    .key_names(&spec.public_keys)?
+                    .into_iter()
+                    .map(Value::String)
+                    .collect())
+            })?
+            .into_iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -143,7 +143,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 s.reads += 1;
                 all.push(droplet_json(inner, s));
             }
-            paged(req, "droplets", all, inner.per_page_cap)
+            paged(req, "droplets", all, inner.per_page_cap())
         }
         ("POST", ["v2", "droplets"]) => {
             let Some(b) = req.json() else {
@@ -191,6 +191,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 user_data: s("user_data").unwrap_or_default(),
                 ssh_keys: b["ssh_keys"].as_array().cloned().unwrap_or_default(),
                 created: now_rfc3339(),
+                born: std::time::Instant::now(),
             };
             let body = json!({
                 "droplet": droplet_json(inner, &server),
@@ -230,7 +231,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
         ("GET", ["v2", "account", "keys"]) => {
             let st = inner.state.lock().unwrap();
             let all = st.keys.iter().map(key_json).collect();
-            paged(req, "ssh_keys", all, inner.per_page_cap)
+            paged(req, "ssh_keys", all, inner.per_page_cap())
         }
         ("POST", ["v2", "account", "keys"]) => {
             let Some(b) = req.json() else {
@@ -264,15 +265,15 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 .iter()
                 .map(|i| image_json(&i.0.to_string()))
                 .collect();
-            paged(req, "images", all, inner.per_page_cap)
+            paged(req, "images", all, inner.per_page_cap())
         }
         ("GET", ["v2", "sizes"]) => {
             let all = SIZES.iter().map(|s| size_json(s.0)).collect();
-            paged(req, "sizes", all, inner.per_page_cap)
+            paged(req, "sizes", all, inner.per_page_cap())
         }
         ("GET", ["v2", "regions"]) => {
             let all = REGIONS.iter().map(|r| region_json(r.0)).collect();
-            paged(req, "regions", all, inner.per_page_cap)
+            paged(req, "regions", all, inner.per_page_cap())
         }
         _ => not_found(),
     }

@@ -203,7 +203,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 s.reads += 1;
                 all.push(server_json(inner, s));
             }
-            paged(req, "servers", all, inner.per_page_cap)
+            paged(req, "servers", all, inner.per_page_cap())
         }
         ("POST", ["servers"]) => {
             let Some(b) = req.json() else {
@@ -256,6 +256,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 user_data: s("user_data").unwrap_or_default(),
                 ssh_keys: b["ssh_keys"].as_array().cloned().unwrap_or_default(),
                 created: now_rfc3339(),
+                born: std::time::Instant::now(),
             };
             let body = json!({
                 "server": server_json(inner, &server),
@@ -300,7 +301,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
         ("GET", ["ssh_keys"]) => {
             let st = inner.state.lock().unwrap();
             let all = st.keys.iter().map(key_json).collect();
-            paged(req, "ssh_keys", all, inner.per_page_cap)
+            paged(req, "ssh_keys", all, inner.per_page_cap())
         }
         ("POST", ["ssh_keys"]) => {
             let Some(b) = req.json() else {
@@ -335,15 +336,15 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
         }
         ("GET", ["images"]) => {
             let all = IMAGES.iter().map(image_json).collect();
-            paged(req, "images", all, inner.per_page_cap)
+            paged(req, "images", all, inner.per_page_cap())
         }
         ("GET", ["server_types"]) => {
             let all = TYPES.iter().map(|t| type_json(t.1)).collect();
-            paged(req, "server_types", all, inner.per_page_cap)
+            paged(req, "server_types", all, inner.per_page_cap())
         }
         ("GET", ["locations"]) => {
             let all = LOCATIONS.iter().map(|l| location_json(l.1)).collect();
-            paged(req, "locations", all, inner.per_page_cap)
+            paged(req, "locations", all, inner.per_page_cap())
         }
         _ => not_found("resource"),
     }

@@ -1,16 +1,20 @@
 //! A stateful loopback fake of the DigitalOcean and Hetzner Cloud APIs, for the driver tests.
 //!
 //! Servers created by POST start `new`/`initializing` and turn `active`/`running` after
-//! [`FakeCloud::set_polls_until_active`] reads (or report the status set with
-//! [`FakeCloud::set_status`]); they get a loopback IP from the [`FakeCloud::on_create`] hook
-//! (default 127.0.0.1), which also sees the request's user-data, and
+//! [`FakeCloud::set_polls_until_active`] reads, or, after [`FakeCloud::set_boot_time`], once
+//! that long has passed since their create however often they are read (or report the status
+//! set with [`FakeCloud::set_status`]); they get a loopback IP from the [`FakeCloud::on_create`]
+//! hook (default 127.0.0.1), which also sees the request's user-data, and
 //! [`FakeCloud::on_delete`] hears of every deleted server. Lists are paginated with a small page
-//! size. Faults (status codes, Retry-After, slow answers, malformed JSON, dropped connections)
-//! are injected per method and path prefix. Responses follow the official specs, so the fake
+//! size ([`FakeCloud::set_per_page_cap`] raises it to what the real API allows). Faults (status
+//! codes, Retry-After, slow answers, malformed JSON, dropped connections) are injected per
+//! method and path prefix. Responses follow the official specs, so the fake
 //! can sit behind Prism's validating proxy.
 //!
-//! A minimal HTTP/1.1 server on `std::net` (one request per connection, `Connection: close`)
-//! keeps full control over the wire: a dropped connection is really dropped.
+//! A minimal HTTP/1.1 server on `std::net` (one request per connection, `Connection: close`,
+//! a thread per connection, hooks called without holding a lock, so concurrent creates start
+//! their nodes concurrently) keeps full control over the wire: a dropped connection is really
+//! dropped.
 #![allow(dead_code)]
 
 mod digitalocean;
@@ -20,9 +24,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -133,6 +137,8 @@ pub struct Server {
     pub user_data: String,
     pub ssh_keys: Vec<Value>,
     pub created: String,
+    /// When the create was answered, for [`FakeCloud::set_boot_time`].
+    pub born: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -155,20 +161,24 @@ type Canned = (String, String, String, u16, String);
 pub type CreateHook = Box<dyn Fn(&str, &str) -> (String, Option<u16>) + Send + Sync>;
 /// Told the name of every deleted server.
 pub type DeleteHook = Box<dyn Fn(&str) + Send + Sync>;
+type SharedCreateHook = Arc<dyn Fn(&str, &str) -> (String, Option<u16>) + Send + Sync>;
+type SharedDeleteHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub struct Inner {
     pub api: Api,
     pub token: String,
     pub state: Mutex<State>,
     rules: Mutex<Vec<Rule>>,
-    hook: Mutex<Option<CreateHook>>,
-    delete_hook: Mutex<Option<DeleteHook>>,
+    hook: Mutex<Option<SharedCreateHook>>,
+    delete_hook: Mutex<Option<SharedDeleteHook>>,
     /// When set, every server reports this status (e.g. `off`), whatever its reads.
     status: Mutex<Option<String>>,
     pub polls_until_active: AtomicU32,
+    /// Milliseconds from create to active; `u64::MAX`: count reads instead.
+    boot_ms: AtomicU64,
     next_id: AtomicU64,
     served: AtomicU64,
-    pub per_page_cap: usize,
+    pub per_page_cap: AtomicUsize,
     /// Canned answers: (method, path, query term that must be present, status, body).
     canned: Mutex<Vec<Canned>>,
     /// `METHOD /path?query` of every request, in order.
@@ -182,7 +192,9 @@ impl Inner {
 
     /// The hook's answer for a new server named `name` made with `user_data`.
     pub fn place(&self, name: &str, user_data: &str) -> (String, Option<u16>) {
-        match &*self.hook.lock().unwrap() {
+        // cloned out, so slow hooks (a node starting) of concurrent creates run concurrently
+        let hook = self.hook.lock().unwrap().clone();
+        match hook {
             Some(f) => f(name, user_data),
             None => ("127.0.0.1".into(), None),
         }
@@ -190,7 +202,8 @@ impl Inner {
 
     /// Tells the delete hook that server `name` is gone.
     pub fn deleted(&self, name: &str) {
-        if let Some(f) = &*self.delete_hook.lock().unwrap() {
+        let hook = self.delete_hook.lock().unwrap().clone();
+        if let Some(f) = hook {
             f(name);
         }
     }
@@ -201,7 +214,14 @@ impl Inner {
     }
 
     pub fn active(&self, s: &Server) -> bool {
-        s.reads >= self.polls_until_active.load(Ordering::Relaxed)
+        match self.boot_ms.load(Ordering::Relaxed) {
+            u64::MAX => s.reads >= self.polls_until_active.load(Ordering::Relaxed),
+            ms => s.born.elapsed() >= Duration::from_millis(ms),
+        }
+    }
+
+    pub fn per_page_cap(&self) -> usize {
+        self.per_page_cap.load(Ordering::Relaxed)
     }
 
     pub fn requests_served(&self) -> u64 {
@@ -229,9 +249,10 @@ impl FakeCloud {
             delete_hook: Mutex::new(None),
             status: Mutex::new(None),
             polls_until_active: AtomicU32::new(2),
+            boot_ms: AtomicU64::new(u64::MAX),
             next_id: AtomicU64::new(3_000_001),
             served: AtomicU64::new(0),
-            per_page_cap: 2,
+            per_page_cap: AtomicUsize::new(2),
             canned: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -270,12 +291,12 @@ impl FakeCloud {
     /// Where a created server lives: `(ip, ssh port)` from its name and user-data (e.g. a
     /// local sshd node keyed and host-keyed as the cloud-init user-data says).
     pub fn on_create(&self, f: CreateHook) {
-        *self.inner.hook.lock().unwrap() = Some(f);
+        *self.inner.hook.lock().unwrap() = Some(Arc::from(f));
     }
 
     /// Called with the name of every server deleted through the API.
     pub fn on_delete(&self, f: DeleteHook) {
-        *self.inner.delete_hook.lock().unwrap() = Some(f);
+        *self.inner.delete_hook.lock().unwrap() = Some(Arc::from(f));
     }
 
     /// Every server reports `status` (a status of the provider's spec, such as `off`) from
@@ -289,8 +310,26 @@ impl FakeCloud {
         self.inner.state.lock().unwrap().servers.len()
     }
 
+    /// Servers turn active after `n` reads (the default mode, with n = 2).
     pub fn set_polls_until_active(&self, n: u32) {
+        self.inner.boot_ms.store(u64::MAX, Ordering::Relaxed);
         self.inner.polls_until_active.store(n, Ordering::Relaxed);
+    }
+
+    /// Servers report `new`/`initializing` until `boot` has passed since their create, then
+    /// `active`/`running`, however often they are read: a cloud whose machines take time to
+    /// boot, so polling more often only costs requests.
+    pub fn set_boot_time(&self, boot: Duration) {
+        let ms = u64::try_from(boot.as_millis()).unwrap_or(u64::MAX - 1);
+        self.inner
+            .boot_ms
+            .store(ms.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    /// At most `n` items per list page (default 2, to exercise pagination; DigitalOcean
+    /// allows 200, Hetzner 50).
+    pub fn set_per_page_cap(&self, n: usize) {
+        self.inner.per_page_cap.store(n.max(1), Ordering::Relaxed);
     }
 
     /// How many servers named `name` exist.
@@ -330,6 +369,7 @@ impl FakeCloud {
             user_data: String::new(),
             ssh_keys: vec![],
             created: now_rfc3339(),
+            born: Instant::now(),
         };
         self.inner.state.lock().unwrap().servers.insert(id, s);
         id

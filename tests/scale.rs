@@ -1,0 +1,190 @@
+//! The scale target (issue 6): 100 nodes from one `deploy-node --count 100 --parallel 100`
+//! against the loopback DigitalOcean fake whose servers take 5 s to boot, each a REAL isolated
+//! local sshd on its own 127.x.y.z port 22 (as in deploy_cloud.rs, without Prism, which would be
+//! the bottleneck), then `destroy-node --prefix` of all of them.
+//!
+//! Only deterministic things are asserted: exit codes, the 100 `NAME IP` lines, every node's
+//! script output, exactly 100 creates, the API call pattern (one list call per poll interval
+//! serves every waiting node; no per-node GET storm), the peak RSS of deploy-node (a resource
+//! bound), and that nothing is left, neither server nor sshd. The wall time is printed, not
+//! asserted: timed tests are flaky. Needs root, as in CI.
+
+#[path = "support/cloudnodes.rs"]
+mod cloudnodes;
+#[path = "support/fakecloud/mod.rs"]
+mod fakecloud;
+mod support;
+
+use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
+use fakecloud::{Api, FakeCloud};
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::cli::Sandbox;
+
+const TOKEN: &str = "dop_v1_5ca1e0123456789abcdef0123456789abcdef0123456789abcdef";
+const NODES: usize = 100;
+const BOOT: Duration = Duration::from_secs(5);
+/// `[providers.digitalocean] poll_interval`, seconds.
+const POLL_SECS: f64 = 1.0;
+const RSS_LIMIT_KB: i64 = 150 * 1024;
+
+/// The child's exit code and peak RSS in KiB (`ru_maxrss` of wait4), with its stdout and
+/// stderr read to the end.
+// reaped by wait4, not Child::wait, which would not give the rusage
+#[allow(clippy::zombie_processes)]
+fn run_measured(mut cmd: std::process::Command) -> (i32, i64, String, String) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stdout = String::new();
+    out.read_to_string(&mut stdout).unwrap();
+    let stderr = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; we wait for our own child, which nothing else reaps.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss, stdout, stderr)
+}
+
+#[test]
+fn a_hundred_nodes_with_five_second_boots() {
+    let fake = FakeCloud::start(Api::DigitalOcean, TOKEN);
+    attach_nodes(&fake);
+    fake.set_boot_time(BOOT);
+    // what the real API allows (200), so one list call is one request
+    fake.set_per_page_cap(200);
+
+    let s = Sandbox::new();
+    s.write(
+        "site/provision.toml",
+        &format!(
+            "image = \"ubuntu-24-04-x64\"\nsize = \"s-1vcpu-1gb\"\nlocation = \"fra1\"\n\n\
+             [bundles.hello]\nscripts = [\"hello.sh\"]\n\n\
+             [providers.digitalocean]\npoll_interval = {POLL_SECS}\ntimeout = 20\nretries = 2\n"
+        ),
+    );
+    s.write(
+        "site/scripts/hello.sh",
+        "#!/bin/sh\n# provision-template-type: format-string\necho \"hello from {node_name}\"\n",
+    );
+    let cmd = |bin: &str| {
+        s.cmd(bin)
+            .env("PROVISION_DIGITALOCEAN_URL", &fake.url)
+            .env("DIGITALOCEAN_TOKEN", TOKEN)
+            .args(["-c", "site", "-p", "digitalocean"])
+    };
+    let names: Vec<String> = (1..=NODES).map(|i| format!("scale-{i}")).collect();
+    // a failing test leaves no sshd behind
+    let _cleanup: Vec<Cleanup> = names.iter().cloned().map(Cleanup).collect();
+
+    let deploy = cmd("deploy-node").args([
+        "--count",
+        &NODES.to_string(),
+        "--parallel",
+        &NODES.to_string(),
+        "-n",
+        "scale-{i}",
+        "-b",
+        "hello",
+        "--ssh-timeout",
+        "120s",
+    ]);
+    let started = Instant::now();
+    let (code, rss_kb, stdout, stderr) = run_measured(deploy.cmd);
+    let elapsed = started.elapsed();
+    let target = BOOT + Duration::from_secs(15);
+    let (lists, gets) = (
+        fake.count_requests("GET", "/v2/droplets?"),
+        fake.count_requests("GET", "/v2/droplets/"),
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "scale: {NODES} nodes, boot {BOOT:?}: deploy-node took {:.1} s = {:.2} × (boot + 15 s); \
+         peak RSS {:.1} MiB; {} creates, {lists} list calls, {gets} droplet GETs, {} requests \
+         in all; load average {}",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() / target.as_secs_f64(),
+        rss_kb as f64 / 1024.0,
+        fake.count_requests("POST", "/v2/droplets"),
+        fake.log().len(),
+        load.trim()
+    );
+
+    for n in &names {
+        assert_node_started(n);
+    }
+    assert_eq!(
+        code, 0,
+        "exit code\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), NODES, "{stdout}");
+    for n in &names {
+        let ip = fake.server_named(n).expect("server exists").ip;
+        assert!(ip.starts_with("127.") && ip != "127.0.0.1", "{n}: {ip}");
+        assert!(
+            lines.contains(&format!("{n} {ip}").as_str()),
+            "{n}:\n{stdout}"
+        );
+        let hello = format!("[{n}] hello from {n}");
+        assert!(stderr.contains(&hello), "no {hello:?}:\n{stderr}");
+    }
+    assert_eq!(fake.count_requests("POST", "/v2/droplets"), NODES);
+    assert_eq!(fake.count(), NODES);
+    // One shared list call serves every waiting node, at most one per poll interval (the
+    // cache is refreshed only when older than the interval), so the list calls are bounded
+    // by the time spent, not by the number of nodes.
+    let list_bound = (elapsed.as_secs_f64() / POLL_SECS).floor() as usize + 2;
+    assert!(
+        lists <= list_bound,
+        "{lists} list calls in {elapsed:?} at a {POLL_SECS} s poll interval (bound {list_bound})"
+    );
+    // A node is looked up by id only when a fresh list lacks it (an eventually consistent
+    // list may not show a brand-new node yet); each node polls at least 4 times during a
+    // 5 s boot with 1 s → ×1.5 backoff (1, 2.5, 4.75, 8.1 s) and asks again between SSH
+    // tries, so per-node polling would be ≥ 400 GETs. Allow at most one per node.
+    assert!(
+        gets <= NODES,
+        "{gets} GET /v2/droplets/ID calls for {NODES} nodes: per-node polling"
+    );
+    // the account's key is looked up (and registered) once for the pool, not once per create
+    assert_eq!(fake.count_requests("GET", "/v2/account/keys"), 1);
+    assert_eq!(fake.count_requests("POST", "/v2/account/keys"), 1);
+    assert!(
+        rss_kb < RSS_LIMIT_KB,
+        "deploy-node peaked at {rss_kb} KiB RSS (limit {RSS_LIMIT_KB} KiB)"
+    );
+
+    let pids: Vec<u32> = names.iter().map(|n| node_pid(n)).collect();
+    let started = Instant::now();
+    let r = cmd("destroy-node").args(["--prefix", "scale-"]).run();
+    eprintln!(
+        "scale: destroy-node --prefix took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let r = r.code(0);
+    for n in &names {
+        assert!(
+            r.stderr.contains(&format!("{n}: destroyed")),
+            "{n}:\n{}",
+            r.stderr
+        );
+    }
+    assert_eq!(fake.count(), 0);
+    for (n, pid) in names.iter().zip(pids) {
+        assert_node_gone(n, Some(pid));
+    }
+}
