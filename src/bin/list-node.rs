@@ -1,8 +1,0 @@
-//! `list-node`: parse the flags, call the library, exit with the error's code.
-use clap::Parser;
-use provision::cli::{run_list, ListArgs};
-
-fn main() {
-    let args = ListArgs::parse();
-    provision::exit::run("list-node", || run_list(args))
-}
