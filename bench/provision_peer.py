@@ -1,5 +1,5 @@
 """The provision peer: `deploy-node -p static -b bench -n benchN` per node, the 10-node case as
-10 deploy-node processes in parallel (deploy-node has no --count).
+10 deploy-node processes in parallel, one per node (as the other peers' per-node workers).
 
 Config: the workload's layer (provision.toml with [vars] and [bundles.bench], pubkeys/ with the
 3 keys, files/, scripts/ holding the 5 scripts as format-string templates that deploy-node
