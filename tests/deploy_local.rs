@@ -742,3 +742,96 @@ fn shipped_bundles_on_an_isolated_node_leave_the_host_alone() {
         "a mount of the node remains"
     );
 }
+
+/// A non-root login: with passwordless sudo everything that needs root goes through `sudo -n`;
+/// without it, keys go to the login user only and scripts run from `~/deploy`, with a warning.
+/// The users are made inside an isolated local node (its overlay keeps the host's /etc clean),
+/// then reached through the static provider as an existing machine.
+#[test]
+fn non_root_logins_use_sudo_or_say_why_not() {
+    if !sshd::is_root() || Command::new("sudo").arg("-V").output().is_err() {
+        eprintln!(
+            "needs root (an isolated node) and sudo (scripts/setup-test-deps.sh installs it)"
+        );
+        return;
+    }
+    let s = Sandbox::new();
+    s.cmd("deploy-node")
+        .args(["-n", "users-host", "-b", "hello", "--isolation", "required"])
+        .run()
+        .code(0);
+    let cfg = ssh_config(&s);
+    let setup = "useradd -m -s /bin/sh bob && useradd -m -s /bin/sh carol && usermod -p '*' bob && usermod -p '*' carol \
+                 && echo 'bob ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/bob && chmod 440 /etc/sudoers.d/bob \
+                 && for u in bob carol; do install -d -m 700 -o $u /home/$u/.ssh \
+                    && install -m 600 -o $u /root/.ssh/authorized_keys /home/$u/.ssh/authorized_keys; done";
+    let out = ssh(&s, &cfg, "users-host", &[], setup);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(
+        &s.cmd("list-nodes")
+            .args(["--format", "json"])
+            .run()
+            .code(0)
+            .stdout,
+    )
+    .unwrap();
+    let ip = v[0]["public_ip"].as_str().unwrap().to_string();
+    let port = v[0]["ssh"]["port"].as_u64().unwrap();
+    s.write("hosts/files/conf", "root-owned\n");
+    s.write(
+        "hosts/scripts/who.sh",
+        "#!/bin/sh\necho \"running as $(id -un) from $(dirname \"$0\")\"\n",
+    );
+    s.write(
+        "hosts/provision.toml",
+        &format!(
+            "[providers.static.hosts]\nbob-box = \"bob@{ip}:{port}\"\ncarol-box = \"carol@{ip}:{port}\"\n\
+             [bundles.asroot]\nscripts = [\"who.sh\"]\nfiles = {{ \"/etc/provision-sudo/conf\" = \"conf\" }}\n\
+             [bundles.asuser]\nscripts = [\"who.sh\"]\nfiles = {{ \"/tmp/carol-files/conf\" = \"conf\" }}\n"
+        ),
+    );
+    let hosts = s.path().join("hosts").display().to_string();
+    s.cmd("deploy-node")
+        .args([
+            "-p", "static", "-c", &hosts, "-n", "bob-box", "-b", "asroot",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("[bob-box] running as root from /root/deploy");
+    let check = "stat -c '%U %a' /etc/provision-sudo/conf; grep -c tester@sandbox ~bob/.ssh/authorized_keys /root/.ssh/authorized_keys";
+    let out = ssh(&s, &cfg, "users-host", &[], check);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "root 644\n/home/bob/.ssh/authorized_keys:1\n/root/.ssh/authorized_keys:1\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.cmd("deploy-node")
+        .args([
+            "-p",
+            "static",
+            "-c",
+            &hosts,
+            "-n",
+            "carol-box",
+            "-b",
+            "asuser",
+        ])
+        .run()
+        .code(0)
+        .stderr_has("carol is not root and 'sudo -n' fails")
+        .stderr_has("[carol-box] running as carol from /home/carol/deploy");
+    let out = ssh(
+        &s,
+        &cfg,
+        "users-host",
+        &[],
+        "stat -c '%U' /tmp/carol-files/conf; grep -c tester@sandbox ~carol/.ssh/authorized_keys",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "carol\n1\n");
+    s.cmd("destroy-node").args(["users-host"]).run().code(0);
+}
