@@ -8,7 +8,7 @@
 
 use super::cloud::{cloud_builders, CloudCore, DriverInfo};
 use super::cloudinit::{self, HostKey};
-use super::http::{self, not_found, pick_image, Candidate, Dialect, Resolved};
+use super::http::{self, Candidate, Dialect, Resolved};
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
 use super::{TAG_CREATED, TAG_MANAGED};
 use crate::error::{Error, Result};
@@ -141,45 +141,22 @@ impl DigitalOcean {
     /// Checks image, size and region before anything is created; a wrong one is a config
     /// error with near matches. The image follows the prefix rule (see [`http::pick_image`]).
     pub fn resolve(&self, image: &str, size: &str, location: &str) -> Result<Resolved> {
-        let imgs = self.image_candidates()?;
-        let cands: Vec<Candidate> = imgs.into_iter().map(|(c, _)| c).collect();
-        let (img, matched) = pick_image(image, &cands).ok_or_else(|| {
-            not_found(
-                NAME,
-                "image",
-                "--images",
-                image,
-                cands
-                    .iter()
-                    .flat_map(|c| c.names.iter().map(String::as_str)),
-            )
-        })?;
-        let sizes = self.sizes()?;
-        if !sizes.iter().any(|(s, _)| s == size) {
-            return Err(not_found(
-                NAME,
-                "size",
-                "--sizes",
-                size,
-                sizes.iter().map(|s| s.0.as_str()),
-            ));
-        }
-        let regions = self.locations()?;
-        if !regions.iter().any(|(s, _)| s == location) {
-            return Err(not_found(
-                NAME,
-                "region",
-                "--locations",
-                location,
-                regions.iter().map(|s| s.0.as_str()),
-            ));
-        }
-        Ok(Resolved {
-            image: img.id.clone(),
-            image_name: matched.to_string(),
-            size: size.to_string(),
-            location: location.to_string(),
-        })
+        let images: Vec<Candidate> = self
+            .image_candidates()?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        http::catalog::resolve(
+            NAME,
+            http::catalog::Labels {
+                size: "size",
+                location: "region",
+            },
+            &images,
+            &self.sizes()?,
+            &self.locations()?,
+            (image, size, location),
+        )
     }
 
     /// The account's key ids for `public_keys`, registering the missing ones.

@@ -148,6 +148,62 @@ pub fn not_found<'a>(
     ))
 }
 
+/// What a driver calls its sizes and locations, for messages ("size"/"region" on
+/// DigitalOcean, "server type"/"location" on Hetzner).
+pub struct Labels {
+    pub size: &'static str,
+    pub location: &'static str,
+}
+
+/// Checks image, size and location against the provider's catalogs before anything is
+/// created: a wrong one is a config error (exit 2) with near matches. The image follows the
+/// prefix rule of [`pick_image`]; sizes and locations must match exactly.
+pub fn resolve(
+    provider: &str,
+    labels: Labels,
+    images: &[Candidate],
+    sizes: &[(String, String)],
+    locations: &[(String, String)],
+    want: (&str, &str, &str),
+) -> crate::error::Result<Resolved> {
+    let (image, size, location) = want;
+    let (img, matched) = pick_image(image, images).ok_or_else(|| {
+        not_found(
+            provider,
+            "image",
+            "--images",
+            image,
+            images
+                .iter()
+                .flat_map(|c| c.names.iter().map(String::as_str)),
+        )
+    })?;
+    if !sizes.iter().any(|(s, _)| s == size) {
+        return Err(not_found(
+            provider,
+            labels.size,
+            "--sizes",
+            size,
+            sizes.iter().map(|s| s.0.as_str()),
+        ));
+    }
+    if !locations.iter().any(|(s, _)| s == location) {
+        return Err(not_found(
+            provider,
+            labels.location,
+            "--locations",
+            location,
+            locations.iter().map(|s| s.0.as_str()),
+        ));
+    }
+    Ok(Resolved {
+        image: img.id.clone(),
+        image_name: matched.to_string(),
+        size: size.to_string(),
+        location: location.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
