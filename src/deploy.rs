@@ -66,6 +66,12 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
         out.error = Some(e);
     }
     out.duration = started.elapsed();
+    let secs = out.duration.as_secs_f64();
+    output::info(&match (&out.error, out.kept) {
+        (None, _) => format!("{}: ready in {secs:.1}s", out.name),
+        (Some(_), true) => format!("{}: failed after {secs:.1}s; kept", out.name),
+        (Some(_), false) => format!("{}: failed after {secs:.1}s", out.name),
+    });
     out
 }
 

@@ -60,6 +60,7 @@ pub fn finish_progress() {
         for bar in p.bars.values() {
             bar.finish();
         }
+        eprintln!();
     }
 }
 
