@@ -295,9 +295,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     }
     let provider = provider_for(&args.common, &cfg, Some(&provider_name))?;
     let p0 = &plans[0];
-    let value = |v: &Option<crate::config::Sourced<String>>| {
-        v.as_ref().map(|s| s.value.clone()).unwrap_or_default()
-    };
+    let value = crate::config::value_of;
     let prepared = provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?;
     if args.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");

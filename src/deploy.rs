@@ -5,11 +5,12 @@
 //! destroys what was created (unless `--keep-on-failure`) and exits 130. Whenever a node stays,
 //! its name is printed.
 
+use crate::config::value_of;
 use crate::error::{code, Error, Result};
 use crate::journal::{self, Status};
 use crate::output;
 use crate::plan::Plan;
-use crate::provider::{Node, NodeSpec, NodeState, Provider, TAG_CREATED, TAG_MANAGED};
+use crate::provider::{Node, NodeSpec, NodeState, Prepared, Provider, TAG_CREATED, TAG_MANAGED};
 use crate::ssh::{self, HostKeyCheck, ProvisionReport, RunOptions, Target};
 use crate::state;
 use std::path::PathBuf;
@@ -79,23 +80,17 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     let name = &plan.node_name;
     let pname = provider.name().to_string();
     let mut entry = journal::begin(&pname, name)?;
+    // what Provider::prepare resolved, else the plan's values as given
+    let wanted = opts.prepared.clone().unwrap_or_else(|| Prepared {
+        image: value_of(&plan.image),
+        size: value_of(&plan.size),
+        location: value_of(&plan.location),
+    });
     let spec = NodeSpec {
         name: name.clone(),
-        image: opts
-            .prepared
-            .as_ref()
-            .map(|p| p.image.clone())
-            .unwrap_or_else(|| opt_value(&plan.image)),
-        size: opts
-            .prepared
-            .as_ref()
-            .map(|p| p.size.clone())
-            .unwrap_or_else(|| opt_value(&plan.size)),
-        location: opts
-            .prepared
-            .as_ref()
-            .map(|p| p.location.clone())
-            .unwrap_or_else(|| opt_value(&plan.location)),
+        image: wanted.image,
+        size: wanted.size,
+        location: wanted.location,
         public_keys: plan.pubkeys.iter().map(|k| k.line.clone()).collect(),
         tags: tags(),
     };
@@ -211,10 +206,6 @@ fn clean_unknown_create(provider: &dyn Provider, name: &str, opts: &Options) -> 
             false
         }
     }
-}
-
-fn opt_value(v: &Option<crate::config::Sourced<String>>) -> String {
-    v.as_ref().map(|s| s.value.clone()).unwrap_or_default()
 }
 
 /// The SSH target for a running node: the driver's port, user and pinned key when it knows

@@ -3,7 +3,7 @@
 //! name, unknown provider, no key) is found here, so a mistake never costs a node. Each item
 //! says which layer it came from, so a user can see why a value won.
 
-use crate::config::{Config, LayerFile, Sourced};
+use crate::config::{value_of, Config, LayerFile, Sourced};
 use crate::error::{Error, Result};
 use crate::provider;
 use crate::template::{self, Engine, Vars};
@@ -148,14 +148,12 @@ impl Plan {
             value: v.to_string(),
             layer: "built-in".into(),
         };
-        let opt =
-            |o: &Option<Sourced<String>>| o.as_ref().map(|s| s.value.clone()).unwrap_or_default();
         let bundle_names: Vec<String> = bundles.iter().map(|b| b.name.clone()).collect();
         vars.insert("node_name".into(), builtin(&node_name));
         vars.insert("provider".into(), builtin(&provider.value));
-        vars.insert("image".into(), builtin(&opt(&image)));
-        vars.insert("size".into(), builtin(&opt(&size)));
-        vars.insert("location".into(), builtin(&opt(&location)));
+        vars.insert("image".into(), builtin(&value_of(&image)));
+        vars.insert("size".into(), builtin(&value_of(&size)));
+        vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
         let tvars = Vars {
             strings: vars

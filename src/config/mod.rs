@@ -19,6 +19,11 @@ pub struct Sourced<T> {
     pub layer: String,
 }
 
+/// The value of an optional setting, or `""` when no layer and no flag set it.
+pub fn value_of(v: &Option<Sourced<String>>) -> String {
+    v.as_ref().map(|s| s.value.clone()).unwrap_or_default()
+}
+
 /// A bundle as the winning layer defined it.
 #[derive(Debug, Clone)]
 pub struct Bundle {
