@@ -92,6 +92,15 @@ fn ssh(
         .unwrap()
 }
 
+/// Waits (up to 30 s) until list-nodes shows `name`: the node exists and deploy-node is busy.
+fn wait_listed(s: &Sandbox, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !list(s).contains(name) {
+        assert!(Instant::now() < deadline, "{name} never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn list(s: &Sandbox) -> String {
     s.cmd("list-nodes").run().code(0).stdout
 }
@@ -430,11 +439,7 @@ fn ctrl_c_during_deploy_exits_130_and_leaves_no_node() {
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     // wait until the script runs (the node exists and is busy)
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !list(&s).contains("int-node") {
-        assert!(Instant::now() < deadline, "node never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listed(&s, "int-node");
     std::thread::sleep(Duration::from_millis(300));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
@@ -459,11 +464,7 @@ fn a_killed_deploy_leaves_an_orphan_that_list_nodes_shows() {
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !list(&s).contains("orphan-node") {
-        assert!(Instant::now() < deadline, "node never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listed(&s, "orphan-node");
     child.kill().unwrap(); // SIGKILL: no cleanup possible
     child.wait().unwrap();
     s.cmd("list-nodes")

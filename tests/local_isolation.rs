@@ -3,13 +3,16 @@
 //! destroying it leaves no process, mount or file behind. Checked with the real ssh client,
 //! like a user would. The tests need root (CI runs them as root) and skip, saying so, without.
 
+#[path = "support/procs.rs"]
+mod procs;
+use procs::pids_with_cmdline;
 use provision::provider::local::{self, Isolation, LocalProvider, NO_ISOLATION_ENV};
 use provision::provider::{Destroyed, Node, NodeSpec, NodeState, Provider};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -93,34 +96,11 @@ fn ssh_out(node: &Node, key: &Path, dir: &Path, cmd: &str) -> Output {
         .unwrap()
 }
 
-fn pids_with_cmdline(needle: &str) -> Vec<u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, r)| r.starts_with('Z'));
-            !zombie
-                && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-        })
-        .collect()
-}
+/// How long a node's processes may take to appear or go.
+const SETTLE: Duration = Duration::from_secs(10);
 
-fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
+fn wait_until(f: impl FnMut() -> bool) -> bool {
+    procs::wait_until(SETTLE, f)
 }
 
 fn host_mounts_mention(path: &Path) -> Vec<String> {

@@ -5,6 +5,9 @@
 //! sshd scripts in a temporary directory turn isolation off, since such a script is not
 //! visible inside a node.
 
+#[path = "support/procs.rs"]
+mod procs;
+use procs::pids_with_cmdline;
 use provision::provider::local::{self, Isolation, LocalProvider};
 use provision::provider::{build, Credentials, Destroyed, Node, NodeSpec, NodeState, Provider};
 use std::collections::BTreeMap;
@@ -92,31 +95,11 @@ fn ssh(node: &Node, key: &Path, dir: &Path, cmd: &str) -> Output {
         .unwrap()
 }
 
-fn pids_with_cmdline(needle: &str) -> Vec<u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
+/// How long a node's processes may take to appear or go.
+const SETTLE: Duration = Duration::from_secs(5);
 
-fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
+fn wait_until(f: impl FnMut() -> bool) -> bool {
+    procs::wait_until(SETTLE, f)
 }
 
 fn record_pid(p: &LocalProvider, name: &str) -> u32 {
