@@ -457,3 +457,29 @@ fn built_in_bundles_all_plan_cleanly() {
             .code(0);
     }
 }
+
+#[test]
+fn a_closed_stdout_is_a_quiet_success() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let s = Sandbox::new();
+    // a pipe whose reader is already gone, as after `| head -0`: every write gets EPIPE
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let writer = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    let mut cmd = s.cmd("deploy-node").args(["-b", "hello", "--dry-run"]).cmd;
+    cmd.stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
