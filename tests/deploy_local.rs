@@ -836,3 +836,63 @@ fn non_root_logins_use_sudo_or_say_why_not() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "carol\n1\n");
     s.cmd("destroy-node").args(["users-host"]).run().code(0);
 }
+
+#[test]
+fn static_host_checked_against_the_users_openssh_known_hosts() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let port = sshd::free_port();
+    let server = Sshd::start_with(port, true);
+    let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
+    server.authorize("root", &own);
+    s.write(
+        "static/provision.toml",
+        &format!(
+            "provider = \"static\"\n[providers.static.hosts]\nbox1 = \"root@127.0.0.1:{port}\"\n"
+        ),
+    );
+    let st = s.path().join("static").display().to_string();
+    let deploy = || {
+        s.cmd("deploy-node")
+            .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+            .run()
+    };
+    let known = s.home().join(".ssh/known_hosts");
+    let host_pub = server.host_pub.trim().to_string();
+
+    // 1. hashed by OpenSSH's own ssh-keygen -H, recording another key: refused, nothing ran
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{port} {}\n", sshd::other_public_key().trim()),
+    )
+    .unwrap();
+    let hashed = Command::new("ssh-keygen")
+        .args(["-H", "-f"])
+        .arg(&known)
+        .output()
+        .unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    deploy()
+        .code(14)
+        .stderr_has("has CHANGED")
+        .stderr_has(".ssh/known_hosts:1");
+    assert!(!s.path().join("targets/etc/app/app.conf").exists());
+
+    // 2. a wildcard pattern with the server's real key: trusted, not recorded again
+    std::fs::write(&known, format!("[127.0.0.*]:*,!10.* {host_pub}\n")).unwrap();
+    deploy().code(0);
+    assert!(s.path().join("targets/etc/app/app.conf").exists());
+    let ours = std::fs::read_to_string(s.state().join("known_hosts")).unwrap_or_default();
+    assert!(!ours.contains(&format!(":{port}")), "{ours}");
+
+    // 3. the same key revoked in the user's file: refused
+    std::fs::write(
+        &known,
+        format!("[127.0.0.*]:* {host_pub}\n@revoked * {host_pub}\n"),
+    )
+    .unwrap();
+    deploy().code(14).stderr_has("REVOKED");
+    drop(server);
+}
