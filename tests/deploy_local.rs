@@ -334,10 +334,9 @@ fn script_timeout_ends_a_hanging_script() {
     s.cmd("destroy-node").args(["hang-node"]).run().code(0);
 }
 
-#[test]
-fn static_host_provisioned_and_changed_host_key_refused() {
-    let s = Sandbox::new();
-    let site = site(&s);
+/// A test sshd on a free port that takes the sandbox user's key for root, and a layer
+/// declaring it as the static host `box1`: (server, port, the user's public key, layer dir).
+fn static_box1(s: &Sandbox) -> (Sshd, u16, String, String) {
     let port = sshd::free_port();
     let server = Sshd::start_with(port, true);
     let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
@@ -349,6 +348,14 @@ fn static_host_provisioned_and_changed_host_key_refused() {
         ),
     );
     let st = s.path().join("static").display().to_string();
+    (server, port, own, st)
+}
+
+#[test]
+fn static_host_provisioned_and_changed_host_key_refused() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let (server, port, own, st) = static_box1(&s);
     s.cmd("deploy-node")
         .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
         .run()
@@ -841,17 +848,7 @@ fn non_root_logins_use_sudo_or_say_why_not() {
 fn static_host_checked_against_the_users_openssh_known_hosts() {
     let s = Sandbox::new();
     let site = site(&s);
-    let port = sshd::free_port();
-    let server = Sshd::start_with(port, true);
-    let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
-    server.authorize("root", &own);
-    s.write(
-        "static/provision.toml",
-        &format!(
-            "provider = \"static\"\n[providers.static.hosts]\nbox1 = \"root@127.0.0.1:{port}\"\n"
-        ),
-    );
-    let st = s.path().join("static").display().to_string();
+    let (server, port, _, st) = static_box1(&s);
     let deploy = || {
         s.cmd("deploy-node")
             .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])

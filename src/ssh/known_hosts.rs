@@ -244,11 +244,11 @@ mod tests {
         );
         let name = lookup_name("10.0.0.5", 2222);
         assert!(matches!(
-            check(&[f.clone()], &name, &blob(KEY)),
+            check(std::slice::from_ref(&f), &name, &blob(KEY)),
             Verdict::Known(_)
         ));
         assert!(matches!(
-            check(&[f.clone()], &name, &blob(OTHER)),
+            check(std::slice::from_ref(&f), &name, &blob(OTHER)),
             Verdict::Mismatch(_)
         ));
         assert_eq!(
@@ -317,7 +317,7 @@ mod tests {
             &format!("@cert-authority *.example.net {OTHER}\n"),
         );
         assert!(matches!(
-            check(&[a.clone()], "web.example.net", &blob(KEY)),
+            check(std::slice::from_ref(&a), "web.example.net", &blob(KEY)),
             Verdict::CertAuthorityOnly(_)
         ));
         assert_eq!(check(&[a], "elsewhere", &blob(KEY)), Verdict::Unknown);
