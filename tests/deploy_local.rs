@@ -3,11 +3,10 @@
 //! failure policy (script failure keeps the node, unreachable nodes are cleaned up, Ctrl-C
 //! leaves nothing behind).
 
-mod support;
+use crate::support::cli::{Run, Sandbox};
+use crate::support::sshd::{self, Sshd};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::cli::{Run, Sandbox};
-use support::sshd::{self, Sshd};
 
 /// A config layer with a bundle whose files land inside the sandbox (the node shares this
 /// machine's filesystem unless it is isolated).
