@@ -6,7 +6,6 @@ use crate::output;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 /// Checks the server's host key `blob`. `Err` is the message of a hard refusal.
@@ -68,7 +67,7 @@ fn known_hosts(node: &str, file: &Path, pattern: &str, blob: &[u8]) -> Result<()
             .create(dir)
             .map_err(io)?;
     }
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
@@ -76,10 +75,9 @@ fn known_hosts(node: &str, file: &Path, pattern: &str, blob: &[u8]) -> Result<()
         .open(file)
         .map_err(io)?;
     // Deploying many nodes at once: one reader-writer at a time.
-    // SAFETY: flock on a file descriptor we own; released when `f` is closed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io(std::io::Error::last_os_error()));
-    }
+    // Released when `f` is dropped.
+    let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io(errno.into()))?;
     let mut text = String::new();
     f.read_to_string(&mut text).map_err(io)?;
     let mut recorded = Vec::new();
