@@ -229,12 +229,10 @@ impl Connection {
     }
 
     fn transport(&self, what: &str, e: std::io::Error) -> Error {
-        Error::deploy(
+        Error::deploy_from(
             &self.node,
-            format!(
-                "SSH to {}@{} failed while {what}: {e}",
-                self.user, self.addr
-            ),
+            format!("SSH to {}@{} failed while {what}", self.user, self.addr),
+            e,
         )
     }
 }
