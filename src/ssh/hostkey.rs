@@ -126,11 +126,14 @@ fn known_hosts(node: &str, file: &Path, pattern: &str, blob: &[u8]) -> Result<()
         entry.insert(0, '\n');
     }
     f.write_all(entry.as_bytes()).map_err(io)?;
-    output::info(&format!(
-        "{node}: recorded host key {} {} for {pattern} in {}",
-        kt,
-        fingerprint(blob),
-        file.display()
-    ));
+    output::status(
+        node,
+        &format!(
+            "recorded host key {} {} for {pattern} in {}",
+            kt,
+            fingerprint(blob),
+            file.display()
+        ),
+    );
     Ok(())
 }
