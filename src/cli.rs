@@ -213,12 +213,7 @@ pub struct ListArgs {
     pub locations: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ListFormat {
-    Text,
-    Json,
-    SshConfig,
-}
+pub use crate::output::ListFormat;
 
 /// Destroy nodes by name — only when every test in the -t result files passed.
 #[derive(Debug, Parser)]
@@ -312,20 +307,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         ));
     }
     if let Some(path) = &args.description_file {
-        let descs: Vec<serde_json::Value> = outcomes
-            .iter()
-            .filter(|o| o.node.is_some())
-            .map(output::description)
-            .collect();
-        if !descs.is_empty() {
-            let value = if many {
-                serde_json::Value::Array(descs)
-            } else {
-                descs.into_iter().next().unwrap()
-            };
-            let text = serde_json::to_string_pretty(&value).expect("serializable") + "\n";
-            crate::state::write_atomic(path, text.as_bytes(), 0o644)?;
-        }
+        crate::describe::write_description(path, &outcomes, many)?;
     }
     if let Some(path) = &args.junit {
         let nodes: Vec<_> = outcomes.iter().map(deploy::junit_result).collect();
@@ -333,7 +315,8 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     }
     let ok: Vec<&deploy::Outcome> = outcomes.iter().filter(|o| o.error.is_none()).collect();
     if args.json {
-        let descs: Vec<serde_json::Value> = ok.iter().map(|o| output::description(o)).collect();
+        let descs: Vec<serde_json::Value> =
+            ok.iter().map(|o| crate::describe::description(o)).collect();
         if many {
             output::print_json(&descs)?;
         } else if let Some(d) = descs.first() {

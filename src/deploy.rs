@@ -68,11 +68,14 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
     }
     out.duration = started.elapsed();
     let secs = out.duration.as_secs_f64();
-    output::info(&match (&out.error, out.kept) {
-        (None, _) => format!("{}: ready in {secs:.1}s", out.name),
-        (Some(_), true) => format!("{}: failed after {secs:.1}s; kept", out.name),
-        (Some(_), false) => format!("{}: failed after {secs:.1}s", out.name),
-    });
+    output::status(
+        &out.name,
+        &match (&out.error, out.kept) {
+            (None, _) => format!("ready in {secs:.1}s"),
+            (Some(_), true) => format!("failed after {secs:.1}s; kept"),
+            (Some(_), false) => format!("failed after {secs:.1}s"),
+        },
+    );
     out
 }
 
@@ -94,7 +97,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         public_keys: plan.pubkeys.iter().map(|k| k.line.clone()).collect(),
         tags: tags(),
     };
-    output::info(&format!("{name}: creating on {pname}"));
+    output::status(name, &format!("creating on {pname}"));
     let guard = interrupts().creating();
     let created = provider.create(&spec);
     let node = match created {
@@ -192,10 +195,13 @@ fn clean_unknown_create(provider: &dyn Provider, name: &str, opts: &Options) -> 
         ));
         return false;
     }
-    output::info(&format!(
-        "{name}: created (id {}) though the answer was unusable: destroying it",
-        node.id
-    ));
+    output::status(
+        name,
+        &format!(
+            "created (id {}) though the answer was unusable: destroying it",
+            node.id
+        ),
+    );
     match provider.destroy(&node.id) {
         Ok(_) => true,
         Err(e) => {
@@ -273,10 +279,10 @@ fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> R
             _ => {}
         }
         if !announced {
-            output::info(&format!(
-                "{}: waiting until it runs ({})",
-                node.name, node.state
-            ));
+            output::status(
+                &node.name,
+                &format!("waiting until it runs ({})", node.state),
+            );
             announced = true;
         }
         let now = Instant::now();
@@ -318,9 +324,7 @@ fn fail_and_clean(
         ));
         return err;
     }
-    output::info(&format!(
-        "{name}: destroying it, since it never became ready"
-    ));
+    output::status(&name, "destroying it, since it never became ready");
     match provider.destroy(&node.id) {
         Ok(_) => journal::clear(provider.name(), &name),
         Err(e) => {
@@ -380,7 +384,7 @@ impl Interrupts {
                     match provider.destroy(&node.id) {
                         Ok(_) => {
                             journal::clear(provider.name(), &node.name);
-                            output::info(&format!("{}: destroyed", node.name));
+                            output::status(&node.name, "destroyed");
                         }
                         Err(e) => output::warn(&format!(
                             "{}: could not be destroyed ({e}); it still exists",

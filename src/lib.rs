@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod describe;
 pub mod destroy;
 pub mod error;
 pub mod exit;

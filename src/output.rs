@@ -8,12 +8,18 @@ use crate::plan::Plan;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicI8, Ordering};
+use std::sync::Mutex;
 
 static VERBOSITY: AtomicI8 = AtomicI8::new(0);
 
-/// -1 quiet (errors only), 0 normal, 1+ verbose.
+/// The target of our own records; anything else is another crate's (reqwest, rustls, ...).
+const TARGET: &str = "provision";
+
+/// -1 quiet (errors only), 0 normal, 1 verbose (our debug lines), 2 also other crates' debug
+/// lines (reqwest), 3+ their trace lines.
 pub fn set_verbosity(v: i8) {
     VERBOSITY.store(v, Ordering::Relaxed);
+    install();
 }
 
 pub fn verbosity() -> i8 {
@@ -25,13 +31,123 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+// ---- the sink: a tiny `log::Log` (ripgrep's crates/core/logger.rs), no env_logger ----
+
+/// Every line on stderr that is not a node's progress goes through the `log` facade, so the
+/// HTTP stack's own records show with `-vv`, formatted and redacted like ours.
+struct Sink;
+
+static SINK: Sink = Sink;
+
+/// Installs the sink (once) and sets the facade's level from the verbosity.
+fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // a host program (a test harness) may have its own logger: then ours stays out
+        let _ = log::set_logger(&SINK);
+    });
+    log::set_max_level(own_level().max(foreign_level()));
+}
+
+/// The most detailed level shown of our own records.
+fn own_level() -> log::LevelFilter {
+    match verbosity() {
+        ..=-1 => log::LevelFilter::Warn,
+        0 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    }
+}
+
+/// The most detailed level shown of other crates' records: none without -vv.
+fn foreign_level() -> log::LevelFilter {
+    match verbosity() {
+        ..=1 => log::LevelFilter::Off,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+fn is_ours(target: &str) -> bool {
+    target == TARGET || target.starts_with("provision::")
+}
+
+impl log::Log for Sink {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        let shown = if is_ours(m.target()) {
+            own_level()
+        } else {
+            foreign_level()
+        };
+        m.level() <= shown
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            write_line(&render(record));
+        }
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// A record as its stderr line (without timestamp): ours as `warning: ...`, `debug: ...` or
+/// bare; another crate's as `debug: reqwest::connect: ...`.
+fn render(record: &log::Record<'_>) -> String {
+    let level = match record.level() {
+        log::Level::Error => "error: ",
+        log::Level::Warn => "warning: ",
+        log::Level::Info => "",
+        log::Level::Debug | log::Level::Trace => "debug: ",
+    };
+    if is_ours(record.target()) {
+        format!("{level}{}", record.args())
+    } else {
+        format!("{level}{}: {}", record.target(), record.args())
+    }
+}
+
+// ---- secrets: never on stderr, whoever writes the line ----
+
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Registers a secret (an API token) that no stderr line may show, whichever crate writes it.
+/// Short values (under 8 characters) are not registered: they would mangle ordinary text.
+pub fn secret(s: &str) {
+    let s = s.trim();
+    if s.len() < 8 {
+        return;
+    }
+    let mut v = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !v.iter().any(|x| x == s) {
+        v.push(s.to_string());
+        // longest first, so a whole secret is replaced before any part of it
+        v.sort_by_key(|x| std::cmp::Reverse(x.len()));
+    }
+}
+
+/// `line` with every registered secret replaced by `<redacted>`.
+fn redact(line: &str) -> String {
+    let v = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = line.to_string();
+    for s in v.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "<redacted>");
+        }
+    }
+    out
+}
+
+// ---- progress: typed events, not parsed text ----
+
 /// One spinner line per node while many nodes deploy on a terminal.
 struct Progress {
     mp: indicatif::MultiProgress,
     bars: std::collections::HashMap<String, indicatif::ProgressBar>,
 }
 
-static PROGRESS: std::sync::Mutex<Option<Progress>> = std::sync::Mutex::new(None);
+static PROGRESS: Mutex<Option<Progress>> = Mutex::new(None);
 
 /// Starts the multi-progress view for `names` when stderr is a terminal and there are many.
 pub fn start_progress(names: &[String]) {
@@ -51,12 +167,16 @@ pub fn start_progress(names: &[String]) {
             (n.clone(), bar)
         })
         .collect();
-    *PROGRESS.lock().unwrap() = Some(Progress { mp, bars });
+    *lock_progress() = Some(Progress { mp, bars });
+}
+
+fn lock_progress() -> std::sync::MutexGuard<'static, Option<Progress>> {
+    PROGRESS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Ends the view, leaving each node's last status on screen.
 pub fn finish_progress() {
-    if let Some(p) = PROGRESS.lock().unwrap().take() {
+    if let Some(p) = lock_progress().take() {
         for bar in p.bars.values() {
             bar.finish();
         }
@@ -64,34 +184,19 @@ pub fn finish_progress() {
     }
 }
 
-/// Routes a line through the progress view when one is shown: `NODE: status` lines update
-/// that node's spinner, anything else prints above the spinners. False when no view is shown.
-fn through_progress(level: &str, msg: &str) -> bool {
-    let guard = PROGRESS.lock().unwrap();
-    let Some(p) = guard.as_ref() else {
-        return false;
-    };
-    if level.is_empty() {
-        if let Some((node, rest)) = msg.split_once(": ") {
-            if let Some(bar) = p.bars.get(node) {
-                bar.set_message(rest.to_string());
-                return true;
-            }
-        }
-    }
-    let _ = p.mp.println(format!("{level}{msg}"));
-    true
-}
-
-fn emit(level: &str, msg: &str) {
-    if through_progress(level, msg) {
+/// The one writer of stderr lines: above the spinners when they are shown, else plain (with a
+/// timestamp when stderr is not a terminal, so CI logs stay readable). Redacts secrets.
+fn write_line(line: &str) {
+    let line = redact(line);
+    if let Some(p) = lock_progress().as_ref() {
+        let _ = p.mp.println(line);
         return;
     }
     let mut err = std::io::stderr().lock();
     if stderr_is_terminal() {
-        let _ = writeln!(err, "{level}{msg}");
+        let _ = writeln!(err, "{line}");
     } else {
-        let _ = writeln!(err, "{} {level}{msg}", timestamp());
+        let _ = writeln!(err, "{} {line}", timestamp());
     }
 }
 
@@ -103,29 +208,48 @@ pub fn timestamp() -> String {
 
 /// Progress and facts (hidden by -q).
 pub fn info(msg: &str) {
-    if verbosity() >= 0 {
-        emit("", msg);
-    }
+    install();
+    log::info!(target: TARGET, "{msg}");
 }
 
 /// Detail (shown with -v).
 pub fn debug(msg: &str) {
-    if verbosity() >= 1 {
-        emit("debug: ", msg);
-    }
+    install();
+    log::debug!(target: TARGET, "{msg}");
 }
 
 /// Something the user should act on; shown even with -q.
 pub fn warn(msg: &str) {
-    emit("warning: ", msg);
+    install();
+    log::warn!(target: TARGET, "{msg}");
 }
 
-/// A line of a script's output, prefixed with the node name: `[node] line`.
-pub fn node_line(node: &str, line: &str) {
-    if verbosity() >= 0 && !through_progress("", &format!("[{node}] {line}")) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "[{node}] {line}");
+/// A node's status changed (`creating on hetzner`, `waiting until it runs`, `ready in 9.1s`):
+/// the node's spinner shows it when the progress view is up, else an info line `NODE: status`.
+pub fn status(node: &str, status: &str) {
+    if verbosity() < 0 {
+        return;
     }
+    if let Some(bar) = lock_progress().as_ref().and_then(|p| p.bars.get(node)) {
+        bar.set_message(redact(status));
+        return;
+    }
+    info(&format!("{node}: {status}"));
+}
+
+/// A line of a script's output, prefixed with the node name: `[node] line`. Script output is
+/// data the user asked for: no timestamp, above the spinners when they are shown.
+pub fn node_line(node: &str, line: &str) {
+    if verbosity() < 0 {
+        return;
+    }
+    let text = format!("[{node}] {line}");
+    if let Some(p) = lock_progress().as_ref() {
+        let _ = p.mp.println(text);
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
 }
 
 /// `deploy-node --dry-run`: the plan for people, or as JSON.
@@ -222,49 +346,16 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     print_stdout(&(text + "\n"))
 }
 
-/// The description of a deployed node: the original's fields (id, name, state, public_ip,
-/// private_ip, image_id, image_name) plus each script's name, exit status and duration.
-pub fn description(outcome: &crate::deploy::Outcome) -> serde_json::Value {
-    let node = outcome.node.as_ref();
-    let scripts: Vec<serde_json::Value> = outcome
-        .report
-        .iter()
-        .flat_map(|r| r.steps.iter())
-        .filter(|s| matches!(s.kind, crate::ssh::StepKind::Script))
-        .map(|s| {
-            serde_json::json!({
-                "name": s.name,
-                "status": s.status,
-                "duration": s.duration.as_secs_f64(),
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "id": node.map(|n| n.id.clone()),
-        "name": outcome.name,
-        "state": node.map(|n| n.state.to_string()),
-        "public_ip": node.and_then(|n| n.public_ip.clone()),
-        "private_ip": node.and_then(|n| n.private_ip.clone()),
-        "image_id": node.and_then(|n| n.image.clone()),
-        "image_name": node.and_then(|n| n.image.clone()),
-        "size": node.and_then(|n| n.size.clone()),
-        "location": node.and_then(|n| n.location.clone()),
-        "ssh_port": node.and_then(|n| n.ssh.port),
-        "kept": outcome.kept,
-        "error": outcome.error.as_ref().map(|e| e.to_string()),
-        "scripts": scripts,
-    })
-}
-
-/// `-d FILE`, written atomically.
-pub fn write_description(path: &std::path::Path, outcome: &crate::deploy::Outcome) -> Result<()> {
-    let text = serde_json::to_string_pretty(&description(outcome)).expect("serializable") + "\n";
-    crate::state::write_atomic(path, text.as_bytes(), 0o644)
+/// The formats of list-nodes' stdout (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+    SshConfig,
 }
 
 /// list-nodes output in the chosen format.
-pub fn print_nodes(nodes: &[crate::provider::Node], format: crate::cli::ListFormat) -> Result<()> {
-    use crate::cli::ListFormat;
+pub fn print_nodes(nodes: &[crate::provider::Node], format: ListFormat) -> Result<()> {
     match format {
         ListFormat::Json => print_json(&nodes),
         ListFormat::Text => {
@@ -324,8 +415,8 @@ pub fn ssh_config(nodes: &[crate::provider::Node]) -> Result<String> {
 }
 
 /// `list-nodes --images/--sizes/--locations`: `NAME  DESCRIPTION` lines (or JSON).
-pub fn print_catalog(items: &[(String, String)], format: crate::cli::ListFormat) -> Result<()> {
-    if format == crate::cli::ListFormat::Json {
+pub fn print_catalog(items: &[(String, String)], format: ListFormat) -> Result<()> {
+    if format == ListFormat::Json {
         let v: Vec<serde_json::Value> = items
             .iter()
             .map(|(n, d)| serde_json::json!({"name": n, "description": d}))
@@ -338,4 +429,93 @@ pub fn print_catalog(items: &[(String, String)], format: crate::cli::ListFormat)
         let _ = writeln!(s, "{name:<width$}  {desc}");
     }
     print_stdout(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(target: &'a str, level: log::Level, args: std::fmt::Arguments<'a>) -> String {
+        render(
+            &log::Record::builder()
+                .target(target)
+                .level(level)
+                .args(args)
+                .build(),
+        )
+    }
+
+    #[test]
+    fn lines_keep_their_old_form_and_foreign_ones_name_their_crate() {
+        assert_eq!(
+            record(TARGET, log::Level::Info, format_args!("web-1: ready")),
+            "web-1: ready"
+        );
+        assert_eq!(
+            record(TARGET, log::Level::Warn, format_args!("x")),
+            "warning: x"
+        );
+        assert_eq!(
+            record(TARGET, log::Level::Debug, format_args!("x")),
+            "debug: x"
+        );
+        assert_eq!(
+            record(
+                "reqwest::connect",
+                log::Level::Debug,
+                format_args!("starting new connection")
+            ),
+            "debug: reqwest::connect: starting new connection"
+        );
+    }
+
+    #[test]
+    fn levels_follow_the_verbosity() {
+        use log::Log as _;
+        let shown = |target: &str, level: log::Level| {
+            SINK.enabled(&log::Metadata::builder().target(target).level(level).build())
+        };
+        for (v, ours_debug, ours_info, foreign_debug, foreign_trace) in [
+            (-1, false, false, false, false),
+            (0, false, true, false, false),
+            (1, true, true, false, false),
+            (2, true, true, true, false),
+            (3, true, true, true, true),
+        ] {
+            set_verbosity(v);
+            assert!(shown(TARGET, log::Level::Warn), "warnings always ({v})");
+            assert_eq!(shown(TARGET, log::Level::Debug), ours_debug, "{v}");
+            assert_eq!(shown(TARGET, log::Level::Info), ours_info, "{v}");
+            assert_eq!(
+                shown("reqwest::connect", log::Level::Debug),
+                foreign_debug,
+                "{v}"
+            );
+            assert_eq!(shown("hyper_util", log::Level::Trace), foreign_trace, "{v}");
+            assert!(log::max_level() >= own_level().max(foreign_level()));
+        }
+        set_verbosity(0);
+    }
+
+    #[test]
+    fn a_found_credential_is_redacted_from_any_crates_line() {
+        let token = "dop_v1_redact-me-0123456789abcdef";
+        let table = toml::Table::new();
+        crate::provider::http::Credential::find("digitalocean", Some(token), &[], &table).unwrap();
+        let line = record(
+            "reqwest::connect",
+            log::Level::Debug,
+            format_args!("starting new connection: http://127.0.0.1:9/{token}/v2"),
+        );
+        assert_eq!(
+            redact(&line),
+            "debug: reqwest::connect: starting new connection: http://127.0.0.1:9/<redacted>/v2"
+        );
+        secret("short");
+        assert_eq!(
+            redact("a short line"),
+            "a short line",
+            "short values are not secrets"
+        );
+    }
 }

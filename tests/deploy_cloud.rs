@@ -429,6 +429,27 @@ fn interrupted(c: &Cloud) {
     assert_node_gone(&name, None);
 }
 
+/// `-vv` adds the HTTP client's own lines (reqwest, through the `log` facade) to ours, and no
+/// line on stderr shows the token; `-v` alone does not show them.
+fn verbose(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let r = cmd(&s, c, &fake.url, "list-nodes")
+        .args(["-vv"])
+        .run()
+        .code(0)
+        .stderr_has("debug: reqwest::")
+        .stderr_has("starting new connection")
+        .stderr_lacks(c.token);
+    assert!(!r.stdout.contains(c.token));
+    cmd(&s, c, &fake.url, "list-nodes")
+        .args(["-v"])
+        .run()
+        .code(0)
+        .stderr_has("debug: config layer")
+        .stderr_lacks("reqwest::");
+}
+
 macro_rules! both {
     ($($f:ident => $do_test:ident, $hz_test:ident;)*) => {$(
         #[test]
@@ -450,4 +471,5 @@ both! {
     stuck => digitalocean_stuck_server_times_out_and_is_destroyed, hetzner_stuck_server_times_out_and_is_destroyed;
     stopped => digitalocean_stopped_server_exits_14_and_is_destroyed, hetzner_stopped_server_exits_14_and_is_destroyed;
     interrupted => digitalocean_ctrl_c_exits_130_and_destroys, hetzner_ctrl_c_exits_130_and_destroys;
+    verbose => digitalocean_vv_shows_reqwest_lines_without_the_token, hetzner_vv_shows_reqwest_lines_without_the_token;
 }

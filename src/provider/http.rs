@@ -100,7 +100,7 @@ fn build_http(cfg: &HttpConfig) -> Result<Reqwest> {
         .connect_timeout(cfg.connect_timeout)
         .timeout(cfg.timeout)
         .build()
-        .map_err(|e| Error::unexpected(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| Error::http("cannot build the HTTP client", e))
 }
 
 impl Client {
@@ -268,7 +268,7 @@ impl Client {
             let why = if e.is_timeout() {
                 format!("{method} {path}: no answer within {:?}", self.cfg.timeout)
             } else {
-                format!("{method} {path}: {}", error_chain(&e))
+                format!("{method} {path}: {}", crate::error::chain(&e))
             };
             Failure::Retry {
                 why: self.redact(&why),
@@ -551,17 +551,6 @@ impl Client {
             self.cfg.retries + 1
         )))
     }
-}
-
-/// `reqwest`'s error with its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(&format!(": {c}"));
-        src = c.source();
-    }
-    s
 }
 
 /// The `page` query parameter of a next-page link.

@@ -350,8 +350,7 @@ impl LocalProvider {
         } else {
             ADDRESS
         };
-        // SAFETY: geteuid has no preconditions.
-        if !isolated && unsafe { libc::geteuid() } == 0 {
+        if !isolated && nix::unistd::geteuid().is_root() {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)

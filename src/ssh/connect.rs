@@ -114,7 +114,7 @@ fn attempt(
                 Phase::Banner => format!("{addr} is open, waiting for the SSH banner"),
                 Phase::Auth => format!("authenticating as {} on {addr}", target.user),
             };
-            output::info(&format!("{}: {msg}", target.node));
+            output::status(&target.node, &msg);
         }
     };
     let left = || deadline.saturating_duration_since(Instant::now());

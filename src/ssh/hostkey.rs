@@ -9,7 +9,6 @@ use crate::output;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 /// Checks the server's host key `blob`. `Err` is the message of a hard refusal.
@@ -74,7 +73,7 @@ fn known_hosts(node: &str, file: &Path, host: &str, port: u16, blob: &[u8]) -> R
             .create(dir)
             .map_err(io)?;
     }
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
@@ -82,10 +81,9 @@ fn known_hosts(node: &str, file: &Path, host: &str, port: u16, blob: &[u8]) -> R
         .open(file)
         .map_err(io)?;
     // Deploying many nodes at once: one reader-writer at a time.
-    // SAFETY: flock on a file descriptor we own; released when `f` is closed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io(std::io::Error::last_os_error()));
-    }
+    // Released when `f` is dropped.
+    let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io(errno.into()))?;
     let mut text = String::new();
     f.read_to_string(&mut text).map_err(io)?;
     // The tool's own file first, then every file OpenSSH itself would read.
@@ -127,11 +125,14 @@ fn known_hosts(node: &str, file: &Path, host: &str, port: u16, blob: &[u8]) -> R
         entry.insert(0, '\n');
     }
     f.write_all(entry.as_bytes()).map_err(io)?;
-    output::info(&format!(
-        "{node}: recorded host key {} {} for {pattern} in {}",
-        kt,
-        fingerprint(blob),
-        file.display()
-    ));
+    output::status(
+        node,
+        &format!(
+            "recorded host key {} {} for {pattern} in {}",
+            kt,
+            fingerprint(blob),
+            file.display()
+        ),
+    );
     Ok(())
 }

@@ -203,7 +203,6 @@ fn glob(pattern: &[u8], s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
 
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPB7Q9QmBx/M4z7mBdMIvUrDkjVGVb4ILLGkugVD0bLJ";
@@ -217,12 +216,11 @@ mod tests {
     fn hashed(name: &str, salt: &[u8]) -> String {
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(salt).unwrap();
         mac.update(name.as_bytes());
-        let b = base64::engine::general_purpose::STANDARD;
-        format!(
-            "|1|{}|{}",
-            b.encode(salt),
-            b.encode(mac.finalize().into_bytes())
-        )
+        HostPatterns::HashedName {
+            salt: salt.to_vec(),
+            hash: mac.finalize().into_bytes().into(),
+        }
+        .to_string()
     }
 
     fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {

@@ -20,9 +20,7 @@ mod pump;
 mod remote;
 
 use crate::error::{Error, Result};
-use base64::Engine as _;
 use serde::Serialize;
-use sha2::Digest;
 use ssh2::Session;
 use std::os::unix::io::RawFd;
 use std::path::PathBuf;
@@ -232,12 +230,10 @@ impl Connection {
     }
 
     fn transport(&self, what: &str, e: std::io::Error) -> Error {
-        Error::deploy(
+        Error::deploy_from(
             &self.node,
-            format!(
-                "SSH to {}@{} failed while {what}: {e}",
-                self.user, self.addr
-            ),
+            format!("SSH to {}@{} failed while {what}", self.user, self.addr),
+            e,
         )
     }
 }
@@ -250,22 +246,19 @@ pub fn fingerprint(key: impl AsRef<[u8]>) -> String {
         .ok()
         .and_then(openssh_blob)
         .unwrap_or_else(|| key.to_vec());
-    let digest = sha2::Sha256::digest(&blob);
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
-    )
+    let digest = ssh_key::HashAlg::Sha256.digest(&blob);
+    ssh_key::Fingerprint::Sha256(digest.try_into().expect("SHA256 digests are 32 bytes"))
+        .to_string()
 }
 
-/// The key blob of an OpenSSH public key line: the first base64 field that decodes to a blob
-/// whose type name is the field before it. Accepts leading options and a trailing comment.
+/// The key blob of an OpenSSH public key line: the first `TYPE BASE64` pair of fields that
+/// ssh-key reads as a public key of that type. Accepts leading options (or a known_hosts host
+/// field) and a trailing comment.
 pub(crate) fn openssh_blob(line: &str) -> Option<Vec<u8>> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     fields.windows(2).find_map(|w| {
-        let blob = base64::engine::general_purpose::STANDARD
-            .decode(w[1])
-            .ok()?;
-        (key_type(&blob)? == w[0]).then_some(blob)
+        let key = ssh_key::PublicKey::from_openssh(&format!("{} {}", w[0], w[1])).ok()?;
+        key.to_bytes().ok()
     })
 }
 
@@ -275,8 +268,14 @@ pub(crate) fn key_type(blob: &[u8]) -> Option<&str> {
     std::str::from_utf8(blob.get(4..4 + len)?).ok()
 }
 
+/// The base64 field of a key blob's OpenSSH line (`TYPE BASE64`); empty when ssh-key cannot
+/// read the blob.
 pub(crate) fn b64(blob: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(blob)
+    ssh_key::PublicKey::from_bytes(blob)
+        .ok()
+        .and_then(|k| k.to_openssh().ok())
+        .and_then(|line| line.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -108,32 +108,27 @@ fn pump_inner(
 /// Waits until the socket is ready in the direction libssh2 is blocked on, a keepalive is due,
 /// or `limit` passed.
 fn wait(session: &Session, fd: RawFd, limit: Option<Duration>) -> io::Result<()> {
-    let mut events = libc::POLLIN;
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut events = PollFlags::POLLIN;
     if matches!(
         session.block_directions(),
         BlockDirections::Outbound | BlockDirections::Both
     ) {
-        events |= libc::POLLOUT;
+        events |= PollFlags::POLLOUT;
     }
     let next_keepalive = session.keepalive_send().unwrap_or(KEEPALIVE_SECS).max(1);
     let mut ms = next_keepalive as u64 * 1000;
     if let Some(l) = limit {
         ms = ms.min(l.as_millis() as u64 + 1);
     }
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
-    let rc = unsafe { libc::poll(&mut pfd, 1, ms as libc::c_int) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    // SAFETY: `fd` is the session's socket, which the caller's `session` keeps open for the
+    // whole call; the borrow does not outlive this frame.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+    match nix::poll::poll(&mut [PollFd::new(fd, events)], timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }
 
 /// Closes the channel (blocking, bounded by the session timeout) and returns the remote exit

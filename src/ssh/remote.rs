@@ -145,14 +145,16 @@ pub(super) fn provision(
         command.push(' ');
         command.push_str(&quote(a)?);
     }
-    output::info(&format!(
-        "{}: installing {} key(s), {} file(s), {} script(s) ({} bytes in one stream)",
-        conn.node,
-        plan.pubkeys.len(),
-        plan.files.len(),
-        plan.scripts.len(),
-        upload.len()
-    ));
+    output::status(
+        &conn.node,
+        &format!(
+            "installing {} key(s), {} file(s), {} script(s) ({} bytes in one stream)",
+            plan.pubkeys.len(),
+            plan.files.len(),
+            plan.scripts.len(),
+            upload.len()
+        ),
+    );
 
     let names: Vec<String> = plan.scripts.iter().map(|s| s.name.clone()).collect();
     let mut demux = Demux::new(&conn.node, &nonce, &names, on_line);

@@ -97,7 +97,7 @@ pub fn near_matches<'a>(
         .into_iter()
         .filter_map(|name| {
             let l = name.to_ascii_lowercase();
-            let d = levenshtein(&w, &l);
+            let d = strsim::levenshtein(&w, &l);
             let score = if l.contains(&w) || (w.contains(&l) && !l.is_empty()) {
                 0
             } else if d <= (w.len() / 3).max(2) {
@@ -113,20 +113,6 @@ pub fn near_matches<'a>(
     scored.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(&b.1, &a.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
     scored.into_iter().take(n).map(|(_, s)| s).collect()
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The config error for a name the provider does not offer, with near matches.

@@ -125,6 +125,8 @@ impl Credential {
     ) -> Result<Credential> {
         let found = |value: &str, source| {
             let value = value.trim();
+            // no stderr line may show it, whichever crate (reqwest at -vv) writes the line
+            crate::output::secret(value);
             (!value.is_empty()).then(|| Credential {
                 value: value.to_string(),
                 source,

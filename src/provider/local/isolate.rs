@@ -83,8 +83,7 @@ pub fn isolation_available() -> std::result::Result<(), String> {
     if !cfg!(target_os = "linux") {
         return Err("namespaces need Linux".into());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err("not running as root".into());
     }
     static PROBE: OnceLock<std::result::Result<(), String>> = OnceLock::new();

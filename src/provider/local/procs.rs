@@ -8,6 +8,7 @@
 //! exports a marker variable into every session it starts (`SetEnv` in the node's
 //! sshd_config) and we also match processes whose environment carries it.
 
+use nix::sys::signal::Signal;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -50,8 +51,8 @@ pub fn alive(pid: u32) -> bool {
     if Path::new("/proc/self/stat").exists() {
         return stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X');
     }
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    unsafe { libc::kill(pid, 0) == 0 }
+    // no signal: only checks that the process exists and may be signalled
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
 /// True when `pid` is alive and its command line mentions `needle` (the node's sshd_config
@@ -118,12 +119,9 @@ fn members(root: Option<i32>, marker: &[u8]) -> Vec<i32> {
     found
 }
 
-fn signal(pids: &[i32], sig: libc::c_int) {
+fn signal(pids: &[i32], sig: Signal) {
     for &pid in pids {
-        // SAFETY: plain kill(2) on a positive pid we just found.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
 
@@ -152,11 +150,11 @@ pub fn kill_node(root: Option<u32>, marker: &str, grace: Duration) -> usize {
         total += pids.len();
         // The listener first, so it accepts nothing new while its sessions die.
         if let Some(r) = root {
-            signal(&[r], libc::SIGTERM);
+            signal(&[r], Signal::SIGTERM);
         }
-        signal(&pids, libc::SIGTERM);
+        signal(&pids, Signal::SIGTERM);
         let left = wait_dead(&pids, grace);
-        signal(&left, libc::SIGKILL);
+        signal(&left, Signal::SIGKILL);
         wait_dead(&left, Duration::from_secs(1));
     }
     total
@@ -169,7 +167,7 @@ pub fn kill_now(pid: u32, timeout: Duration) {
         return;
     };
     if pid > 1 {
-        signal(&[pid], libc::SIGKILL);
+        signal(&[pid], Signal::SIGKILL);
         wait_dead(&[pid], timeout);
     }
 }

@@ -45,21 +45,10 @@ fn is_executable(p: &Path) -> bool {
 
 /// The name of the user this process runs as (effective uid), for the node's login user.
 pub fn current_user() -> String {
-    // SAFETY: getpwuid_r writes into our buffer; the returned pointers point into it.
-    unsafe {
-        let uid = libc::geteuid();
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut buf = vec![0 as libc::c_char; 4096];
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) == 0
-            && !out.is_null()
-            && !pw.pw_name.is_null()
-        {
-            return std::ffi::CStr::from_ptr(pw.pw_name)
-                .to_string_lossy()
-                .into_owned();
-        }
-        std::env::var("USER").unwrap_or_else(|_| uid.to_string())
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => std::env::var("USER").unwrap_or_else(|_| uid.to_string()),
     }
 }
 
@@ -243,8 +232,7 @@ pub(super) fn config_text(
 
 /// True when we run as root and root's password field in /etc/shadow marks it locked.
 fn root_locked() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return false;
     }
     let user = current_user();

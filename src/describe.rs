@@ -1,0 +1,61 @@
+//! The JSON description of deployed nodes (`-d FILE`, `--json`): what a deploy's outcome says
+//! about its node, in the original's fields. It lives above `deploy` (it reads an `Outcome`),
+//! so `output` below stays free of deploy's types.
+
+use crate::deploy::Outcome;
+use crate::error::Result;
+use crate::ssh::StepKind;
+
+/// The description of a deployed node: the original's fields (id, name, state, public_ip,
+/// private_ip, image_id, image_name) plus each script's name, exit status and duration.
+pub fn description(outcome: &Outcome) -> serde_json::Value {
+    let node = outcome.node.as_ref();
+    let scripts: Vec<serde_json::Value> = outcome
+        .report
+        .iter()
+        .flat_map(|r| r.steps.iter())
+        .filter(|s| matches!(s.kind, StepKind::Script))
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "status": s.status,
+                "duration": s.duration.as_secs_f64(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "id": node.map(|n| n.id.clone()),
+        "name": outcome.name,
+        "state": node.map(|n| n.state.to_string()),
+        "public_ip": node.and_then(|n| n.public_ip.clone()),
+        "private_ip": node.and_then(|n| n.private_ip.clone()),
+        "image_id": node.and_then(|n| n.image.clone()),
+        "image_name": node.and_then(|n| n.image.clone()),
+        "size": node.and_then(|n| n.size.clone()),
+        "location": node.and_then(|n| n.location.clone()),
+        "ssh_port": node.and_then(|n| n.ssh.port),
+        "kept": outcome.kept,
+        "error": outcome.error.as_ref().map(|e| e.to_string()),
+        "scripts": scripts,
+    })
+}
+
+/// `-d FILE`, written atomically: the description of every outcome that has a node (an array
+/// when `many`, the one object otherwise); nothing is written when no node was made.
+pub fn write_description(path: &std::path::Path, outcomes: &[Outcome], many: bool) -> Result<()> {
+    let descs: Vec<serde_json::Value> = outcomes
+        .iter()
+        .filter(|o| o.node.is_some())
+        .map(description)
+        .collect();
+    if descs.is_empty() {
+        return Ok(());
+    }
+    let value = if many {
+        serde_json::Value::Array(descs)
+    } else {
+        descs.into_iter().next().expect("one description")
+    };
+    let text = serde_json::to_string_pretty(&value).expect("serializable") + "\n";
+    crate::state::write_atomic(path, text.as_bytes(), 0o644)
+}
