@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod cloudinit;
 pub mod coalesce;
 pub mod digitalocean;
+pub mod exec;
 pub mod hetzner;
 pub mod http;
 
@@ -230,6 +231,8 @@ pub fn build(
         "static" => Ok(Box::new(static_hosts::StaticProvider::from_table(
             &cfg.provider_table("static"),
         )?)),
+        // a name that is not built in: a config-declared `[providers.NAME] type = "exec"`
+        _ if exec::declared(cfg, name) => Ok(Box::new(exec::ExecProvider::from_config(name, cfg)?)),
         _ => Err(unknown(name)),
     }
 }
