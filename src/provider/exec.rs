@@ -386,12 +386,14 @@ fn check_action(name: &str, dir: &Path, action: &str, required: bool) -> Result<
     let meta = match std::fs::metadata(&p) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::config(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::config(format!(
             "{what}: {} is missing: an exec provider needs executables named {} (and may have {})",
             p.display(),
             REQUIRED.join(", "),
             OPTIONAL.join(", ")
-        ))),
+        )))
+        }
         Err(e) => return Err(Error::config(format!("{what}: {}: {e}", p.display()))),
     };
     if !meta.is_file() {
