@@ -655,3 +655,60 @@ fn the_hcloud_example_maps_recorded_cli_output() {
         assert!(create.contains(want), "{want} not in {create}");
     }
 }
+
+#[test]
+fn a_provider_written_from_the_man_page_alone_deploys_and_destroys() {
+    let s = site();
+    let fresh = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exec/fresh");
+    let state = s.path().join("fresh-state");
+    // a second layer sets only env: path keeps resolving against the fixture's layer
+    s.write(
+        "fresh-env/provision.toml",
+        &format!(
+            "[providers.fresh.env]\nFRESH_STATE = \"{}\"\n",
+            state.display()
+        ),
+    );
+    let layers = [
+        "-c".to_string(),
+        fresh.display().to_string(),
+        "-c".into(),
+        s.path().join("fresh-env").display().to_string(),
+        "-c".into(),
+        s.path().join("site").display().to_string(),
+        "-p".into(),
+        "fresh".into(),
+    ];
+    let r = s
+        .cmd("deploy-node")
+        .args(&layers)
+        .args(["-n", "fr-{i}", "--count", "2", "-b", "app"])
+        .run()
+        .code(0);
+    assert!(r.stderr.contains("hello from fr-1"), "{}", r.stderr);
+    assert!(r.stderr.contains("hello from fr-2"), "{}", r.stderr);
+    // the host key from the user_data was pinned: nothing trusted on first use
+    let kh = std::fs::read_to_string(s.state().join("known_hosts")).unwrap_or_default();
+    assert!(kh.is_empty(), "{kh}");
+    let l = s.cmd("list-nodes").args(&layers).run().code(0);
+    assert_eq!(l.stdout.lines().count(), 2, "{}", l.stdout);
+    s.cmd("destroy-node")
+        .args(&layers)
+        .args(["--prefix", "fr-"])
+        .run()
+        .code(0);
+    assert_eq!(
+        s.cmd("list-nodes")
+            .args(&layers)
+            .args(["--all"])
+            .run()
+            .code(0)
+            .stdout,
+        ""
+    );
+    let state_s = state.display().to_string();
+    assert!(wait_until(Duration::from_secs(5), || pids_with_cmdline(
+        &state_s
+    )
+    .is_empty()));
+}
