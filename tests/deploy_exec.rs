@@ -712,3 +712,23 @@ fn a_provider_written_from_the_man_page_alone_deploys_and_destroys() {
     )
     .is_empty()));
 }
+
+#[test]
+fn a_create_that_reports_another_name_is_rejected_and_its_node_destroyed() {
+    let s = site();
+    let ex = ex_actions();
+    let l = fixture(
+        &s,
+        "rn",
+        "",
+        &[(
+            "create",
+            &format!("#!/bin/sh\n\"{ex}/create\" | jq -c '.name = \"other\"'\n"),
+        )],
+    );
+    deploy_bad(&s, &l, &[])
+        .code(12)
+        .stderr_has("printed a node whose \"name\" is 'other', not 'b1' as asked (node node-")
+        .stderr_has(" destroyed)");
+    nothing_left(&s);
+}

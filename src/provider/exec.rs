@@ -524,10 +524,18 @@ impl Provider for ExecProvider {
         let v = self.json("create", &out, "one node as a JSON object")?;
         let node = self.node("create", "", &v, &out)?;
         if node.name != spec.name {
+            // deploy-node would look for the asked name and miss this node: destroy it by id
+            let fate = match self.destroy(&node.id) {
+                Ok(_) => format!("node {} destroyed", node.id),
+                Err(e) => format!(
+                    "node {} could not be destroyed ({e}); it still exists",
+                    node.id
+                ),
+            };
             return Err(self.malformed(
                 "create",
                 &format!(
-                    "printed a node whose \"name\" is '{}', not '{}' as asked",
+                    "printed a node whose \"name\" is '{}', not '{}' as asked ({fate})",
                     node.name, spec.name
                 ),
                 &out,
@@ -592,5 +600,47 @@ impl Provider for ExecProvider {
 
     fn poll_interval(&self) -> Duration {
         self.poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        toml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn timeouts_for_every_action_or_per_action() {
+        let t = timeouts("[p]", &table("timeout = 5")).unwrap();
+        assert_eq!(t["create"], Duration::from_secs(5));
+        assert_eq!(t["catalog"], Duration::from_secs(5));
+        let t = timeouts("[p]", &table("timeout = { create = 1.5 }")).unwrap();
+        assert_eq!(t["create"], Duration::from_millis(1500));
+        assert!(!t.contains_key("list"));
+        let e = |s: &str| timeouts("[p]", &table(s)).unwrap_err().to_string();
+        assert!(e("timeout = { crate = 3 }").contains("timeout.crate: not an action"));
+        assert!(e("timeout = -1").contains("positive number of seconds"));
+        assert!(e("timeout = \"10m\"").contains("positive number of seconds"));
+    }
+
+    #[test]
+    fn env_takes_scalars_only() {
+        let env = env_table("[p]", &table("[env]\nA = \"x\"\nN = 3\n")).unwrap();
+        assert_eq!(
+            env,
+            vec![("A".into(), "x".into()), ("N".into(), "3".into())]
+        );
+        assert!(env_table("[p]", &table("[env]\nA = [1]\n")).is_err());
+        assert!(env_table("[p]", &table("env = 1\n")).is_err());
+    }
+
+    #[test]
+    fn quotes_are_one_line_and_bounded() {
+        assert_eq!(quote("a\nb"), "«a b»");
+        let long = "x".repeat(500);
+        assert_eq!(quote(&long).chars().count(), QUOTE_CHARS + 3);
+        assert!(secret_name("hcloud_token") && secret_name("API_KEY") && !secret_name("REGION"));
     }
 }
