@@ -189,8 +189,8 @@ impl ExecProvider {
         format!("{action} ({})", self.exe(action).display())
     }
 
-    /// Runs `action` with `input` (stdin JSON, and each top-level scalar as `PROVISION_*`
-    /// plus `extra_env`); its stdout when it exits 0.
+    /// Runs `action` with `input` as stdin JSON and, in its environment, `PROVISION_ACTION`,
+    /// `PROVISION_PROVIDER`, the config's `env` and `extra_env`; its stdout when it exits 0.
     fn call(&self, action: &str, input: &Value, extra_env: &[(String, String)]) -> Result<String> {
         let mut env = vec![
             ("PROVISION_ACTION".to_string(), action.to_string()),
