@@ -112,7 +112,7 @@ impl Plan {
             value: "local".into(),
             layer: "built-in default".into(),
         });
-        if !provider::exec::declared(cfg, &provider.value) {
+        if !provider::exec::check_declared(cfg, &provider.value)? {
             provider::check_name(&provider.value)?;
         }
         let image = pick(&req.image, &cfg.image, "-i");

@@ -732,3 +732,22 @@ fn a_create_that_reports_another_name_is_rejected_and_its_node_destroyed() {
         .stderr_has(" destroyed)");
     nothing_left(&s);
 }
+
+#[test]
+fn a_wrong_type_or_a_built_in_name_is_a_config_error() {
+    let s = Sandbox::new();
+    s.write("t/provision.toml", "[providers.lab]\ntype = \"exce\"\npath = \"x\"\n");
+    let t = s.path().join("t").display().to_string();
+    s.cmd("deploy-node")
+        .args(["-c", &t, "-p", "lab"])
+        .run()
+        .code(2)
+        .stderr_has("[providers.lab] type = \"exce\": the only provider type is \"exec\"");
+    s.write("b/provision.toml", "[providers.local]\ntype = \"exec\"\npath = \"x\"\n");
+    let b = s.path().join("b").display().to_string();
+    s.cmd("deploy-node")
+        .args(["-c", &b, "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("'local' is a built-in provider");
+}

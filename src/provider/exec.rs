@@ -52,6 +52,26 @@ pub fn declared(cfg: &Config, name: &str) -> bool {
         == Some(TYPE)
 }
 
+/// Whether `-p NAME` means a config-declared exec provider: true when `[providers.NAME]` says
+/// `type = "exec"`. A built-in name declared as exec, or another `type`, is a config error
+/// rather than a silent surprise.
+pub fn check_declared(cfg: &Config, name: &str) -> Result<bool> {
+    let Some(ty) = cfg.providers.get(name).and_then(|t| t.get("type")) else {
+        return Ok(false);
+    };
+    if ty.as_str() != Some(TYPE) {
+        return Err(Error::config(format!(
+            "[providers.{name}] type = {ty}: the only provider type is \"exec\""
+        )));
+    }
+    if super::KNOWN.contains(&name) {
+        return Err(Error::config(format!(
+            "[providers.{name}] type = \"exec\": '{name}' is a built-in provider; give the exec provider another name"
+        )));
+    }
+    Ok(true)
+}
+
 pub struct ExecProvider {
     name: String,
     dir: PathBuf,
