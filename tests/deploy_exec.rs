@@ -54,13 +54,18 @@ fn site() -> Site {
     let s = Sandbox::new();
     s.write(
         "site/provision.toml",
-        "[bundles.app]\nscripts = [\"hello.sh\"]\n[bundles.hangs]\nscripts = [\"hang.sh\"]\n",
+        "[bundles.app]\nscripts = [\"hello.sh\"]\n[bundles.bg]\nscripts = [\"bg.sh\"]\n[bundles.hangs]\nscripts = [\"hang.sh\"]\n",
     );
     s.write(
         "site/scripts/hello.sh",
         "#!/bin/sh\n# provision-template-type: format-string\necho \"hello from {node_name}\"\n",
     );
     s.write("site/scripts/hang.sh", "#!/bin/sh\nsleep 600\n");
+    // a daemon left behind by a script: destroy must end it
+    s.write(
+        "site/scripts/bg.sh",
+        "#!/bin/sh\nnohup sleep 555 > /dev/null 2>&1 &\necho started\n",
+    );
     Site { s }
 }
 
@@ -115,7 +120,7 @@ fn list(s: &Sandbox, extra: &[&str]) -> Run {
 #[test]
 fn deploy_list_and_gated_destroy_through_local_sshd() {
     let s = site();
-    let r = deploy(&s, &["-b", "app", "-n", "ex1", "--json"]).code(0);
+    let r = deploy(&s, &["-b", "app", "-b", "bg", "-n", "ex1", "--json"]).code(0);
     let d: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(d["name"], "ex1");
     assert!(r.stderr.contains("hello from ex1"), "{}", r.stderr);
@@ -126,6 +131,10 @@ fn deploy_list_and_gated_destroy_through_local_sshd() {
 
     let l = list(&s, &[]).code(0);
     assert!(l.stdout.starts_with("ex1 127.0.0.1"), "{}", l.stdout);
+    assert!(
+        !pids_with_cmdline("sleep 555").is_empty(),
+        "bg.sh did not run"
+    );
     let j = list(&s, &["--format", "json"]).code(0);
     let nodes: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(nodes[0]["state"], "running");
@@ -152,6 +161,11 @@ fn deploy_list_and_gated_destroy_through_local_sshd() {
         .code(0);
     assert_eq!(list(&s, &["--all"]).code(0).stdout, "");
     nothing_left(&s);
+    assert!(
+        wait_until(Duration::from_secs(5), || pids_with_cmdline("sleep 555")
+            .is_empty()),
+        "the node's background job survived destroy"
+    );
 }
 
 /// Writes a fixture provider `dir` in the sandbox: a layer declaring `[providers.NAME]` whose
@@ -736,14 +750,20 @@ fn a_create_that_reports_another_name_is_rejected_and_its_node_destroyed() {
 #[test]
 fn a_wrong_type_or_a_built_in_name_is_a_config_error() {
     let s = Sandbox::new();
-    s.write("t/provision.toml", "[providers.lab]\ntype = \"exce\"\npath = \"x\"\n");
+    s.write(
+        "t/provision.toml",
+        "[providers.lab]\ntype = \"exce\"\npath = \"x\"\n",
+    );
     let t = s.path().join("t").display().to_string();
     s.cmd("deploy-node")
         .args(["-c", &t, "-p", "lab"])
         .run()
         .code(2)
         .stderr_has("[providers.lab] type = \"exce\": the only provider type is \"exec\"");
-    s.write("b/provision.toml", "[providers.local]\ntype = \"exec\"\npath = \"x\"\n");
+    s.write(
+        "b/provision.toml",
+        "[providers.local]\ntype = \"exec\"\npath = \"x\"\n",
+    );
     let b = s.path().join("b").display().to_string();
     s.cmd("deploy-node")
         .args(["-c", &b, "--dry-run"])
