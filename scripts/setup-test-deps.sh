@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests and the quick start need when it is missing: openssh-server (sshd
-# for local nodes and the test harness) and sudo (the non-root-login tests). Idempotent and
+# for local nodes and the test harness) and sudo (the non-root-login tests), jq (the exec provider examples). Idempotent and
 # quiet when all is present.
 set -euo pipefail
 need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
 pkgs=""
 need_sshd || pkgs="$pkgs openssh-server"
 command -v sudo >/dev/null 2>&1 || pkgs="$pkgs sudo"
+# jq: the exec examples (examples/exec/) map JSON with it, and tests/deploy_exec.rs drives them
+command -v jq >/dev/null 2>&1 || pkgs="$pkgs jq"
 if [ -n "$pkgs" ]; then
   echo "setup: installing$pkgs" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -166,9 +166,13 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     Ok(())
 }
 
-/// Errors after which the create may have happened on the provider's side.
+/// Errors after which the create may have happened on the provider's side (an exec provider's
+/// create that failed or timed out may have made the machine before it gave up).
 fn outcome_unknown(e: &Error) -> bool {
-    matches!(e, Error::Malformed { .. } | Error::Unexpected(_))
+    matches!(
+        e,
+        Error::Malformed { .. } | Error::Unexpected(_) | Error::Timeout(_)
+    )
 }
 
 /// After a create whose outcome is unknown: destroys our node named `name` if it exists

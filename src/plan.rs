@@ -112,7 +112,9 @@ impl Plan {
             value: "local".into(),
             layer: "built-in default".into(),
         });
-        provider::check_name(&provider.value)?;
+        if !provider::exec::check_declared(cfg, &provider.value)? {
+            provider::check_name(&provider.value)?;
+        }
         let image = pick(&req.image, &cfg.image, "-i");
         let size = pick(&req.size, &cfg.size, "-s");
         let location = pick(&req.location, &cfg.location, "-l");

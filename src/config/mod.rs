@@ -50,6 +50,9 @@ pub struct Config {
     pub bundles: BTreeMap<String, Bundle>,
     /// `[providers.NAME]` tables, merged key by key (later wins). May hold secrets: never print.
     pub providers: BTreeMap<String, toml::Table>,
+    /// For each `[providers.NAME]` key, the index into [`Config::layers`] of the layer that set
+    /// it last, so a relative path there (exec's `path`) resolves against that layer's directory.
+    pub provider_origins: BTreeMap<String, BTreeMap<String, usize>>,
     /// Things the user should hear about (bundle replaced, env path missing), for stderr.
     pub warnings: Vec<String>,
 }
@@ -181,8 +184,10 @@ impl Config {
             );
         }
         for (name, table) in lc.providers {
+            let origins = self.provider_origins.entry(name.clone()).or_default();
             let slot = self.providers.entry(name).or_default();
             for (k, v) in table {
+                origins.insert(k.clone(), idx);
                 slot.insert(k, v);
             }
         }
@@ -191,6 +196,12 @@ impl Config {
     /// The layer a bundle's files and scripts come from.
     pub fn layer_of(&self, bundle: &Bundle) -> &Layer {
         &self.layers[bundle.layer]
+    }
+
+    /// The layer that set `key` of `[providers.NAME]` (the last one to set it).
+    pub fn provider_key_layer(&self, name: &str, key: &str) -> Option<&Layer> {
+        let idx = *self.provider_origins.get(name)?.get(key)?;
+        self.layers.get(idx)
     }
 
     /// A provider's merged `[providers.NAME]` table (empty when absent).

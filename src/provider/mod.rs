@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod cloudinit;
 pub mod coalesce;
 pub mod digitalocean;
+pub mod exec;
 pub mod hetzner;
 pub mod http;
 pub mod registry;
@@ -209,6 +210,10 @@ pub fn build(
     cfg: &crate::config::Config,
     creds: &Credentials,
 ) -> Result<Box<dyn Provider>> {
+    // a config-declared `[providers.NAME] type = "exec"` (its path is relative to its layer)
+    if exec::declared(cfg, name) {
+        return Ok(Box::new(exec::ExecProvider::from_config(name, cfg)?));
+    }
     let table = cfg.provider_table(name);
     match registry::find(name, &table) {
         Some(r) => (r.build)(&table, creds),
