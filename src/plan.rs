@@ -125,6 +125,17 @@ impl Plan {
             layer: "built-in default".into(),
         });
         let node_name = node_name(cfg, req)?;
+        let destroyable = cfg.destroyable_prefixes();
+        if req.name.is_some()
+            && !destroyable
+                .iter()
+                .any(|p| node_name.starts_with(p.as_str()))
+        {
+            warnings.push(format!(
+                "node name '{node_name}' is outside destroyable_prefixes ({}): destroying it will need destroy-node --force",
+                destroyable.join(", ")
+            ));
+        }
         let bundles = select_bundles(cfg, image.as_ref().map(|s| s.value.as_str()), &req.bundles)?;
         let pubkeys = collect_pubkeys(cfg)?;
 

@@ -286,7 +286,10 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
         .stderr_has("failed: b")
         .stderr_has("node failing-node kept");
     assert_eq!(names(&s), ["failing-node"]);
-    s.cmd("destroy-node").args(["failing-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "failing-node"])
+        .run()
+        .code(0);
     assert_eq!(list(&s), "");
 }
 
@@ -307,7 +310,10 @@ fn keep_going_runs_the_rest() {
         .run()
         .code(14)
         .stderr_has("[going-node] never");
-    s.cmd("destroy-node").args(["going-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "going-node"])
+        .run()
+        .code(0);
 }
 
 #[test]
@@ -331,7 +337,10 @@ fn script_timeout_ends_a_hanging_script() {
         .stderr_has("[hang-node] hanging")
         .stderr_has("hang.sh failed (exit status 124)");
     assert!(started.elapsed() < Duration::from_secs(60));
-    s.cmd("destroy-node").args(["hang-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "hang-node"])
+        .run()
+        .code(0);
 }
 
 #[test]
@@ -472,7 +481,10 @@ fn a_killed_deploy_leaves_an_orphan_that_list_nodes_shows() {
         .run()
         .code(0)
         .stdout_has("orphan-node 127.");
-    s.cmd("destroy-node").args(["orphan-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "orphan-node"])
+        .run()
+        .code(0);
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
         ""
@@ -503,7 +515,7 @@ fn destroy_dry_run_and_unreadable_results_destroy_nothing() {
         "<testsuite tests=\"1\"><testcase name=\"a\"/></testsuite>",
     );
     s.cmd("destroy-node")
-        .args(["-t", "results.xml", "--dry-run", "dry-node"])
+        .args(["-t", "results.xml", "--dry-run", "--force", "dry-node"])
         .run()
         .code(0)
         .stderr_has("would destroy dry-node");
@@ -522,7 +534,7 @@ fn destroy_dry_run_and_unreadable_results_destroy_nothing() {
         .stderr_has("kept");
     assert_eq!(names(&s), ["dry-node"]);
     s.cmd("destroy-node")
-        .args(["-t", "results.xml", "dry-node"])
+        .args(["-t", "results.xml", "--force", "dry-node"])
         .run()
         .code(0);
 }

@@ -226,6 +226,19 @@ impl Config {
         }
     }
 
+    /// The name prefixes destroy-node destroys without `--force`: `destroyable_prefixes` of
+    /// the layers, else the name prefix in effect (the original's default, `deploy-test-`).
+    pub fn destroyable_prefixes(&self) -> Vec<String> {
+        if !self.destroyable_prefixes.is_empty() {
+            return self.destroyable_prefixes.clone();
+        }
+        vec![self
+            .name_prefix
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| crate::plan::DEFAULT_PREFIX.to_string())]
+    }
+
     /// The layer a bundle's files and scripts come from.
     pub fn layer_of(&self, bundle: &Bundle) -> &Layer {
         &self.layers[bundle.layer]

@@ -27,6 +27,28 @@ enum Val {
 }
 
 impl Val {
+    /// The value as Python would print it (`repr`), for messages.
+    fn py(&self) -> String {
+        match self {
+            Val::Str(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+            Val::Int(n) => n.to_string(),
+            Val::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+            Val::None => "None".to_string(),
+            Val::List(items) => format!(
+                "[{}]",
+                items.iter().map(Val::py).collect::<Vec<_>>().join(", ")
+            ),
+            Val::Dict(items) => format!(
+                "{{{}}}",
+                items
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", k.py(), v.py()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Val::Str(_) => "a string",
@@ -152,7 +174,7 @@ fn snippet(toks: &[Token]) -> String {
             Tok::Int(n) => n.to_string(),
             Tok::Op(o) => o.clone(),
         };
-        let glue = matches!(&t.tok, Tok::Op(o) if [".", "(", ")", "[", "]", ","].contains(&o.as_str()))
+        let glue = matches!(&t.tok, Tok::Op(o) if [".", "(", ")", "[", "]", ",", ":"].contains(&o.as_str()))
             || matches!(toks.get(i.wrapping_sub(1)).map(|t| &t.tok), Some(Tok::Op(o)) if [".", "(", "["].contains(&o.as_str()));
         if i > 0 && !glue {
             s.push(' ');
@@ -593,8 +615,9 @@ impl Reader {
                 other => Err(self.err(
                     line,
                     format!(
-                        "{what} = {other:?}: scripts always land in {ORIGINAL_TARGETDIR} \
-                         (the login user's ~/deploy without root)"
+                        "{what} = {}: scripts always land in {ORIGINAL_TARGETDIR} \
+                         (the login user's ~/deploy without root)",
+                        other.py()
                     ),
                 )),
             },
@@ -740,9 +763,10 @@ impl Reader {
                     return Err(self.err(
                         line,
                         format!(
-                            "add_bundle('{name}', {}={v:?}): a bundle's {dir} are read from \
+                            "add_bundle('{name}', {}={}): a bundle's {dir} are read from \
                              the layer's {dir}/ only",
-                            names[i]
+                            names[i],
+                            v.py()
                         ),
                     ));
                 }
