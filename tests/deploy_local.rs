@@ -198,7 +198,7 @@ fn deploy_list_ssh_destroy() {
         serde_json::from_str(&std::fs::read_to_string(s.path().join("node.json")).unwrap())
             .unwrap();
     assert_eq!(desc["name"], name.as_str());
-    assert!(desc["public_ip"].as_str().unwrap().starts_with("127."));
+    assert!(desc["public_ip"][0].as_str().unwrap().starts_with("127."));
     assert_eq!(desc["scripts"][1]["name"], "two.py");
     assert_eq!(desc["scripts"][1]["status"], 0);
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
@@ -692,7 +692,7 @@ fn a_pool_reports_every_node_and_exits_with_the_worst_code() {
         "the failed node is kept, the others stay deployed"
     );
     s.cmd("destroy-node")
-        .args(["pool-1", "pool-2", "pool-3"])
+        .args(["--force", "pool-1", "pool-2", "pool-3"])
         .run()
         .code(0);
     assert_eq!(list(&s), "");
@@ -748,7 +748,10 @@ fn shipped_bundles_on_an_isolated_node_leave_the_host_alone() {
     assert_eq!(before("/etc/timezone"), tz);
     assert_eq!(before("/etc/gitconfig"), gitcfg);
     assert_eq!(before("/tmp/provision-hello/hello.txt"), hello);
-    s.cmd("destroy-node").args(["iso-bundles"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "iso-bundles"])
+        .run()
+        .code(0);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&s.state().display().to_string()),
@@ -846,5 +849,8 @@ fn non_root_logins_use_sudo_or_say_why_not() {
         "stat -c '%U' /tmp/carol-files/conf; grep -c tester@sandbox ~carol/.ssh/authorized_keys",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "carol\n1\n");
-    s.cmd("destroy-node").args(["users-host"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "users-host"])
+        .run()
+        .code(0);
 }
