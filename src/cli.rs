@@ -427,9 +427,13 @@ fn provider_for(common: &Common, cfg: &Config, chosen: Option<&str>) -> Result<A
         .or_else(|| common.provider.clone())
         .or_else(|| cfg.provider.as_ref().map(|p| p.value.clone()))
         .unwrap_or_else(|| "local".into());
+    let from_flag = chosen.is_some() || common.provider.is_some();
     crate::config::original::check_provider(&crate::config::Sourced {
         value: name.clone(),
-        layer: "-p".into(),
+        layer: match (&cfg.provider, from_flag) {
+            (Some(p), false) => p.layer.clone(),
+            _ => "-p".into(),
+        },
     })?;
     let creds = provider::Credentials {
         userid: common.userid.clone(),

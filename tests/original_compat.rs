@@ -49,6 +49,13 @@ fn the_originals_readme_directory_is_planned_field_by_field() {
         .stderr_has(&format!("{init}:6: provider 'rackspace' is the original's"))
         .stderr_has("openstack")
         .stdout_lacks("Plan");
+    for bin in ["list-nodes", "destroy-node"] {
+        s.cmd(bin)
+            .args(["-c", &dir, "deploy-test-x"][..if bin == "list-nodes" { 2 } else { 3 }].to_vec())
+            .run()
+            .code(2)
+            .stderr_has(&format!("{init}:6: provider 'rackspace' is the original's"));
+    }
     let p = plan_json(&s, &dir);
     assert_eq!(p["node_name"], "deploy-test-fixture");
     assert_eq!(p["provider"]["value"], "local");
