@@ -22,6 +22,25 @@ const DEPLOY_STATUS: &str = concat!(
     "  0 success; 2 usage or config error, nothing created; 11 unexpected error;\n",
     "  12 malformed provider response; 13 provider unavailable; 14 deployment error (a failing\n",
     "  script keeps the node); 15 timeout; 130 interrupted (what was created is destroyed)\n\n",
+    "DESCRIPTION FILE (-d FILE), format 2:\n",
+    "  The original's keys with its types, then today's additions; --count N writes a JSON\n",
+    "  array of such objects. state is libcloud's integer (0 running, 2 terminated, 3 pending,\n",
+    "  4 unknown, 5 stopped, 7 error); state_name says it in words. Nodes that were never\n",
+    "  created are left out. Example:\n",
+    "    {\"format\": 2, \"id\": \"4f1c2a\", \"name\": \"deploy-test-k3x9qa\", \"state\": 0,\n",
+    "     \"public_ip\": [\"127.0.0.5\"], \"private_ip\": [], \"image_id\": \"debian-12\",\n",
+    "     \"image_name\": \"debian-12\", \"state_name\": \"running\", \"provider\": \"local\",\n",
+    "     \"size\": null, \"location\": null, \"ssh_port\": 22, \"kept\": false, \"error\": null,\n",
+    "     \"scripts\": [{\"name\": \"tz.sh\", \"status\": 0, \"duration\": 0.41}]}\n\n",
+    "COMING FROM PROVISION 0.9:\n",
+    "  A config directory with the original's __init__.py is read statically (never run);\n",
+    "  --convert-config DIR prints it as provision.toml. The original's long flags still work:\n",
+    "  --bundles, --subvars, --config_paths/--config-paths, --secret_key, --description (and\n",
+    "  list-nodes/destroy-node: --config_paths, --secret_key, --testresults). -v counts here and\n",
+    "  takes no value. -l/-s take names, not the original's list indexes.\n\n",
+    "SHELL COMPLETIONS:\n",
+    "  deploy-node --completions bash > /etc/bash_completion.d/deploy-node (also zsh, fish;\n",
+    "  likewise for list-nodes and destroy-node).\n\n",
 );
 
 const DESTROY_STATUS: &str = concat!(
@@ -35,18 +54,19 @@ const DESTROY_STATUS: &str = concat!(
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Config layer directory (provision.toml, pubkeys/, scripts/, files/); repeatable, later wins.
-    #[arg(short = 'c', long = "config-path", value_name = "DIR")]
+    #[arg(short = 'c', long = "config-path", value_name = "DIR", aliases = ["config_paths", "config-paths", "config_path", "config"])]
     pub config_path: Vec<PathBuf>,
     /// Provider driver to use (default: config `provider`, else `local`).
     #[arg(short = 'p', long, value_name = "NAME")]
     pub provider: Option<String>,
     /// Provider user/account id (AWS access key id, OpenStack user); overrides env and config.
-    #[arg(short = 'u', long, value_name = "ID")]
+    #[arg(short = 'u', long, value_name = "ID", alias = "user")]
     pub userid: Option<String>,
     /// Provider secret (API token or secret key); overrides env and config. Never printed.
     #[arg(
         short = 'k',
         long = "secret-key",
+        aliases = ["secret_key", "secret"],
         value_name = "SECRET",
         hide_env_values = true
     )]
@@ -57,6 +77,9 @@ pub struct Common {
     /// Only errors on stderr.
     #[arg(short = 'q', long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Print the shell completion script for SHELL (bash, zsh, fish) on stdout and exit.
+    #[arg(long, value_name = "SHELL", value_enum)]
+    pub completions: Option<clap_complete::Shell>,
 }
 
 impl Common {
@@ -86,10 +109,16 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub common: Common,
     /// Bundle to install (repeatable, in order), after the config's default bundles.
-    #[arg(short = 'b', long = "bundle", value_name = "BUNDLE")]
+    #[arg(short = 'b', long = "bundle", value_name = "BUNDLE", alias = "bundles")]
     pub bundle: Vec<String>,
     /// Write a JSON description of the deployed node to FILE.
-    #[arg(short = 'd', long = "description-file", value_name = "FILE")]
+    /// The format is described under DESCRIPTION FILE below.
+    #[arg(
+        short = 'd',
+        long = "description-file",
+        value_name = "FILE",
+        alias = "description"
+    )]
     pub description_file: Option<PathBuf>,
     /// Image name (exact, or the newest whose name starts with it).
     #[arg(short = 'i', long, value_name = "IMAGE")]
@@ -104,7 +133,12 @@ pub struct DeployArgs {
     #[arg(short = 's', long, value_name = "SIZE")]
     pub size: Option<String>,
     /// Template variable KEY=VALUE (repeatable); overrides [vars].
-    #[arg(short = 't', long = "subvar", value_name = "KEY=VALUE")]
+    #[arg(
+        short = 't',
+        long = "subvar",
+        value_name = "KEY=VALUE",
+        alias = "subvars"
+    )]
     pub subvar: Vec<String>,
     /// Node name prefix when -n is not given [default: config name_prefix, else deploy-test-].
     #[arg(short = 'x', long = "prefix", value_name = "PREFIX")]
@@ -149,6 +183,10 @@ pub struct DeployArgs {
     /// JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print DIR/__init__.py (an original provision 0.9 config directory) as the equivalent
+    /// provision.toml on stdout and exit; nothing is deployed.
+    #[arg(long, value_name = "DIR")]
+    pub convert_config: Option<PathBuf>,
 }
 
 /// `90`, `90s`, `10m`, `1h`, `250ms`.
@@ -222,7 +260,7 @@ pub struct DestroyArgs {
     #[command(flatten)]
     pub common: Common,
     /// Names of the nodes to destroy.
-    #[arg(value_name = "NAME", required_unless_present = "prefix")]
+    #[arg(value_name = "NAME", required_unless_present_any = ["prefix", "completions"])]
     pub names: Vec<String>,
     /// Destroy every node provision made whose name starts with PREFIX (prints them first).
     #[arg(long, value_name = "PREFIX", conflicts_with = "names")]
@@ -231,18 +269,30 @@ pub struct DestroyArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub parallel: usize,
     /// JUnit XML test results (repeatable): destroy only if at least one test ran and all passed.
-    #[arg(short = 't', long = "testresults", value_name = "FILE")]
+    #[arg(
+        short = 't',
+        long = "testresults",
+        value_name = "FILE",
+        alias = "testresult"
+    )]
     pub testresults: Vec<PathBuf>,
     /// Print the decision and what would be destroyed; destroy nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Destroy nodes that provision did not make (untagged).
+    /// Destroy nodes that provision did not make (untagged), or whose names are outside the
+    /// config's destroyable_prefixes (default: the name prefix).
     #[arg(long)]
     pub force: bool,
 }
 
 /// deploy-node.
 pub fn run_deploy(args: DeployArgs) -> Result<()> {
+    if let Some(shell) = args.common.completions {
+        return crate::completions::print::<DeployArgs>(shell);
+    }
+    if let Some(dir) = &args.convert_config {
+        return crate::exit::print_stdout(&crate::config::convert::convert_dir(dir)?);
+    }
     let cfg = args.common.load_config()?;
     let plans = pool::requests(&args.request(), args.count)?
         .iter()
@@ -307,7 +357,9 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         ));
     }
     if let Some(path) = &args.description_file {
-        crate::describe::write_description(path, &outcomes, many)?;
+        if let Some(text) = crate::description::document(&outcomes, &plans, many) {
+            crate::state::write_atomic(path, text.as_bytes(), 0o644)?;
+        }
     }
     if let Some(path) = &args.junit {
         let nodes: Vec<_> = outcomes.iter().map(deploy::junit_result).collect();
@@ -351,6 +403,14 @@ fn provider_for(common: &Common, cfg: &Config, chosen: Option<&str>) -> Result<A
         .or_else(|| common.provider.clone())
         .or_else(|| cfg.provider.as_ref().map(|p| p.value.clone()))
         .unwrap_or_else(|| "local".into());
+    let from_flag = chosen.is_some() || common.provider.is_some();
+    crate::config::original::check_provider(&crate::config::Sourced {
+        value: name.clone(),
+        layer: match (&cfg.provider, from_flag) {
+            (Some(p), false) => p.layer.clone(),
+            _ => "-p".into(),
+        },
+    })?;
     let creds = provider::Credentials {
         userid: common.userid.clone(),
         secret: common.secret_key.clone(),
@@ -360,6 +420,9 @@ fn provider_for(common: &Common, cfg: &Config, chosen: Option<&str>) -> Result<A
 
 /// list-nodes.
 pub fn run_list(args: ListArgs) -> Result<()> {
+    if let Some(shell) = args.common.completions {
+        return crate::completions::print::<ListArgs>(shell);
+    }
     let cfg = args.common.load_config()?;
     let provider = provider_for(&args.common, &cfg, None)?;
     let catalog = [
@@ -382,6 +445,9 @@ pub fn run_list(args: ListArgs) -> Result<()> {
 
 /// destroy-node.
 pub fn run_destroy(args: DestroyArgs) -> Result<()> {
+    if let Some(shell) = args.common.completions {
+        return crate::completions::print::<DestroyArgs>(shell);
+    }
     let cfg = args.common.load_config()?;
     let provider = provider_for(&args.common, &cfg, None)?;
     destroy::run(
@@ -393,6 +459,7 @@ pub fn run_destroy(args: DestroyArgs) -> Result<()> {
             results: args.testresults.clone(),
             dry_run: args.dry_run,
             force: args.force,
+            destroyable: cfg.destroyable_prefixes(),
         },
     )
 }

@@ -17,6 +17,8 @@ pub struct Request {
     pub results: Vec<PathBuf>,
     pub dry_run: bool,
     pub force: bool,
+    /// Names destroy-node destroys without `--force` (config `destroyable_prefixes`).
+    pub destroyable: Vec<String>,
 }
 
 /// Runs the gate, then destroys every named node; the worst failure decides the exit code.
@@ -48,7 +50,12 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
     }
     let nodes = match &req.prefix {
         Some(prefix) => by_prefix(provider, prefix)?,
-        None => find(provider, &req.names, req.force)?,
+        None => {
+            if !req.force && provider.name() != "static" {
+                check_destroyable(&req.names, &req.destroyable)?;
+            }
+            find(provider, &req.names, req.force)?
+        }
     };
     if req.dry_run {
         for n in &nodes {
@@ -90,6 +97,20 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
     } else {
         Err(Error::NotDestroyed(failures.join("; ")))
     }
+}
+
+/// The original's guard: a name outside `destroyable_prefixes` is refused without `--force`,
+/// before anything is looked up (static hosts are exempt: destroying one only forgets it).
+fn check_destroyable(names: &[String], prefixes: &[String]) -> Result<()> {
+    for name in names {
+        if !prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            return Err(Error::NotDestroyed(format!(
+                "node '{name}' is outside destroyable_prefixes ({}); nothing destroyed; use --force to destroy it anyway",
+                prefixes.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Looks every name up; a missing name, two nodes with one name, or an untagged node without

@@ -7,9 +7,11 @@
 //! exit codes. See DESIGN.md in the repository for the whole contract.
 
 pub mod cli;
+pub mod completions;
 pub mod config;
 pub mod deploy;
 pub mod describe;
+pub mod description;
 pub mod destroy;
 pub mod error;
 pub mod exit;

@@ -324,9 +324,17 @@ pub fn render_plan(plan: &Plan) -> String {
             .template
             .map(|e| format!("template: {e}"))
             .unwrap_or_else(|| "plain".into());
+        let also = if sc.also_in.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; also in bundle {}: runs once, here",
+                sc.also_in.join(", ")
+            )
+        };
         let _ = writeln!(
             s,
-            "\n--- {}/{} ← {} ({how}; bundle {})",
+            "\n--- {}/{} ← {} ({how}; bundle {}{also})",
             crate::plan::REMOTE_SCRIPT_DIR,
             sc.remote_name,
             sc.source,

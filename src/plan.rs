@@ -97,6 +97,9 @@ pub struct PlannedScript {
     pub layer: String,
     pub source: String,
     pub template: Option<Engine>,
+    /// Later bundles that asked for the same script: it runs once, here (the original's rule).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_in: Vec<String>,
     /// The script as it will run (lossy UTF-8 for display; `content` is what is sent).
     pub rendered: String,
     #[serde(skip)]
@@ -112,6 +115,7 @@ impl Plan {
             value: "local".into(),
             layer: "built-in default".into(),
         });
+        crate::config::original::check_provider(&provider)?;
         if !provider::exec::check_declared(cfg, &provider.value)? {
             provider::check_name(&provider.value)?;
         }
@@ -123,6 +127,17 @@ impl Plan {
             layer: "built-in default".into(),
         });
         let node_name = node_name(cfg, req)?;
+        let destroyable = cfg.destroyable_prefixes();
+        if req.name.is_some()
+            && !destroyable
+                .iter()
+                .any(|p| node_name.starts_with(p.as_str()))
+        {
+            warnings.push(format!(
+                "node name '{node_name}' is outside destroyable_prefixes ({}): destroying it will need destroy-node --force",
+                destroyable.join(", ")
+            ));
+        }
         let bundles = select_bundles(cfg, image.as_ref().map(|s| s.value.as_str()), &req.bundles)?;
         let pubkeys = collect_pubkeys(cfg)?;
 
@@ -157,13 +172,29 @@ impl Plan {
         vars.insert("size".into(), builtin(&value_of(&size)));
         vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
-        let tvars = Vars {
+        // template-string scripts replace bare `$name` only for what the user defined (and
+        // node_name, as the original); the built-in layer's scripts also see its own [vars]
+        let user_defined = |v: &Sourced<String>| v.layer != "defaults" && v.layer != "built-in";
+        let mut bare: std::collections::BTreeSet<String> = vars
+            .iter()
+            .filter(|(_, v)| user_defined(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        bare.insert("node_name".into());
+        let user_vars = Vars {
             strings: vars
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
             bundles: bundle_names,
+            bare: bare.clone(),
         };
+        let mut builtin_vars = user_vars.clone();
+        builtin_vars.bare.extend(
+            vars.iter()
+                .filter(|(_, v)| v.layer == "defaults")
+                .map(|(k, _)| k.clone()),
+        );
 
         let mut files: Vec<PlannedFile> = Vec::new();
         let mut scripts: Vec<PlannedScript> = Vec::new();
@@ -197,6 +228,11 @@ impl Plan {
                     content: f.bytes,
                 });
             }
+            let tvars = if b.layer == "defaults" {
+                &builtin_vars
+            } else {
+                &user_vars
+            };
             for name in &bundle.def.scripts {
                 check_source(&b.name, name)?;
                 let f = layer.read("scripts", name, 0o755)?.ok_or_else(|| {
@@ -206,15 +242,32 @@ impl Plan {
                         dir_of(&layer.label(), "scripts")
                     ))
                 })?;
-                let remote_name = format!("{:02}-{}", scripts.len() + 1, basename(name));
-                scripts.push(render_script(
-                    &b.name,
-                    &b.layer,
-                    name,
-                    remote_name,
-                    f,
-                    &tvars,
-                )?);
+                // the original keyed scripts by their path on the node: a name asked for again
+                // runs once, at its first position (a different source there wins, as there)
+                let again = scripts.iter().position(|s| s.name == *name);
+                let remote_name = match again {
+                    Some(pos) => scripts[pos].remote_name.clone(),
+                    None => format!("{:02}-{}", scripts.len() + 1, basename(name)),
+                };
+                let mut script = render_script(&b.name, &b.layer, name, remote_name, f, tvars)?;
+                match again {
+                    None => scripts.push(script),
+                    Some(pos) => {
+                        let first = &mut scripts[pos];
+                        if first.source != script.source || first.content != script.content {
+                            warnings.push(format!(
+                                "script '{name}' of bundle '{}' ({}) replaces the one of bundle '{}' ({}) at its first position, as the original did",
+                                b.name, script.source, first.bundle, first.source
+                            ));
+                            script.also_in = std::mem::take(&mut first.also_in);
+                            script.also_in.push(first.bundle.clone());
+                            script.bundle = first.bundle.clone();
+                            *first = script;
+                        } else {
+                            first.also_in.push(b.name.clone());
+                        }
+                    }
+                }
             }
         }
 
@@ -271,7 +324,8 @@ fn render_script(
 ) -> Result<PlannedScript> {
     let text = String::from_utf8_lossy(&f.bytes).into_owned();
     let at = |e: template::TemplateError| {
-        let line = e.line.map(|l| format!(":{l}")).unwrap_or_default();
+        let line = e.line.map(|l| format!(":{l}")).unwrap_or_default()
+            + &e.column.map(|c| format!(":{c}")).unwrap_or_default();
         Error::config(format!(
             "{}{line}: {} (bundle '{bundle}')",
             f.display, e.message
@@ -298,6 +352,7 @@ fn render_script(
         layer: layer.to_string(),
         source: f.display,
         template: engine,
+        also_in: Vec::new(),
         rendered,
         content,
     })
@@ -444,6 +499,13 @@ fn collect_pubkeys(cfg: &Config) -> Result<Vec<PlannedKey>> {
         files.push(LayerFile {
             display: own.display().to_string(),
             bytes,
+            mode: 0o644,
+        });
+    }
+    for (i, k) in cfg.pubkeys.iter().enumerate() {
+        files.push(LayerFile {
+            display: format!("{} (pubkeys[{i}])", k.layer),
+            bytes: k.value.clone().into_bytes(),
             mode: 0o644,
         });
     }

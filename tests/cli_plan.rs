@@ -361,7 +361,7 @@ fn bad_input_exits_2_with_one_line_naming_the_thing() {
     bad(
         &s,
         &["-c", "m7", "-b", "x", "--dry-run"],
-        "t.sh:3: undefined variable 'missing' (bundle 'x')",
+        "t.sh:3:7: undefined variable 'missing' (bundle 'x')",
     );
     s.write(
         "m7/scripts/t.sh",

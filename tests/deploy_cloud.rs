@@ -113,7 +113,7 @@ fn sandbox() -> Sandbox {
     s.write(
         "site/provision.toml",
         &format!(
-            "[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.digitalocean]\n{tuning}\n[providers.hetzner]\n{tuning}"
+            "destroyable_prefixes = [\"e2e-\"]\n\n[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.digitalocean]\n{tuning}\n[providers.hetzner]\n{tuning}"
         ),
     );
     s.write(

@@ -197,7 +197,7 @@ fn deploy_list_ssh_destroy() {
         serde_json::from_str(&std::fs::read_to_string(s.path().join("node.json")).unwrap())
             .unwrap();
     assert_eq!(desc["name"], name.as_str());
-    assert!(desc["public_ip"].as_str().unwrap().starts_with("127."));
+    assert!(desc["public_ip"][0].as_str().unwrap().starts_with("127."));
     assert_eq!(desc["scripts"][1]["name"], "two.py");
     assert_eq!(desc["scripts"][1]["status"], 0);
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
@@ -285,7 +285,10 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
         .stderr_has("failed: b")
         .stderr_has("node failing-node kept");
     assert_eq!(names(&s), ["failing-node"]);
-    s.cmd("destroy-node").args(["failing-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "failing-node"])
+        .run()
+        .code(0);
     assert_eq!(list(&s), "");
 }
 
@@ -306,7 +309,10 @@ fn keep_going_runs_the_rest() {
         .run()
         .code(14)
         .stderr_has("[going-node] never");
-    s.cmd("destroy-node").args(["going-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "going-node"])
+        .run()
+        .code(0);
 }
 
 #[test]
@@ -330,7 +336,10 @@ fn script_timeout_ends_a_hanging_script() {
         .stderr_has("[hang-node] hanging")
         .stderr_has("hang.sh failed (exit status 124)");
     assert!(started.elapsed() < Duration::from_secs(60));
-    s.cmd("destroy-node").args(["hang-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "hang-node"])
+        .run()
+        .code(0);
 }
 
 /// A test sshd on a free port that takes the sandbox user's key for root, and a layer
@@ -478,7 +487,10 @@ fn a_killed_deploy_leaves_an_orphan_that_list_nodes_shows() {
         .run()
         .code(0)
         .stdout_has("orphan-node 127.");
-    s.cmd("destroy-node").args(["orphan-node"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "orphan-node"])
+        .run()
+        .code(0);
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
         ""
@@ -509,7 +521,7 @@ fn destroy_dry_run_and_unreadable_results_destroy_nothing() {
         "<testsuite tests=\"1\"><testcase name=\"a\"/></testsuite>",
     );
     s.cmd("destroy-node")
-        .args(["-t", "results.xml", "--dry-run", "dry-node"])
+        .args(["-t", "results.xml", "--dry-run", "--force", "dry-node"])
         .run()
         .code(0)
         .stderr_has("would destroy dry-node");
@@ -528,7 +540,7 @@ fn destroy_dry_run_and_unreadable_results_destroy_nothing() {
         .stderr_has("kept");
     assert_eq!(names(&s), ["dry-node"]);
     s.cmd("destroy-node")
-        .args(["-t", "results.xml", "dry-node"])
+        .args(["-t", "results.xml", "--force", "dry-node"])
         .run()
         .code(0);
 }
@@ -686,7 +698,7 @@ fn a_pool_reports_every_node_and_exits_with_the_worst_code() {
         "the failed node is kept, the others stay deployed"
     );
     s.cmd("destroy-node")
-        .args(["pool-1", "pool-2", "pool-3"])
+        .args(["--force", "pool-1", "pool-2", "pool-3"])
         .run()
         .code(0);
     assert_eq!(list(&s), "");
@@ -742,7 +754,10 @@ fn shipped_bundles_on_an_isolated_node_leave_the_host_alone() {
     assert_eq!(before("/etc/timezone"), tz);
     assert_eq!(before("/etc/gitconfig"), gitcfg);
     assert_eq!(before("/tmp/provision-hello/hello.txt"), hello);
-    s.cmd("destroy-node").args(["iso-bundles"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "iso-bundles"])
+        .run()
+        .code(0);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&s.state().display().to_string()),
@@ -840,7 +855,10 @@ fn non_root_logins_use_sudo_or_say_why_not() {
         "stat -c '%U' /tmp/carol-files/conf; grep -c tester@sandbox ~carol/.ssh/authorized_keys",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "carol\n1\n");
-    s.cmd("destroy-node").args(["users-host"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "users-host"])
+        .run()
+        .code(0);
 }
 
 #[test]

@@ -253,6 +253,7 @@ fn script(plan: &Plan, name: &str, body: &str) -> PlannedScript {
         layer: "test".into(),
         source: "test".into(),
         template: None,
+        also_in: Vec::new(),
         rendered: body.into(),
         content: body.as_bytes().to_vec(),
     }

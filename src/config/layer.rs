@@ -73,6 +73,32 @@ impl Layer {
         }
     }
 
+    /// This layer's settings: its `provision.toml`, else the original's `__init__.py` read
+    /// statically (a directory with both uses `provision.toml` and says so).
+    pub fn layer_config(&self) -> Result<Option<super::schema::LayerConfig>> {
+        let py = match &self.source {
+            LayerSource::Dir(dir) => Some(dir.join("__init__.py")).filter(|p| p.is_file()),
+            LayerSource::Builtin => None,
+        };
+        if let Some((display, text)) = self.provision_toml()? {
+            let mut lc = super::schema::parse(&display, &text)?;
+            if let Some(py) = py {
+                lc.warnings.push(format!(
+                    "{}: not read, {display} is used instead",
+                    py.display()
+                ));
+            }
+            return Ok(Some(lc));
+        }
+        let (Some(py), LayerSource::Dir(dir)) = (py, &self.source) else {
+            return Ok(None);
+        };
+        let display = py.display().to_string();
+        let text =
+            std::fs::read_to_string(&py).map_err(|e| Error::config(format!("{display}: {e}")))?;
+        super::pyinit::parse(dir, &display, &text).map(Some)
+    }
+
     /// Reads `sub/name` (e.g. `scripts/emacs.sh`) from this layer.
     pub fn read(&self, sub: &str, name: &str, default_mode: u32) -> Result<Option<LayerFile>> {
         self.read_opt(&Path::new(sub).join(name), default_mode)

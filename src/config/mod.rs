@@ -2,7 +2,11 @@
 //! override scalars, extend lists and replace same-named bundles (with a warning). Nothing here
 //! knows about providers or SSH; `plan` turns a [`Config`] plus flags into a deployment.
 
+pub mod convert;
 pub mod layer;
+pub mod original;
+pub mod pyinit;
+pub mod pytoken;
 pub mod schema;
 
 pub use layer::{Layer, LayerFile, LayerSource};
@@ -53,6 +57,10 @@ pub struct Config {
     /// For each `[providers.NAME]` key, the index into [`Config::layers`] of the layer that set
     /// it last, so a relative path there (exec's `path`) resolves against that layer's directory.
     pub provider_origins: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Names destroy-node destroys without `--force` (empty: the name prefix in effect).
+    pub destroyable_prefixes: Vec<String>,
+    /// Inline public keys (`pubkeys = [...]`, the original's `config.PUBKEYS`) and their origin.
+    pub pubkeys: Vec<Sourced<String>>,
     /// Things the user should hear about (bundle replaced, env path missing), for stderr.
     pub warnings: Vec<String>,
 }
@@ -65,11 +73,18 @@ pub struct LayerPaths {
 }
 
 /// The layer directories in precedence order (lowest first): built-in defaults,
-/// `~/.provision/secrets`, `$XDG_CONFIG_HOME/provision`, `$PROVISION_CONFIG_PATH`, then `-c`.
+/// `~/.provision/secrets`, `$VIRTUAL_ENV/provision_secrets` (the original's second default
+/// location), `$XDG_CONFIG_HOME/provision`, `$PROVISION_CONFIG_PATH`, then `-c`.
 pub fn discover(paths: &LayerPaths, warnings: &mut Vec<String>) -> Result<Vec<Layer>> {
     let mut layers = vec![Layer::builtin()];
     if let Some(home) = dirs::home_dir() {
         let secrets = home.join(".provision").join("secrets");
+        if secrets.is_dir() {
+            layers.push(Layer::dir(secrets));
+        }
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+        let secrets = PathBuf::from(venv).join("provision_secrets");
         if secrets.is_dir() {
             layers.push(Layer::dir(secrets));
         }
@@ -128,49 +143,72 @@ impl Config {
             ..Config::default()
         };
         for idx in 0..cfg.layers.len() {
-            let Some((display, text)) = cfg.layers[idx].provision_toml()? else {
+            let Some(lc) = cfg.layers[idx].layer_config()? else {
                 continue;
             };
-            let lc = schema::parse(&display, &text)?;
             cfg.merge(idx, lc);
         }
         Ok(cfg)
     }
 
-    fn merge(&mut self, idx: usize, lc: schema::LayerConfig) {
+    fn merge(&mut self, idx: usize, mut lc: schema::LayerConfig) {
         let label = self.layers[idx].label();
-        let set = |slot: &mut Option<Sourced<String>>, v: Option<String>| {
+        let origins = std::mem::take(&mut lc.origins);
+        let origin = |key: &str| origins.get(key).cloned().unwrap_or_else(|| label.clone());
+        let set = |slot: &mut Option<Sourced<String>>, v: Option<String>, key: &str| {
             if let Some(value) = v {
                 *slot = Some(Sourced {
                     value,
-                    layer: label.clone(),
+                    layer: origin(key),
                 });
             }
         };
-        set(&mut self.provider, lc.provider);
-        set(&mut self.image, lc.image);
-        set(&mut self.size, lc.size);
-        set(&mut self.location, lc.location);
-        set(&mut self.name_prefix, lc.name_prefix);
-        set(&mut self.ssh_user, lc.ssh_user);
+        set(&mut self.provider, lc.provider, "provider");
+        set(&mut self.image, lc.image, "image");
+        set(&mut self.size, lc.size, "size");
+        set(&mut self.location, lc.location, "location");
+        set(&mut self.name_prefix, lc.name_prefix, "name_prefix");
+        set(&mut self.ssh_user, lc.ssh_user, "ssh_user");
+        for key in &lc.replaces {
+            let slot = match *key {
+                "default_bundles" => &mut self.default_bundles,
+                "bootstrap_bundles" => &mut self.bootstrap_bundles,
+                "bootstrapped_images" => &mut self.bootstrapped_images,
+                "destroyable_prefixes" => &mut self.destroyable_prefixes,
+                _ => continue,
+            };
+            if !slot.is_empty() {
+                self.warnings.push(format!(
+                    "{label}: assigning {key} drops {:?} from lower layers",
+                    slot
+                ));
+                slot.clear();
+            }
+        }
+        if lc.replaces.contains(&"pubkeys") {
+            self.pubkeys.clear();
+        }
         self.default_bundles.extend(lc.default_bundles);
         self.bootstrap_bundles.extend(lc.bootstrap_bundles);
         self.bootstrapped_images.extend(lc.bootstrapped_images);
+        self.destroyable_prefixes.extend(lc.destroyable_prefixes);
+        self.warnings.append(&mut lc.warnings);
+        let keys_from = origin("pubkeys");
+        self.pubkeys
+            .extend(lc.pubkeys.into_iter().map(|value| Sourced {
+                value,
+                layer: keys_from.clone(),
+            }));
         for (k, v) in lc.vars {
             let value = schema::value_to_string(&v);
-            self.vars.insert(
-                k,
-                Sourced {
-                    value,
-                    layer: label.clone(),
-                },
-            );
+            let layer = origin(&format!("vars.{k}"));
+            self.vars.insert(k, Sourced { value, layer });
         }
         for (name, def) in lc.bundles {
             if let Some(prev) = self.bundles.get(&name) {
                 self.warnings.push(format!(
                     "bundle '{name}' from {} replaces the one from {}",
-                    label,
+                    origin(&format!("bundles.{name}")),
                     self.layers[prev.layer].label()
                 ));
             }
@@ -191,6 +229,19 @@ impl Config {
                 slot.insert(k, v);
             }
         }
+    }
+
+    /// The name prefixes destroy-node destroys without `--force`: `destroyable_prefixes` of
+    /// the layers, else the name prefix in effect (the original's default, `deploy-test-`).
+    pub fn destroyable_prefixes(&self) -> Vec<String> {
+        if !self.destroyable_prefixes.is_empty() {
+            return self.destroyable_prefixes.clone();
+        }
+        vec![self
+            .name_prefix
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| crate::plan::DEFAULT_PREFIX.to_string())]
     }
 
     /// The layer a bundle's files and scripts come from.

@@ -28,6 +28,24 @@ pub struct LayerConfig {
     pub bundles: BTreeMap<String, BundleDef>,
     #[serde(default)]
     pub providers: BTreeMap<String, toml::Table>,
+    /// Name prefixes destroy-node may destroy without `--force` (lists extend across layers;
+    /// when no layer sets any, the name prefix in effect).
+    #[serde(default)]
+    pub destroyable_prefixes: Vec<String>,
+    /// Public keys given inline (one authorized_keys line each), besides `pubkeys/`.
+    #[serde(default)]
+    pub pubkeys: Vec<String>,
+    /// Where each value came from when finer than the layer (`__init__.py:LINE`), by key
+    /// (`provider`, `vars.NAME`, ...). Filled by the reader of the original's `__init__.py`.
+    #[serde(skip)]
+    pub origins: BTreeMap<String, String>,
+    /// List settings this layer assigned (`config.DEFAULT_BUNDLES = [...]` in the original),
+    /// replacing what lower layers gave instead of extending it.
+    #[serde(skip)]
+    pub replaces: Vec<&'static str>,
+    /// Things the user should hear about while this layer was read.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
