@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests and the quick start need when it is missing: openssh-server (sshd
-# for local nodes and the test harness) and sudo (the non-root-login tests). Idempotent and
-# quiet when all is present.
+# for local nodes and the test harness), sudo (the non-root-login tests), shellcheck (CI lints
+# the remote runner) and the compatibility matrix's nodes (tests/node_matrix.rs): dropbear-bin,
+# busybox-static, tcsh, fish. Idempotent and quiet when all is present.
 set -euo pipefail
 need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
 pkgs=""
 need_sshd || pkgs="$pkgs openssh-server"
 command -v sudo >/dev/null 2>&1 || pkgs="$pkgs sudo"
+command -v shellcheck >/dev/null 2>&1 || pkgs="$pkgs shellcheck"
+[ -x /usr/sbin/dropbear ] || pkgs="$pkgs dropbear-bin"
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || pkgs="$pkgs busybox-static"
+command -v tcsh >/dev/null 2>&1 || pkgs="$pkgs tcsh"
+command -v fish >/dev/null 2>&1 || pkgs="$pkgs fish"
 if [ -n "$pkgs" ]; then
   echo "setup: installing$pkgs" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
