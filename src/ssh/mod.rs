@@ -15,6 +15,7 @@
 
 mod connect;
 mod hostkey;
+mod negotiate;
 mod pump;
 mod remote;
 

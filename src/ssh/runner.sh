@@ -36,12 +36,18 @@ addkeys() {
   done < "$st/keys"
 }
 unstage() { [ -s "$st/stages" ] && while read -r sd; do rm -rf "$sd"; done < "$st/stages"; return 0; }
+# The mount point of $1's filesystem when it has (almost) no space left.
+full() { df -P "$1" 2>/dev/null | awk 'NR == 2 && $4 < 16 { print $6 }'; }
 stagefiles() {
   (umask 022; tar -x -p -m --no-same-owner -f "$st/files.tar" -C /) && return 0
-  unstage; echo "provision: cannot unpack the files on the node" >&2
+  echo "provision: cannot unpack the files on the node" >&2
   while read -r t; do
-    d=${t%/*}; [ -d "${d:-/}" ] || echo "provision: cannot write $t: cannot create directory ${d:-/}" >&2
+    d=${t%/*}; d=${d:-/}
+    if [ ! -d "$d" ]; then echo "provision: cannot write $t: cannot create directory $d" >&2
+    elif m=$(full "$d") && [ -n "$m" ]; then echo "provision: cannot write $t: No space left on device ($m is full)" >&2
+    fi
   done < "$st/targets"
+  unstage
   [ "$ROOT" = 1 ] || echo "provision: $WHY" >&2
   return 1
 }
