@@ -322,6 +322,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         ssh_timeout: args.ssh_timeout,
         script_timeout: args.script_timeout,
         keep_going: args.keep_going,
+        wait_for_cloud_init: cfg.wait_for_cloud_init.unwrap_or(true),
         keep_on_failure: args.keep_on_failure,
         insecure_host_key: args.insecure_host_key,
         identity: args.identity.clone(),

@@ -267,7 +267,8 @@ fn site(user: &'static str) -> Site {
              [bundles.matrix]\nscripts = [\"one.sh\", \"two.sh\", \"bin.sh\"]\n\
              files = {{ \"{t}/a/b/secret\" = \"secret\", \"{t}/a/conf\" = \"conf\", \
              \"{t}/a/b/c/tool\" = \"tool\", \"{t}/a/with space\" = \"space\", \"{t}/a/café\" = \"cafe\" }}\n\
-             [bundles.big]\nfiles = {{ \"{t}/full/big\" = \"big\" }}\n"
+             [bundles.big]\nfiles = {{ \"{t}/full/big\" = \"big\" }}\n\
+             [bundles.ci]\nscripts = [\"lock.sh\", \"one.sh\"]\n"
         ),
     );
     for (name, body, mode) in [
@@ -289,6 +290,16 @@ fn site(user: &'static str) -> Site {
         "site/scripts/two.sh",
         &format!("#!/bin/sh\nprintf 'two sees %s\\n' \"$(cat '{t}/a/with space')\"\n"),
     );
+    // Fails while the (fake) cloud-init still holds its lock.
+    s.write(
+        "site/scripts/lock.sh",
+        &format!(
+            "#!/bin/sh
+if [ -e '{t}/ci.lock' ]; then echo 'dpkg lock held'; exit 1; fi
+"
+        ),
+    );
+    s.write("noci/provision.toml", "wait_for_cloud_init = false\n");
     // Binary output and no final newline.
     s.write("site/scripts/bin.sh", "#!/bin/sh\nprintf 'raw\\377\\376'\n");
     Site { s, targets, user }
@@ -312,11 +323,21 @@ impl Site {
     }
 
     fn deploy(&self, bundle: &str) -> Run {
+        self.deploy_with(bundle, &[])
+    }
+
+    fn deploy_with(&self, bundle: &str, layers: &[&str]) -> Run {
         let site = self.s.path().join("site").display().to_string();
+        let mut args = vec!["-c".to_string(), site];
+        for l in layers {
+            args.push("-c".into());
+            args.push(self.s.path().join(l).display().to_string());
+        }
         self.s
             .cmd("deploy-node")
+            .args(args)
             .args([
-                "-c", &site, "-n", "box", "-b", bundle, "--junit", "r.xml", "-d", "d.json",
+                "-n", "box", "-b", bundle, "--junit", "r.xml", "-d", "d.json",
             ])
             .run()
     }
@@ -327,6 +348,8 @@ impl Site {
             .code(0)
             .stderr_has(&format!("[box] hi from box as {user}"))
             .stderr_has("[box] two sees spaced");
+        // No cloud-init on the node: no wait, not a word about it.
+        assert!(!r.stderr.contains("cloud-init"), "{}", r.stderr);
         let t = self.targets.path();
         let mode = |p: &str| fs::metadata(t.join(p)).unwrap().permissions().mode() & 0o7777;
         let read = |p: &str| fs::read_to_string(t.join(p)).unwrap();
@@ -577,4 +600,81 @@ fn full_disk_names_the_file_and_the_node_and_leaves_nothing() {
         .unwrap_or_else(|| panic!("no ENOSPC line:\n{}", r.stderr));
     assert!(line.contains("box") && line.contains("big"), "{line}");
     assert_eq!(node.inside(&format!("ls -A {}", full.display())), "");
+}
+
+/// A node whose fake `cloud-init` (first on PATH) holds a lock for a few seconds after boot,
+/// as cloud-init and apt do on a fresh cloud image; `status --wait` exits with `rc`.
+fn cloud_init_node(site: &Site, rc: i32) -> (Node, tempfile::TempDir) {
+    let fake = tempfile::Builder::new()
+        .prefix("fake-ci-")
+        .tempdir()
+        .unwrap();
+    let lock = site.targets.path().join("ci.lock");
+    let l = lock.display();
+    let script = fake.path().join("cloud-init");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1 $2\" in\n\
+             'status --wait') while [ -e '{l}' ]; do sleep 0.1; done; echo 'status: done'; exit {rc} ;;\n\
+             'status --long') printf 'status: error\\nextended_status: error - done\\ndetail:\\nDataSourceNoCloud [seed=/dev/vdb]\\nerrors:\\n\\t- (package_update_upgrade_install) apt failed\\n' ;;\n\
+             *) exit 2 ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = Spec {
+        setup: format!(
+            "touch '{l}'; (sleep 4; rm -f '{l}') & mount --bind {f} /usr/local/bin",
+            f = fake.path().display()
+        ),
+        ..Spec::openssh()
+    };
+    let node = Node::start(&spec, &site.public_key());
+    site.point_at(&node);
+    (node, fake)
+}
+
+#[test]
+fn waits_for_cloud_init_before_the_first_script() {
+    if !root() {
+        return;
+    }
+    let site = site("root");
+    let (_node, _fake) = cloud_init_node(&site, 0);
+    let r = site
+        .deploy("ci")
+        .code(0)
+        .stderr_has("box: waiting for cloud-init")
+        .stderr_has("[box] hi from box as root");
+    assert!(!r.stderr.contains("dpkg lock held"), "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
+
+#[test]
+fn wait_for_cloud_init_false_does_not_wait() {
+    if !root() {
+        return;
+    }
+    let site = site("root");
+    let (_node, _fake) = cloud_init_node(&site, 0);
+    let r = site
+        .deploy_with("ci", &["noci"])
+        .code(14)
+        .stderr_has("[box] dpkg lock held");
+    assert!(!r.stderr.contains("waiting for cloud-init"), "{}", r.stderr);
+}
+
+#[test]
+fn cloud_init_errors_are_a_warning_naming_the_reason() {
+    if !root() {
+        return;
+    }
+    let site = site("root");
+    let (_node, _fake) = cloud_init_node(&site, 1);
+    site.deploy("ci")
+        .code(0)
+        .stderr_has("box: cloud-init finished with errors (cloud-init status --long:")
+        .stderr_has("apt failed")
+        .stderr_has("[box] hi from box as root");
 }

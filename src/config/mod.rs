@@ -43,6 +43,8 @@ pub struct Config {
     pub location: Option<Sourced<String>>,
     pub name_prefix: Option<Sourced<String>>,
     pub ssh_user: Option<Sourced<String>>,
+    /// `wait_for_cloud_init` (later layer wins); `None`: not set (wait).
+    pub wait_for_cloud_init: Option<bool>,
     pub default_bundles: Vec<String>,
     pub bootstrap_bundles: Vec<String>,
     pub bootstrapped_images: Vec<String>,
@@ -150,6 +152,9 @@ impl Config {
         set(&mut self.location, lc.location);
         set(&mut self.name_prefix, lc.name_prefix);
         set(&mut self.ssh_user, lc.ssh_user);
+        if lc.wait_for_cloud_init.is_some() {
+            self.wait_for_cloud_init = lc.wait_for_cloud_init;
+        }
         self.default_bundles.extend(lc.default_bundles);
         self.bootstrap_bundles.extend(lc.bootstrap_bundles);
         self.bootstrapped_images.extend(lc.bootstrapped_images);

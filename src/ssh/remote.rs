@@ -215,6 +215,10 @@ fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
 /// `vars.sh`: the runner's settings as named shell variables (see runner.sh's header).
 fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Result<String> {
     let timeout = opts.script_timeout.map(secs).unwrap_or_else(|| "0".into());
+    let cloud_init = opts
+        .cloud_init
+        .map(|d| d.as_secs().max(1).to_string())
+        .unwrap_or_else(|| "0".into());
     let vars = [
         ("NONCE", nonce),
         ("KEEP_GOING", if opts.keep_going { "1" } else { "0" }),
@@ -223,6 +227,7 @@ fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Re
         ("ROOT_KEYS", &paths.root_keys),
         ("SCRIPT_DIR", &paths.script_dir),
         ("USER_SCRIPT_DIR", &paths.user_script_dir),
+        ("CLOUD_INIT_WAIT", &cloud_init),
     ];
     let mut out = String::new();
     for (name, value) in vars {
@@ -277,6 +282,9 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
         let _ = writeln!(script, "place {i} {} || abort 1", quote(&s.remote_name)?);
     }
     let _ = writeln!(script, "mark end 1 0");
+    if !plan.scripts.is_empty() {
+        let _ = writeln!(script, "cloudinit");
+    }
     for (i, s) in plan.scripts.iter().enumerate() {
         let shebang = u8::from(s.content.starts_with(b"#!"));
         let _ = writeln!(script, "run {} {} {shebang}", i + 2, quote(&s.remote_name)?);
@@ -421,6 +429,9 @@ impl<'a> Demux<'a> {
         let stream = &mut self.streams[usize::from(is_err)];
         match (kind, index) {
             ("done", _) => stream.done = true,
+            ("note", _) if !is_err && marker.ends_with(" cloud-init") => {
+                output::info(&format!("{}: waiting for cloud-init", self.node));
+            }
             ("start", Some(i)) if i < self.steps.len() => {
                 stream.current = i;
                 if !is_err {
@@ -491,6 +502,7 @@ fn marker_at(line: &[u8], nonce: &[u8]) -> Option<(usize, String)> {
     };
     let ok = match words.as_slice() {
         ["done"] => true,
+        ["note", what] => !what.is_empty(),
         ["start", i] => number(i),
         ["end", i, status] => number(i) && number(status),
         _ => false,

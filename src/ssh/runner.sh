@@ -7,8 +7,10 @@
 # to append root's keys, move the files into place, place the scripts and run them.
 # Settings come as named variables from vars.sh (generated, in the upload):
 #   NONCE KEEP_GOING SCRIPT_TIMEOUT LOGIN_KEYS ROOT_KEYS SCRIPT_DIR USER_SCRIPT_DIR
-# plan.sh (generated) calls notdir/stagefiles/movein/unstage/place/run.
-# Steps are framed by markers, `NONCE start I`, `NONCE end I STATUS`, `NONCE done`, each at the
+#   CLOUD_INIT_WAIT (seconds; 0: do not wait for cloud-init)
+# plan.sh (generated) calls notdir/stagefiles/movein/unstage/place/cloudinit/run.
+# Steps are framed by markers, `NONCE start I`, `NONCE end I STATUS`, `NONCE done` (and
+# `NONCE note WHAT` for progress), each at the
 # end of a line on both stdout and stderr; remote.rs's Demux reads them.
 mode=$1; st=$2
 # shellcheck source=/dev/null
@@ -65,6 +67,45 @@ place() {
   tmp=$SD/.provision-$NONCE-$1
   if cp "$st/s/$1" "$tmp" && chmod 700 "$tmp" && mv -f "$tmp" "$SD/$2"; then return 0; fi
   rm -f "$tmp"; echo "provision: cannot write $SD/$2" >&2; return 1
+}
+# Before the first script: wait (at most CLOUD_INIT_WAIT s) for cloud-init to finish, with
+# `cloud-init status --wait`, or for /var/lib/cloud/instance/boot-finished when that command is
+# missing or too old. Nothing is run (and nothing said) on a node without cloud-init. Errors and
+# time-outs are warnings: the scripts start anyway.
+nap() { sleep 0.2 2>/dev/null || sleep 1; }
+cloudinit() {
+  [ "$CLOUD_INIT_WAIT" != 0 ] || return 0
+  ci=$(command -v cloud-init 2>/dev/null) || ci=
+  [ -n "$ci" ] || [ -d /var/lib/cloud/instance ] || return 0
+  [ -e /var/lib/cloud/instance/boot-finished ] && [ -z "$ci" ] && return 0
+  mark note cloud-init
+  end=$(( $(date +%s) + ${CLOUD_INIT_WAIT%.*} ))
+  if [ -n "$ci" ]; then
+    "$ci" status --wait >"$st/ci.out" 2>&1 </dev/null &
+    cpid=$!
+    while kill -0 "$cpid" 2>/dev/null; do
+      if [ "$(date +%s)" -ge "$end" ]; then
+        kill "$cpid" 2>/dev/null
+        echo "provision: cloud-init still running after ${CLOUD_INIT_WAIT}s (cloud-init status --long); scripts start anyway" >&2
+        return 0
+      fi
+      nap
+    done
+    wait "$cpid"; rc=$?
+    [ "$rc" = 0 ] && return 0
+    if ! grep -q -i -e 'unrecognized' -e 'invalid choice' -e 'usage:' "$st/ci.out"; then
+      why=$("$ci" status --long 2>&1 </dev/null | grep -v -e '^status:' -e '^extended_status:' -e '^boot_status_code:' -e '^last_update:' -e '^[a-z_]*:[[:space:]]*$' -e '^[a-z_]*: *\[\]' | sed 's/^[[:space:]-]*//' | grep . | head -n 3 | tr '\n' ' ')
+      echo "provision: cloud-init finished with errors (cloud-init status --long: ${why:-exit status $rc}); scripts start anyway" >&2
+      return 0
+    fi
+  fi
+  while [ ! -e /var/lib/cloud/instance/boot-finished ]; do
+    if [ "$(date +%s)" -ge "$end" ]; then
+      echo "provision: cloud-init not finished after ${CLOUD_INIT_WAIT}s (no /var/lib/cloud/instance/boot-finished); scripts start anyway" >&2
+      return 0
+    fi
+    nap
+  done
 }
 run() {
   i=$1; name=$2
