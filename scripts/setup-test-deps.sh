@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the quick start need when it is missing: openssh-server (sshd
-# for local nodes and the test harness) and sudo (the non-root-login tests), jq (the exec provider examples). Idempotent and
-# quiet when all is present.
+# for local nodes and the test harness), sudo (the non-root-login tests), shellcheck (CI lints
+# the remote runner) and the compatibility matrix's nodes (tests/node_matrix.rs): dropbear-bin,
+# busybox-static, tcsh, fish; jq (the exec provider examples). Idempotent and quiet when all is present.
 set -euo pipefail
 need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
 pkgs=""
@@ -9,6 +10,11 @@ need_sshd || pkgs="$pkgs openssh-server"
 command -v sudo >/dev/null 2>&1 || pkgs="$pkgs sudo"
 # jq: the exec examples (examples/exec/) map JSON with it, and tests/deploy_exec.rs drives them
 command -v jq >/dev/null 2>&1 || pkgs="$pkgs jq"
+command -v shellcheck >/dev/null 2>&1 || pkgs="$pkgs shellcheck"
+[ -x /usr/sbin/dropbear ] || pkgs="$pkgs dropbear-bin"
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || pkgs="$pkgs busybox-static"
+command -v tcsh >/dev/null 2>&1 || pkgs="$pkgs tcsh"
+command -v fish >/dev/null 2>&1 || pkgs="$pkgs fish"
 if [ -n "$pkgs" ]; then
   echo "setup: installing$pkgs" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -17,7 +17,25 @@ fn providers_help() -> String {
     provider::registry::help()
 }
 
+/// The nodes deploy-node is tested against (issue 19; tests/node_matrix.rs).
+macro_rules! nodes_help {
+    () => {
+        "\
+NODES:
+  Tested end to end (tests/node_matrix.rs): Debian/Ubuntu with OpenSSH; BusyBox userland behind
+  Dropbear (Alpine, OpenWrt); OpenSSH limited to modern algorithms, or with an RSA host key
+  (rsa-sha2-512); root's shell tcsh, a fish user; noexec /tmp; PermitRootLogin no with
+  passwordless sudo; MaxSessions 1. Exit 14 at once, saying what to change: a server whose key
+  exchange, host key, cipher or MAC lists share nothing with deploy-node's (both lists named);
+  sudo that needs a password or a tty (falls back to the login user); a full disk (file named,
+  nothing half-written).
+
+"
+    };
+}
+
 const DEPLOY_STATUS: &str = concat!(
+    nodes_help!(),
     "EXIT STATUS:\n",
     "  0 success; 2 usage or config error, nothing created; 11 unexpected error;\n",
     "  12 malformed provider response; 13 provider unavailable; 14 deployment error (a failing\n",
@@ -329,6 +347,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         ssh_timeout: args.ssh_timeout,
         script_timeout: args.script_timeout,
         keep_going: args.keep_going,
+        wait_for_cloud_init: cfg.wait_for_cloud_init.unwrap_or(true),
         keep_on_failure: args.keep_on_failure,
         insecure_host_key: args.insecure_host_key,
         identity: args.identity.clone(),

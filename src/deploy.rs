@@ -25,6 +25,8 @@ pub struct Options {
     pub ssh_timeout: Duration,
     pub script_timeout: Option<Duration>,
     pub keep_going: bool,
+    /// Wait for cloud-init before the first script, within the SSH deadline.
+    pub wait_for_cloud_init: bool,
     pub keep_on_failure: bool,
     pub insecure_host_key: bool,
     pub identity: Option<PathBuf>,
@@ -138,6 +140,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     let run_opts = RunOptions {
         keep_going: opts.keep_going,
         script_timeout: opts.script_timeout,
+        cloud_init: opts
+            .wait_for_cloud_init
+            .then(|| deadline.saturating_duration_since(Instant::now())),
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
     let report = match conn.provision(plan, &run_opts, &mut on_line) {

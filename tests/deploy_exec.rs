@@ -5,14 +5,12 @@
 //! error with its exit code and no node left behind; the `hcloud` example's JSON mapping
 //! against recorded CLI output; and a provider written from provision.toml(5) alone.
 
-mod support;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::cli::{Run, Sandbox};
+use crate::support::cli::{Run, Sandbox};
 
-#[path = "support/procs.rs"]
-mod procs;
+use crate::support::procs;
 use procs::{pids_with_cmdline, wait_until};
 
 fn example(name: &str) -> PathBuf {

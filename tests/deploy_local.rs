@@ -845,7 +845,7 @@ fn non_root_logins_use_sudo_or_say_why_not() {
         ])
         .run()
         .code(0)
-        .stderr_has("carol is not root and 'sudo -n' fails")
+        .stderr_has("carol is not root and sudo needs a password: allow carol NOPASSWD")
         .stderr_has("[carol-box] running as carol from /home/carol/deploy");
     let out = ssh(
         &s,

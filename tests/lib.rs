@@ -7,16 +7,20 @@ mod support;
 
 mod cli_plan;
 mod deploy_cloud;
+mod deploy_exec;
 mod deploy_local;
 mod junit_corpus;
 mod local_isolation;
 mod man_pages;
+mod node_matrix;
+mod original_compat;
 mod provider_digitalocean;
 mod provider_hetzner;
 mod provider_local;
 mod provider_static;
 mod scale;
 mod ssh_engine;
+mod template_compat;
 
 /// `autotests = false` means a file in tests/ that is not declared above never runs.
 #[test]

@@ -3,9 +3,8 @@
 //! output giving the same plan, its long flags, `$VIRTUAL_ENV/provision_secrets`, the
 //! destroyable-prefix guard, the `-d` format, completions and `--version`, with the real binaries.
 
-mod support;
 use serde_json::Value;
-use support::cli::Sandbox;
+use crate::support::cli::Sandbox;
 
 const SECRET: &str = "somehardtoguesssecret";
 

@@ -422,6 +422,7 @@ fn failing_script_stops_the_rest_unless_keep_going() {
     let opts = RunOptions {
         keep_going: true,
         script_timeout: None,
+        ..Default::default()
     };
     let (report, _) = provision(&mut conn, &p, &opts);
     assert_eq!(report.failed_script().unwrap().name, "bad.sh");
@@ -443,6 +444,7 @@ fn script_timeout_kills_the_process_group() {
     let opts = RunOptions {
         keep_going: false,
         script_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
     };
     let started = Instant::now();
     let (report, _) = provision(&mut conn, &p, &opts);

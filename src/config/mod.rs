@@ -47,6 +47,8 @@ pub struct Config {
     pub location: Option<Sourced<String>>,
     pub name_prefix: Option<Sourced<String>>,
     pub ssh_user: Option<Sourced<String>>,
+    /// `wait_for_cloud_init` (later layer wins); `None`: not set (wait).
+    pub wait_for_cloud_init: Option<bool>,
     pub default_bundles: Vec<String>,
     pub bootstrap_bundles: Vec<String>,
     pub bootstrapped_images: Vec<String>,
@@ -187,6 +189,9 @@ impl Config {
         }
         if lc.replaces.contains(&"pubkeys") {
             self.pubkeys.clear();
+        }
+        if lc.wait_for_cloud_init.is_some() {
+            self.wait_for_cloud_init = lc.wait_for_cloud_init;
         }
         self.default_bundles.extend(lc.default_bundles);
         self.bootstrap_bundles.extend(lc.bootstrap_bundles);

@@ -14,6 +14,8 @@ pub struct LayerConfig {
     pub location: Option<String>,
     pub name_prefix: Option<String>,
     pub ssh_user: Option<String>,
+    /// Wait for cloud-init before the first script (default true).
+    pub wait_for_cloud_init: Option<bool>,
     /// Bundles for images listed in `bootstrapped_images` (lists extend across layers).
     #[serde(default)]
     pub default_bundles: Vec<String>,

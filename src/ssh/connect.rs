@@ -138,6 +138,7 @@ fn attempt(
         }
     }
     let tcp = tcp.ok_or(Failure::Retry(Phase::Tcp, last))?;
+    let peer = tcp.peer_addr().map_err(|e| retry(Phase::Tcp, &e))?;
     tcp.set_nodelay(true).map_err(|e| retry(Phase::Tcp, &e))?;
     let fd = tcp.as_raw_fd();
 
@@ -149,7 +150,19 @@ fn attempt(
     })?;
     session.set_tcp_stream(tcp);
     session.set_timeout(ms(left().min(TRY_LIMIT)));
-    session.handshake().map_err(|e| retry(Phase::Banner, &e))?;
+    session.handshake().map_err(|e| {
+        // Nothing in common with the server is final: say what each side offers.
+        match super::negotiate::is_kex_failure(&e)
+            .then(|| super::negotiate::mismatch(&session, peer))
+            .flatten()
+        {
+            Some(why) => Failure::Fatal(Error::deploy(
+                &target.node,
+                format!("SSH to {addr} cannot be negotiated: {why}"),
+            )),
+            None => retry(Phase::Banner, &e),
+        }
+    })?;
     let (blob, _) = session
         .host_key()
         .ok_or_else(|| Failure::Retry(Phase::Banner, "no host key".into()))?;

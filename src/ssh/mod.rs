@@ -16,6 +16,7 @@
 mod connect;
 mod hostkey;
 pub mod known_hosts;
+mod negotiate;
 mod pump;
 mod remote;
 
@@ -93,6 +94,10 @@ pub struct RunOptions {
     /// A script running longer is killed (with its process group) and reported with status
     /// [`TIMEOUT_STATUS`].
     pub script_timeout: Option<Duration>,
+    /// Before the first script, wait at most this long for cloud-init to finish (`cloud-init
+    /// status --wait`, or `/var/lib/cloud/instance/boot-finished`), in the same exec; `None`:
+    /// do not wait. A node without cloud-init costs nothing.
+    pub cloud_init: Option<Duration>,
 }
 
 /// The exit status reported for a script killed by `script_timeout` (as timeout(1)).

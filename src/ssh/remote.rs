@@ -30,96 +30,63 @@ const EOF_GRACE: Duration = Duration::from_secs(2);
 const KEYS: usize = 0;
 const FILES: usize = 1;
 
-/// The remote command line's program: unpack stdin into a staging dir, run the runner, clean
-/// up. One line, so any login shell passes it to `sh -c` intact.
-const UNPACK: &str = r#"umask 077; st=$(mktemp -d "${TMPDIR:-/tmp}/provision.XXXXXX") || exit 97; if tar -x -m -f - -C "$st"; then sh "$st/run.sh" login "$st" "$@"; rc=$?; else rc=98; fi; rm -rf "$st"; exit $rc"#;
+/// The remote command (`unpack.sh`): unpack stdin into a staging dir, run the runner, clean up.
+const UNPACK_SH: &str = include_str!("unpack.sh");
 
-/// The runner, shipped in the tar as `run.sh`. `plan.sh` (generated) calls put/place/run.
-const RUNNER: &str = r#"# provision runner: installs what is staged in $st; steps framed by "$N" markers.
-mode=$1; st=$2; N=$3; KG=$4; T=$5; LK=$6; RK=$7; SD=$8; USD=$9; shift 9; ROOT=${1:-}
-mark() { printf '%s %s\n' "$N" "$*"; printf '%s %s\n' "$N" "$*" >&2; }
-abort() { mark end "$1" "${2:-1}"; mark done; exit 0; }
-xp() {
-  case $1 in
-    '~/'*) printf '%s/%s' "$HOME" "${1#??}" ;;
-    '~root/'*) printf '%s/%s' "$RH" "${1#??????}" ;;
-    *) printf '%s' "$1" ;;
-  esac
+/// The runner (`runner.sh`), shipped in the upload as `run.sh`; settings reach it as named
+/// variables in the generated `vars.sh`, and the generated `plan.sh` calls its functions.
+const RUNNER: &str = include_str!("runner.sh");
+
+/// The one line of `unpack.sh` that is sent (its other lines are comments), so any login shell
+/// passes it to `sh -c` intact.
+fn unpack_line() -> &'static str {
+    UNPACK_SH
+        .lines()
+        .rfind(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap_or_default()
 }
-addkeys() {
-  f=$1; d=$(dirname "$f")
-  (umask 077; mkdir -p "$d") && chmod 700 "$d" || return 1
-  [ -e "$f" ] || : > "$f" || return 1
-  chmod 600 "$f" || return 1
-  if [ -s "$f" ] && [ -n "$(tail -c 1 "$f")" ]; then echo >> "$f" || return 1; fi
-  while read -r blob line; do
-    [ -n "$blob" ] || continue
-    grep -qF -e "$blob" "$f" || printf '%s\n' "$line" >> "$f" || return 1
-  done < "$st/keys"
+
+/// The exit statuses of the remote command when the runner did not finish, decoded here and
+/// nowhere else (`unpack.sh` sets 97 and 98; 127 is sh's "command not found").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RemoteExit {
+    NoStaging,
+    UnpackFailed,
+    CommandMissing,
+    Other(i32),
 }
-unstage() { [ -s "$st/stages" ] && while read -r sd; do rm -rf "$sd"; done < "$st/stages"; return 0; }
-stagefiles() {
-  (umask 022; tar -x -p -m --no-same-owner -f "$st/files.tar" -C /) && return 0
-  unstage; echo "provision: cannot unpack the files on the node" >&2
-  while read -r t; do
-    d=${t%/*}; [ -d "${d:-/}" ] || echo "provision: cannot write $t: cannot create directory ${d:-/}" >&2
-  done < "$st/targets"
-  return 1
+
+impl RemoteExit {
+    const NO_STAGING: i32 = 97;
+    const UNPACK_FAILED: i32 = 98;
+    const COMMAND_MISSING: i32 = 127;
+
+    fn from_status(status: i32) -> RemoteExit {
+        match status {
+            Self::NO_STAGING => RemoteExit::NoStaging,
+            Self::UNPACK_FAILED => RemoteExit::UnpackFailed,
+            Self::COMMAND_MISSING => RemoteExit::CommandMissing,
+            s => RemoteExit::Other(s),
+        }
+    }
+
+    /// Why provisioning stopped, for the error message; `during` names the step.
+    fn why(status: Option<i32>, during: &str) -> String {
+        match status.map(RemoteExit::from_status) {
+            Some(RemoteExit::NoStaging) => {
+                "could not create a staging directory (mktemp)".to_string()
+            }
+            Some(RemoteExit::UnpackFailed) => "unpacking the upload failed (tar)".to_string(),
+            Some(RemoteExit::CommandMissing) => {
+                "a command is missing on the node (sh, tar, mktemp?)".to_string()
+            }
+            Some(RemoteExit::Other(s)) => {
+                format!("the remote runner stopped during {during} (exit status {s})")
+            }
+            None => format!("the connection closed during {during}"),
+        }
+    }
 }
-notdir() {
-  while read -r t; do
-    if [ -d "$t" ] && [ ! -L "$t" ]; then echo "provision: cannot write $t: it is a directory" >&2; return 1; fi
-  done < "$st/targets"
-}
-movein() {
-  d=$1; shift
-  mv -f -- "$@" "$d/" || { unstage; echo "provision: cannot write into $d" >&2; return 1; }
-}
-place() {
-  [ -d "$SD" ] || (umask 077; mkdir -p "$SD") || { echo "provision: cannot create $SD" >&2; return 1; }
-  tmp=$SD/.provision-$N-$1
-  if cp "$st/s/$1" "$tmp" && chmod 700 "$tmp" && mv -f "$tmp" "$SD/$2"; then return 0; fi
-  rm -f "$tmp"; echo "provision: cannot write $SD/$2" >&2; return 1
-}
-run() {
-  i=$1; name=$2
-  if [ "$failed" = 1 ] && [ "$KG" != 1 ]; then return 0; fi
-  if [ "$3" = 1 ]; then set -- "$SD/$name"; else set -- sh "$SD/$name"; fi
-  mark start "$i"
-  (umask 022; cd "$SD" && exec $SETSID "$@" </dev/null) &
-  pid=$!; wd=
-  if [ "$T" != 0 ]; then
-    $SETSID sh -c 'sleep "$1"; : > "$2"; kill -TERM -"$3" 2>/dev/null || kill -TERM "$3"; sleep 2; kill -KILL -"$3" 2>/dev/null || kill -KILL "$3"' wd "$T" "$st/timedout.$i" "$pid" </dev/null >/dev/null 2>&1 &
-    wd=$!
-  fi
-  wait "$pid"; rc=$?
-  if [ -n "$wd" ]; then kill -TERM -"$wd" 2>/dev/null || kill -TERM "$wd" 2>/dev/null; wait "$wd" 2>/dev/null; fi
-  if [ -e "$st/timedout.$i" ]; then rc=124; echo "provision: $name killed after ${T}s (script timeout)" >&2; fi
-  [ "$rc" = 0 ] || failed=1
-  mark end "$i" "$rc"
-}
-if [ "$mode" = login ]; then
-  mark start 0
-  RH=~root
-  [ "$RH" != '~root' ] || RH=/root
-  LK=$(xp "$LK"); RK=$(xp "$RK"); SD=$(xp "$SD"); USD=$(xp "$USD")
-  if [ "$(id -u)" = 0 ]; then RUN=; ROOT=1
-  elif sudo -n true >/dev/null 2>&1; then RUN='sudo -n'; ROOT=1
-  else
-    RUN=; ROOT=0; SD=$USD
-    echo "provision: $(id -un) is not root and 'sudo -n' fails: root's authorized_keys not written; scripts run as $(id -un) from $SD" >&2
-  fi
-  addkeys "$LK" || abort 0
-  exec $RUN sh "$st/run.sh" root "$st" "$N" "$KG" "$T" "$LK" "$RK" "$SD" "$USD" "$ROOT"
-fi
-if [ "$ROOT" = 1 ] && [ "$RK" != "$LK" ]; then addkeys "$RK" || abort 0; fi
-mark end 0 0
-mark start 1
-SETSID=$(command -v setsid 2>/dev/null) || SETSID=
-failed=0
-. "$st/plan.sh"
-mark done
-"#;
 
 pub(super) fn provision(
     conn: &mut Connection,
@@ -128,23 +95,9 @@ pub(super) fn provision(
     on_line: &mut dyn FnMut(&str, bool, &str),
 ) -> Result<ProvisionReport> {
     let nonce = format!("provision-{:032x}", rand::thread_rng().gen::<u128>());
-    let upload = build_upload(plan, &nonce)?;
-    let timeout = opts.script_timeout.map(secs).unwrap_or_else(|| "0".into());
-    let paths = conn.paths.clone();
-    let args = [
-        nonce.as_str(),
-        if opts.keep_going { "1" } else { "0" },
-        &timeout,
-        &paths.login_keys,
-        &paths.root_keys,
-        &paths.script_dir,
-        &paths.user_script_dir,
-    ];
-    let mut command = format!("sh -c {} provision", quote(UNPACK)?);
-    for a in args {
-        command.push(' ');
-        command.push_str(&quote(a)?);
-    }
+    let vars = runner_vars(&nonce, opts, &conn.paths)?;
+    let upload = build_upload(plan, &nonce, &vars)?;
+    let command = format!("sh -c {}", quote(unpack_line())?);
     output::status(
         &conn.node,
         &format!(
@@ -181,13 +134,7 @@ pub(super) fn provision(
         return Err(conn.transport(&format!("provisioning ({during})"), e));
     }
     if !demux.all_done() {
-        let why = match status {
-            Some(97) => "could not create a staging directory (mktemp)".to_string(),
-            Some(98) => "unpacking the upload failed (tar)".to_string(),
-            Some(127) => "a command is missing on the node (sh, tar, mktemp?)".to_string(),
-            Some(s) => format!("the remote runner stopped during {during} (exit status {s})"),
-            None => format!("the connection closed during {during}"),
-        };
+        let why = RemoteExit::why(status, &during);
         return Err(Error::deploy(
             &conn.node,
             format!("provisioning failed: {why}{}", tail(&demux.all_stderr())),
@@ -267,8 +214,32 @@ fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
     Ok((bytes, dirs))
 }
 
-/// The one tar stream: `run.sh`, `plan.sh`, `keys`, `files.tar`, `s/I` (scripts).
-fn build_upload(plan: &Plan, nonce: &str) -> Result<Vec<u8>> {
+/// `vars.sh`: the runner's settings as named shell variables (see runner.sh's header).
+fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Result<String> {
+    let timeout = opts.script_timeout.map(secs).unwrap_or_else(|| "0".into());
+    let cloud_init = opts
+        .cloud_init
+        .map(|d| d.as_secs().max(1).to_string())
+        .unwrap_or_else(|| "0".into());
+    let vars = [
+        ("NONCE", nonce),
+        ("KEEP_GOING", if opts.keep_going { "1" } else { "0" }),
+        ("SCRIPT_TIMEOUT", &timeout),
+        ("LOGIN_KEYS", &paths.login_keys),
+        ("ROOT_KEYS", &paths.root_keys),
+        ("SCRIPT_DIR", &paths.script_dir),
+        ("USER_SCRIPT_DIR", &paths.user_script_dir),
+        ("CLOUD_INIT_WAIT", &cloud_init),
+    ];
+    let mut out = String::new();
+    for (name, value) in vars {
+        let _ = writeln!(out, "{name}={}", quote(value)?);
+    }
+    Ok(out)
+}
+
+/// The one tar stream: `run.sh`, `vars.sh`, `plan.sh`, `keys`, `files.tar`, `s/I` (scripts).
+fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
     let mut keys = String::new();
     for k in &plan.pubkeys {
         let blob = super::openssh_blob(&k.line).ok_or_else(|| {
@@ -313,12 +284,16 @@ fn build_upload(plan: &Plan, nonce: &str) -> Result<Vec<u8>> {
         let _ = writeln!(script, "place {i} {} || abort 1", quote(&s.remote_name)?);
     }
     let _ = writeln!(script, "mark end 1 0");
+    if !plan.scripts.is_empty() {
+        let _ = writeln!(script, "cloudinit");
+    }
     for (i, s) in plan.scripts.iter().enumerate() {
         let shebang = u8::from(s.content.starts_with(b"#!"));
         let _ = writeln!(script, "run {} {} {shebang}", i + 2, quote(&s.remote_name)?);
     }
     let mut entries: Vec<(String, &[u8])> = vec![
         ("run.sh".into(), RUNNER.as_bytes()),
+        ("vars.sh".into(), vars.as_bytes()),
         ("plan.sh".into(), script.as_bytes()),
         ("keys".into(), keys.as_bytes()),
         ("files.tar".into(), &files_tar),
@@ -405,14 +380,13 @@ impl<'a> Demux<'a> {
         while let Some(nl) = self.streams[s].buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.streams[s].buf.drain(..=nl).collect();
             let line = &line[..nl];
-            match find(line, &self.nonce) {
-                Some(p) => {
+            match marker_at(line, &self.nonce) {
+                Some((p, marker)) => {
                     if p > 0 {
                         // The last line of a step's output, without its newline.
                         self.content(is_err, &line[..p], false);
                     }
-                    let marker = String::from_utf8_lossy(&line[p + self.nonce.len()..]);
-                    self.marker(is_err, marker.trim());
+                    self.marker(is_err, &marker);
                 }
                 None => self.content(is_err, line, true),
             }
@@ -438,7 +412,7 @@ impl<'a> Demux<'a> {
         if newline {
             buf.push(b'\n');
         }
-        let text = String::from_utf8_lossy(line);
+        let text = text(line);
         let text = text.trim_end_matches('\r');
         if step.report.kind == StepKind::Script {
             (self.on_line)(&step.report.name, is_err, text);
@@ -457,6 +431,9 @@ impl<'a> Demux<'a> {
         let stream = &mut self.streams[usize::from(is_err)];
         match (kind, index) {
             ("done", _) => stream.done = true,
+            ("note", _) if !is_err && marker.ends_with(" cloud-init") => {
+                output::status(&self.node, "waiting for cloud-init");
+            }
             ("start", Some(i)) if i < self.steps.len() => {
                 stream.current = i;
                 if !is_err {
@@ -501,8 +478,8 @@ impl<'a> Demux<'a> {
             .into_iter()
             .map(|s| {
                 let mut r = s.report;
-                r.stdout = String::from_utf8_lossy(&s.out).into_owned();
-                r.stderr = String::from_utf8_lossy(&s.err).into_owned();
+                r.stdout = text(&s.out);
+                r.stderr = text(&s.err);
                 r.skipped = r.status.is_none();
                 r
             })
@@ -511,8 +488,41 @@ impl<'a> Demux<'a> {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where a runner's marker ends `line`, and the marker's words: `NONCE start I`,
+/// `NONCE end I STATUS` or `NONCE done`, exactly, at the end of the line (where the runner
+/// writes them: alone, or after a script's last output that had no newline). The nonce
+/// anywhere else — e.g. in a staged path that tar names in an error — is output.
+fn marker_at(line: &[u8], nonce: &[u8]) -> Option<(usize, String)> {
+    let p = line.windows(nonce.len()).rposition(|w| w == nonce)?;
+    let rest = std::str::from_utf8(&line[p + nonce.len()..]).ok()?;
+    let words: Vec<&str> = rest.strip_prefix(' ')?.split(' ').collect();
+    let number = |w: &str| {
+        !w.is_empty()
+            && w.trim_start_matches('-')
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+    };
+    let ok = match words.as_slice() {
+        ["done"] => true,
+        ["note", what] => !what.is_empty(),
+        ["start", i] => number(i),
+        ["end", i, status] => number(i) && number(status),
+        _ => false,
+    };
+    ok.then(|| (p, words.join(" ")))
+}
+
+/// Output as text: UTF-8 as is; bytes that are not UTF-8 written as `\xNN`, so the reports
+/// keep them (and show that they are not text) instead of turning them into U+FFFD.
+pub(super) fn text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02X}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -563,6 +573,58 @@ mod tests {
         let r = d.into_report();
         assert!(r.steps[2].skipped && r.steps[2].status.is_none());
         assert!(!r.steps[0].skipped);
+    }
+
+    #[test]
+    fn the_remote_command_is_one_line_whose_statuses_are_decoded_here() {
+        let line = unpack_line();
+        assert!(
+            !line.contains('\n') && line.starts_with("umask 077;"),
+            "{line}"
+        );
+        assert!(line.contains(&format!("exit {}", RemoteExit::NO_STAGING)));
+        assert!(line.contains(&format!("rc={}", RemoteExit::UNPACK_FAILED)));
+        assert!(line.contains("run.sh\" login \"$st\""));
+        assert_eq!(RemoteExit::from_status(97), RemoteExit::NoStaging);
+        assert!(RemoteExit::why(Some(98), "files").contains("(tar)"));
+        assert!(RemoteExit::why(Some(3), "files").contains("during files (exit status 3)"));
+        assert!(RemoteExit::why(None, "keys").contains("closed during keys"));
+    }
+
+    #[test]
+    fn runner_reads_every_variable_that_vars_sh_sets() {
+        let vars = runner_vars("N1", &RunOptions::default(), &Default::default()).unwrap();
+        for line in vars.lines() {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                RUNNER.contains(&format!("${name}")),
+                "runner.sh never reads {name}"
+            );
+        }
+        assert!(vars.contains("NONCE=N1\n") && vars.contains("SCRIPT_TIMEOUT=0\n"));
+    }
+
+    #[test]
+    fn markers_match_only_at_the_end_of_a_line() {
+        let n = b"provision-abc";
+        assert_eq!(
+            marker_at(b"provision-abc done", n),
+            Some((0, "done".into()))
+        );
+        assert_eq!(
+            marker_at(b"no newlineprovision-abc end 2 0", n),
+            Some((10, "end 2 0".into()))
+        );
+        // tar naming a staged path: output, not a marker.
+        let tar = b"tar: etc/.provision-abc/a b: Cannot write: No space left on device";
+        assert_eq!(marker_at(tar, n), None);
+        assert_eq!(marker_at(b"provision-abc start", n), None);
+        assert_eq!(marker_at(b"provision-abc end 1 0 extra", n), None);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_kept_as_escapes() {
+        assert_eq!(text(b"ok \xff\xfe caf\xc3\xa9"), "ok \\xFF\\xFE café");
     }
 
     #[test]
