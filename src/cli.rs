@@ -233,7 +233,7 @@ pub struct ListArgs {
     pub locations: bool,
 }
 
-pub use crate::output::ListFormat;
+pub use crate::listing::ListFormat;
 
 /// Destroy nodes by name — only when every test in the -t result files passed.
 #[derive(Debug, Parser)]
@@ -264,7 +264,10 @@ pub struct DestroyArgs {
 /// deploy-node.
 pub fn run_deploy(args: DeployArgs) -> Result<()> {
     let cfg = args.common.load_config()?;
-    let plans = pool::requests(&args.request(), args.count)?
+    let requests = pool::requests(&args.request(), args.count)?;
+    // plans know nothing of providers: the name is checked here, before any plan is built
+    provider::check_name(&crate::plan::chosen_provider(&cfg, &requests[0]).value)?;
+    let plans = requests
         .iter()
         .map(|r| Plan::build(&cfg, r))
         .collect::<Result<Vec<Plan>>>()?;
@@ -390,14 +393,14 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     .into_iter()
     .find_map(|(on, kind)| on.then_some(kind));
     if let Some(kind) = catalog {
-        return output::print_catalog(&provider.catalog(kind)?, args.format);
+        return crate::listing::print_catalog(&provider.catalog(kind)?, args.format);
     }
     let nodes = if args.orphans {
         destroy::orphans(provider.as_ref())?
     } else {
         provider.list(args.all)?
     };
-    output::print_nodes(&nodes, args.format)
+    crate::listing::print_nodes(&nodes, args.format)
 }
 
 /// destroy-node.

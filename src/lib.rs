@@ -15,6 +15,7 @@ pub mod error;
 pub mod exit;
 pub mod journal;
 pub mod junit;
+pub mod listing;
 pub mod output;
 pub mod plan;
 pub mod pool;
