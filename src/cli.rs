@@ -357,11 +357,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         }
         crate::exit::print_stdout(&text)?;
     }
-    match outcomes
-        .into_iter()
-        .filter_map(|o| o.error)
-        .max_by_key(|e| e.code())
-    {
+    match pool::worst_error(outcomes) {
         Some(err) => Err(err),
         None => Ok(()),
     }

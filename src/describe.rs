@@ -8,7 +8,7 @@ use crate::ssh::StepKind;
 
 /// The description of a deployed node: the original's fields (id, name, state, public_ip,
 /// private_ip, image_id, image_name) plus each script's name, exit status and duration.
-pub fn description(outcome: &Outcome) -> serde_json::Value {
+pub(crate) fn description(outcome: &Outcome) -> serde_json::Value {
     let node = outcome.node.as_ref();
     let scripts: Vec<serde_json::Value> = outcome
         .report
@@ -42,7 +42,11 @@ pub fn description(outcome: &Outcome) -> serde_json::Value {
 
 /// `-d FILE`, written atomically: the description of every outcome that has a node (an array
 /// when `many`, the one object otherwise); nothing is written when no node was made.
-pub fn write_description(path: &std::path::Path, outcomes: &[Outcome], many: bool) -> Result<()> {
+pub(crate) fn write_description(
+    path: &std::path::Path,
+    outcomes: &[Outcome],
+    many: bool,
+) -> Result<()> {
     let descs: Vec<serde_json::Value> = outcomes
         .iter()
         .filter(|o| o.node.is_some())

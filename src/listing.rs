@@ -17,7 +17,7 @@ pub enum ListFormat {
 }
 
 /// list-nodes output in the chosen format.
-pub fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
+pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
     match format {
         ListFormat::Json => print_json(&nodes),
         ListFormat::Text => {
@@ -33,7 +33,7 @@ pub fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
 
 /// `Host` blocks for `ssh -F`: HostName, Port, User, IdentityFile, and a known_hosts file
 /// holding the node's pinned host key (written under the state directory).
-pub fn ssh_config(nodes: &[Node]) -> Result<String> {
+pub(crate) fn ssh_config(nodes: &[Node]) -> Result<String> {
     let mut s = String::new();
     let keydir = crate::state::state_dir().join("known_hosts.d");
     let identity = crate::plan::own_public_key().map(|p| p.with_extension(""));
@@ -77,7 +77,7 @@ pub fn ssh_config(nodes: &[Node]) -> Result<String> {
 }
 
 /// `list-nodes --images/--sizes/--locations`: `NAME  DESCRIPTION` lines (or JSON).
-pub fn print_catalog(items: &[(String, String)], format: ListFormat) -> Result<()> {
+pub(crate) fn print_catalog(items: &[(String, String)], format: ListFormat) -> Result<()> {
     if format == ListFormat::Json {
         let v: Vec<serde_json::Value> = items
             .iter()

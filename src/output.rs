@@ -17,17 +17,17 @@ const TARGET: &str = "provision";
 
 /// -1 quiet (errors only), 0 normal, 1 verbose (our debug lines), 2 also other crates' debug
 /// lines (reqwest), 3+ their trace lines.
-pub fn set_verbosity(v: i8) {
+pub(crate) fn set_verbosity(v: i8) {
     VERBOSITY.store(v, Ordering::Relaxed);
     install();
 }
 
-pub fn verbosity() -> i8 {
+pub(crate) fn verbosity() -> i8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
 /// True when stderr is a terminal (progress bars, no timestamps) and color is allowed.
-pub fn stderr_is_terminal() -> bool {
+pub(crate) fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
@@ -114,7 +114,7 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Registers a secret (an API token) that no stderr line may show, whichever crate writes it.
 /// Short values (under 8 characters) are not registered: they would mangle ordinary text.
-pub fn secret(s: &str) {
+pub(crate) fn secret(s: &str) {
     let s = s.trim();
     if s.len() < 8 {
         return;
@@ -150,7 +150,7 @@ struct Progress {
 static PROGRESS: Mutex<Option<Progress>> = Mutex::new(None);
 
 /// Starts the multi-progress view for `names` when stderr is a terminal and there are many.
-pub fn start_progress(names: &[String]) {
+pub(crate) fn start_progress(names: &[String]) {
     if names.len() < 2 || !stderr_is_terminal() || verbosity() < 0 {
         return;
     }
@@ -175,7 +175,7 @@ fn lock_progress() -> std::sync::MutexGuard<'static, Option<Progress>> {
 }
 
 /// Ends the view, leaving each node's last status on screen.
-pub fn finish_progress() {
+pub(crate) fn finish_progress() {
     if let Some(p) = lock_progress().take() {
         for bar in p.bars.values() {
             bar.finish();
@@ -201,32 +201,32 @@ fn write_line(line: &str) {
 }
 
 /// `HH:MM:SS` UTC, for log lines.
-pub fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
 }
 
 /// Progress and facts (hidden by -q).
-pub fn info(msg: &str) {
+pub(crate) fn info(msg: &str) {
     install();
     log::info!(target: TARGET, "{msg}");
 }
 
 /// Detail (shown with -v).
-pub fn debug(msg: &str) {
+pub(crate) fn debug(msg: &str) {
     install();
     log::debug!(target: TARGET, "{msg}");
 }
 
 /// Something the user should act on; shown even with -q.
-pub fn warn(msg: &str) {
+pub(crate) fn warn(msg: &str) {
     install();
     log::warn!(target: TARGET, "{msg}");
 }
 
 /// A node's status changed (`creating on hetzner`, `waiting until it runs`, `ready in 9.1s`):
 /// the node's spinner shows it when the progress view is up, else an info line `NODE: status`.
-pub fn status(node: &str, status: &str) {
+pub(crate) fn status(node: &str, status: &str) {
     if verbosity() < 0 {
         return;
     }
@@ -239,7 +239,7 @@ pub fn status(node: &str, status: &str) {
 
 /// A line of a script's output, prefixed with the node name: `[node] line`. Script output is
 /// data the user asked for: no timestamp, above the spinners when they are shown.
-pub fn node_line(node: &str, line: &str) {
+pub(crate) fn node_line(node: &str, line: &str) {
     if verbosity() < 0 {
         return;
     }
@@ -253,7 +253,7 @@ pub fn node_line(node: &str, line: &str) {
 }
 
 /// `deploy-node --dry-run`: the plan for people, or as JSON.
-pub fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+pub(crate) fn print_plan(plan: &Plan, json: bool) -> Result<()> {
     if json {
         let text = serde_json::to_string_pretty(plan).expect("plan serializes");
         return print_stdout(&(text + "\n"));
@@ -269,7 +269,7 @@ fn sourced(v: &Option<crate::config::Sourced<String>>) -> String {
 }
 
 /// The human form of a plan.
-pub fn render_plan(plan: &Plan) -> String {
+pub(crate) fn render_plan(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -341,7 +341,7 @@ pub fn render_plan(plan: &Plan) -> String {
 }
 
 /// Pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(v).expect("serializable");
     print_stdout(&(text + "\n"))
 }

@@ -33,7 +33,7 @@ impl fmt::Display for Engine {
 
 /// A template error: the 1-based line it is about (when known) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     pub line: Option<usize>,
     pub message: String,
 }
@@ -49,7 +49,7 @@ impl TemplateError {
 
 /// Template variables: strings, plus `bundles` which Tera also sees as a list.
 #[derive(Debug, Clone, Default)]
-pub struct Vars {
+pub(crate) struct Vars {
     pub strings: BTreeMap<String, String>,
     pub bundles: Vec<String>,
 }
@@ -62,7 +62,7 @@ impl Vars {
 
 /// Finds the first marker in `text`: `Ok(None)` for a plain script, an error for an
 /// unsupported engine name.
-pub fn detect(text: &str) -> Result<Option<Engine>, TemplateError> {
+pub(crate) fn detect(text: &str) -> Result<Option<Engine>, TemplateError> {
     for (i, line) in text.lines().enumerate() {
         let Some(hash) = line.find('#') else { continue };
         let Some(pos) = line[hash..].find(MARKER) else {
@@ -89,7 +89,7 @@ pub fn detect(text: &str) -> Result<Option<Engine>, TemplateError> {
 }
 
 /// Renders `text` with `engine`.
-pub fn render(engine: Engine, text: &str, vars: &Vars) -> Result<String, TemplateError> {
+pub(crate) fn render(engine: Engine, text: &str, vars: &Vars) -> Result<String, TemplateError> {
     match engine {
         Engine::Tera => render_tera(text, vars),
         Engine::FormatString => render_format_string(text, vars),

@@ -15,7 +15,7 @@
 //! a thread per connection, hooks called without holding a lock, so concurrent creates start
 //! their nodes concurrently) keeps full control over the wire: a dropped connection is really
 //! dropped.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 mod digitalocean;
 mod hetzner;
