@@ -71,7 +71,7 @@ pub struct Common {
         hide_env_values = true
     )]
     pub secret_key: Option<String>,
-    /// More detail on stderr (repeat for more).
+    /// More detail on stderr: -v ours, -vv also the HTTP client's (tokens redacted), -vvv its trace.
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr.
