@@ -89,7 +89,7 @@ pub struct Common {
         hide_env_values = true
     )]
     pub secret_key: Option<String>,
-    /// More detail on stderr (repeat for more).
+    /// More detail on stderr: -v ours, -vv also the HTTP client's (tokens redacted), -vvv its trace.
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr.
@@ -269,7 +269,7 @@ pub struct ListArgs {
     pub locations: bool,
 }
 
-pub use crate::output::ListFormat;
+pub use crate::listing::ListFormat;
 
 /// Destroy nodes by name — only when every test in the -t result files passed.
 #[derive(Debug, Parser)]
@@ -312,7 +312,10 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         return crate::exit::print_stdout(&crate::config::convert::convert_dir(dir)?);
     }
     let cfg = args.common.load_config()?;
-    let plans = pool::requests(&args.request(), args.count)?
+    let requests = pool::requests(&args.request(), args.count)?;
+    // plans know nothing of providers: the name is checked here, before any plan is built
+    provider::check_chosen(&cfg, &crate::plan::chosen_provider(&cfg, &requests[0]))?;
+    let plans = requests
         .iter()
         .map(|r| Plan::build(&cfg, r))
         .collect::<Result<Vec<Plan>>>()?;
@@ -405,11 +408,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         }
         crate::exit::print_stdout(&text)?;
     }
-    match outcomes
-        .into_iter()
-        .filter_map(|o| o.error)
-        .max_by_key(|e| e.code())
-    {
+    match pool::worst_error(outcomes) {
         Some(err) => Err(err),
         None => Ok(()),
     }
@@ -452,14 +451,14 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     .into_iter()
     .find_map(|(on, kind)| on.then_some(kind));
     if let Some(kind) = catalog {
-        return output::print_catalog(&provider.catalog(kind)?, args.format);
+        return crate::listing::print_catalog(&provider.catalog(kind)?, args.format);
     }
     let nodes = if args.orphans {
         destroy::orphans(provider.as_ref())?
     } else {
         provider.list(args.all)?
     };
-    output::print_nodes(&nodes, args.format)
+    crate::listing::print_nodes(&nodes, args.format)
 }
 
 /// destroy-node.

@@ -3,12 +3,11 @@
 //! so `output` below stays free of deploy's types.
 
 use crate::deploy::Outcome;
-use crate::error::Result;
 use crate::ssh::StepKind;
 
 /// The description of a deployed node: the original's fields (id, name, state, public_ip,
 /// private_ip, image_id, image_name) plus each script's name, exit status and duration.
-pub fn description(outcome: &Outcome) -> serde_json::Value {
+pub(crate) fn description(outcome: &Outcome) -> serde_json::Value {
     let node = outcome.node.as_ref();
     let scripts: Vec<serde_json::Value> = outcome
         .report
@@ -38,24 +37,4 @@ pub fn description(outcome: &Outcome) -> serde_json::Value {
         "error": outcome.error.as_ref().map(|e| e.to_string()),
         "scripts": scripts,
     })
-}
-
-/// `-d FILE`, written atomically: the description of every outcome that has a node (an array
-/// when `many`, the one object otherwise); nothing is written when no node was made.
-pub fn write_description(path: &std::path::Path, outcomes: &[Outcome], many: bool) -> Result<()> {
-    let descs: Vec<serde_json::Value> = outcomes
-        .iter()
-        .filter(|o| o.node.is_some())
-        .map(description)
-        .collect();
-    if descs.is_empty() {
-        return Ok(());
-    }
-    let value = if many {
-        serde_json::Value::Array(descs)
-    } else {
-        descs.into_iter().next().expect("one description")
-    };
-    let text = serde_json::to_string_pretty(&value).expect("serializable") + "\n";
-    crate::state::write_atomic(path, text.as_bytes(), 0o644)
 }

@@ -2,27 +2,28 @@
 //!
 //! Three thin binaries (`deploy-node`, `list-nodes`, `destroy-node`) parse flags in [`cli`]
 //! and call into this library. Data flows: flags + env + config layers ([`config`]) → a
-//! validated [`plan::Plan`] (templates rendered by [`template`]) → a [`provider`] creates the
-//! node → SSH makes it ready → [`output`] reports. [`exit`] is the one place errors become
+//! validated [`plan::Plan`] (templates rendered by `template`) → a [`provider`] creates the
+//! node → SSH makes it ready → `output` reports. [`exit`] is the one place errors become
 //! exit codes. See DESIGN.md in the repository for the whole contract.
 
 pub mod cli;
 pub mod completions;
 pub mod config;
 pub mod deploy;
-pub mod describe;
+pub(crate) mod describe;
 pub mod description;
 pub mod destroy;
 pub mod error;
 pub mod exit;
 pub mod journal;
 pub mod junit;
-pub mod output;
+pub(crate) mod listing;
+pub(crate) mod output;
 pub mod plan;
-pub mod pool;
+pub(crate) mod pool;
 pub mod provider;
 pub mod ssh;
-pub mod state;
+pub(crate) mod state;
 pub mod template;
 
 pub use error::{Error, Result};

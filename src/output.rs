@@ -17,17 +17,17 @@ const TARGET: &str = "provision";
 
 /// -1 quiet (errors only), 0 normal, 1 verbose (our debug lines), 2 also other crates' debug
 /// lines (reqwest), 3+ their trace lines.
-pub fn set_verbosity(v: i8) {
+pub(crate) fn set_verbosity(v: i8) {
     VERBOSITY.store(v, Ordering::Relaxed);
     install();
 }
 
-pub fn verbosity() -> i8 {
+pub(crate) fn verbosity() -> i8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
 /// True when stderr is a terminal (progress bars, no timestamps) and color is allowed.
-pub fn stderr_is_terminal() -> bool {
+pub(crate) fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
@@ -114,7 +114,7 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Registers a secret (an API token) that no stderr line may show, whichever crate writes it.
 /// Short values (under 8 characters) are not registered: they would mangle ordinary text.
-pub fn secret(s: &str) {
+pub(crate) fn secret(s: &str) {
     let s = s.trim();
     if s.len() < 8 {
         return;
@@ -128,7 +128,7 @@ pub fn secret(s: &str) {
 }
 
 /// `line` with every registered secret replaced by `<redacted>`.
-fn redact(line: &str) -> String {
+pub(crate) fn redact(line: &str) -> String {
     let v = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = line.to_string();
     for s in v.iter() {
@@ -150,7 +150,7 @@ struct Progress {
 static PROGRESS: Mutex<Option<Progress>> = Mutex::new(None);
 
 /// Starts the multi-progress view for `names` when stderr is a terminal and there are many.
-pub fn start_progress(names: &[String]) {
+pub(crate) fn start_progress(names: &[String]) {
     if names.len() < 2 || !stderr_is_terminal() || verbosity() < 0 {
         return;
     }
@@ -175,7 +175,7 @@ fn lock_progress() -> std::sync::MutexGuard<'static, Option<Progress>> {
 }
 
 /// Ends the view, leaving each node's last status on screen.
-pub fn finish_progress() {
+pub(crate) fn finish_progress() {
     if let Some(p) = lock_progress().take() {
         for bar in p.bars.values() {
             bar.finish();
@@ -201,32 +201,32 @@ fn write_line(line: &str) {
 }
 
 /// `HH:MM:SS` UTC, for log lines.
-pub fn timestamp() -> String {
+pub(crate) fn timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
 }
 
 /// Progress and facts (hidden by -q).
-pub fn info(msg: &str) {
+pub(crate) fn info(msg: &str) {
     install();
     log::info!(target: TARGET, "{msg}");
 }
 
 /// Detail (shown with -v).
-pub fn debug(msg: &str) {
+pub(crate) fn debug(msg: &str) {
     install();
     log::debug!(target: TARGET, "{msg}");
 }
 
 /// Something the user should act on; shown even with -q.
-pub fn warn(msg: &str) {
+pub(crate) fn warn(msg: &str) {
     install();
     log::warn!(target: TARGET, "{msg}");
 }
 
 /// A node's status changed (`creating on hetzner`, `waiting until it runs`, `ready in 9.1s`):
 /// the node's spinner shows it when the progress view is up, else an info line `NODE: status`.
-pub fn status(node: &str, status: &str) {
+pub(crate) fn status(node: &str, status: &str) {
     if verbosity() < 0 {
         return;
     }
@@ -239,7 +239,7 @@ pub fn status(node: &str, status: &str) {
 
 /// A line of a script's output, prefixed with the node name: `[node] line`. Script output is
 /// data the user asked for: no timestamp, above the spinners when they are shown.
-pub fn node_line(node: &str, line: &str) {
+pub(crate) fn node_line(node: &str, line: &str) {
     if verbosity() < 0 {
         return;
     }
@@ -253,7 +253,7 @@ pub fn node_line(node: &str, line: &str) {
 }
 
 /// `deploy-node --dry-run`: the plan for people, or as JSON.
-pub fn print_plan(plan: &Plan, json: bool) -> Result<()> {
+pub(crate) fn print_plan(plan: &Plan, json: bool) -> Result<()> {
     if json {
         let text = serde_json::to_string_pretty(plan).expect("plan serializes");
         return print_stdout(&(text + "\n"));
@@ -269,7 +269,7 @@ fn sourced(v: &Option<crate::config::Sourced<String>>) -> String {
 }
 
 /// The human form of a plan.
-pub fn render_plan(plan: &Plan) -> String {
+pub(crate) fn render_plan(plan: &Plan) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -349,94 +349,9 @@ pub fn render_plan(plan: &Plan) -> String {
 }
 
 /// Pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(v).expect("serializable");
     print_stdout(&(text + "\n"))
-}
-
-/// The formats of list-nodes' stdout (`--format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ListFormat {
-    Text,
-    Json,
-    SshConfig,
-}
-
-/// list-nodes output in the chosen format.
-pub fn print_nodes(nodes: &[crate::provider::Node], format: ListFormat) -> Result<()> {
-    match format {
-        ListFormat::Json => print_json(&nodes),
-        ListFormat::Text => {
-            let mut s = String::new();
-            for n in nodes {
-                let _ = writeln!(s, "{} {}", n.name, n.public_ip.as_deref().unwrap_or(""));
-            }
-            print_stdout(&s)
-        }
-        ListFormat::SshConfig => print_stdout(&ssh_config(nodes)?),
-    }
-}
-
-/// `Host` blocks for `ssh -F`: HostName, Port, User, IdentityFile, and a known_hosts file
-/// holding the node's pinned host key (written under the state directory).
-pub fn ssh_config(nodes: &[crate::provider::Node]) -> Result<String> {
-    let mut s = String::new();
-    let keydir = crate::state::state_dir().join("known_hosts.d");
-    let identity = crate::plan::own_public_key().map(|p| p.with_extension(""));
-    for n in nodes {
-        let Some(ip) = &n.public_ip else { continue };
-        let port = n.ssh.port.unwrap_or(22);
-        let _ = writeln!(s, "Host {}", n.name);
-        let _ = writeln!(s, "    HostName {ip}");
-        let _ = writeln!(s, "    Port {port}");
-        if let Some(user) = &n.ssh.user {
-            let _ = writeln!(s, "    User {user}");
-        }
-        if let Some(id) = n
-            .ssh
-            .identity
-            .as_ref()
-            .map(std::path::PathBuf::from)
-            .or(identity.clone())
-        {
-            let _ = writeln!(s, "    IdentityFile {}", id.display());
-        }
-        if let Some(key) = &n.ssh.host_key {
-            let host = if port == 22 {
-                ip.clone()
-            } else {
-                format!("[{ip}]:{port}")
-            };
-            let file = keydir.join(&n.name);
-            std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
-            crate::state::write_atomic(
-                &file,
-                format!("{host} {}\n", key.trim()).as_bytes(),
-                0o644,
-            )?;
-            let _ = writeln!(s, "    UserKnownHostsFile {}", file.display());
-            let _ = writeln!(s, "    StrictHostKeyChecking yes");
-        }
-        s.push('\n');
-    }
-    Ok(s)
-}
-
-/// `list-nodes --images/--sizes/--locations`: `NAME  DESCRIPTION` lines (or JSON).
-pub fn print_catalog(items: &[(String, String)], format: ListFormat) -> Result<()> {
-    if format == ListFormat::Json {
-        let v: Vec<serde_json::Value> = items
-            .iter()
-            .map(|(n, d)| serde_json::json!({"name": n, "description": d}))
-            .collect();
-        return print_json(&v);
-    }
-    let width = items.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-    let mut s = String::new();
-    for (name, desc) in items {
-        let _ = writeln!(s, "{name:<width$}  {desc}");
-    }
-    print_stdout(&s)
 }
 
 #[cfg(test)]
@@ -506,10 +421,9 @@ mod tests {
     }
 
     #[test]
-    fn a_found_credential_is_redacted_from_any_crates_line() {
+    fn a_registered_secret_is_redacted_from_any_crates_line() {
         let token = "dop_v1_redact-me-0123456789abcdef";
-        let table = toml::Table::new();
-        crate::provider::http::Credential::find("digitalocean", Some(token), &[], &table).unwrap();
+        secret(token);
         let line = record(
             "reqwest::connect",
             log::Level::Debug,

@@ -1,11 +1,11 @@
 //! The Plan: a deployment resolved and validated from flags and config layers, before anything
 //! is spent. Every user mistake (unknown bundle, missing file, bad template, bad `-t`, bad
-//! name, unknown provider, no key) is found here, so a mistake never costs a node. Each item
-//! says which layer it came from, so a user can see why a value won.
+//! name, no key) is found here, so a mistake never costs a node (an unknown provider name is
+//! checked by the caller just before, where providers are built: plans know nothing of
+//! providers). Each item says which layer it came from, so a user can see why a value won.
 
 use crate::config::{value_of, Config, LayerFile, Sourced};
 use crate::error::{Error, Result};
-use crate::provider;
 use crate::template::{self, Engine, Vars};
 use rand::Rng;
 use serde::Serialize;
@@ -111,14 +111,7 @@ impl Plan {
     /// the network.
     pub fn build(cfg: &Config, req: &Request) -> Result<Plan> {
         let mut warnings = cfg.warnings.clone();
-        let provider = pick(&req.provider, &cfg.provider, "-p").unwrap_or(Sourced {
-            value: "local".into(),
-            layer: "built-in default".into(),
-        });
-        crate::config::original::check_provider(&provider)?;
-        if !provider::exec::check_declared(cfg, &provider.value)? {
-            provider::check_name(&provider.value)?;
-        }
+        let provider = chosen_provider(cfg, req);
         let image = pick(&req.image, &cfg.image, "-i");
         let size = pick(&req.size, &cfg.size, "-s");
         let location = pick(&req.location, &cfg.location, "-l");
@@ -286,6 +279,16 @@ impl Plan {
             warnings,
         })
     }
+}
+
+/// The provider a request names: `-p`, else the config's `provider`, else `local`. Plans know
+/// nothing of providers: the caller checks the name where providers are built
+/// (`provider::check_name`) before building plans.
+pub fn chosen_provider(cfg: &Config, req: &Request) -> Sourced<String> {
+    pick(&req.provider, &cfg.provider, "-p").unwrap_or(Sourced {
+        value: "local".into(),
+        layer: "built-in default".into(),
+    })
 }
 
 fn pick(

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 /// The per-node requests for `--count N`: `-n NAME` must hold `{i}` (1-based) when N > 1;
 /// without `-n` every node gets the prefix plus its own random suffix.
-pub fn requests(base: &Request, count: usize) -> Result<Vec<Request>> {
+pub(crate) fn requests(base: &Request, count: usize) -> Result<Vec<Request>> {
     if count == 0 {
         return Err(Error::usage("--count must be at least 1"));
     }
@@ -33,7 +33,7 @@ pub fn requests(base: &Request, count: usize) -> Result<Vec<Request>> {
 }
 
 /// Rejects two plans with one name (random suffixes may collide; `{i}` may be missing).
-pub fn check_unique(plans: &[Plan]) -> Result<()> {
+pub(crate) fn check_unique(plans: &[Plan]) -> Result<()> {
     let mut names: Vec<&str> = plans.iter().map(|p| p.node_name.as_str()).collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -43,7 +43,7 @@ pub fn check_unique(plans: &[Plan]) -> Result<()> {
 }
 
 /// Runs `work` on every item with at most `parallel` at once; results keep the input order.
-pub fn run_bounded<T: Sync, R: Send>(
+pub(crate) fn run_bounded<T: Sync, R: Send>(
     items: &[T],
     parallel: usize,
     work: impl Fn(&T) -> R + Sync,
@@ -69,7 +69,7 @@ pub fn run_bounded<T: Sync, R: Send>(
 }
 
 /// Deploys every plan, at most `parallel` at once.
-pub fn deploy_all(
+pub(crate) fn deploy_all(
     plans: &[Plan],
     provider: Arc<dyn Provider>,
     opts: &Options,
@@ -80,17 +80,17 @@ pub fn deploy_all(
     })
 }
 
-/// The worst exit code of the outcomes (0 when all succeeded).
-pub fn worst_code(outcomes: &[Outcome]) -> i32 {
+/// The error of the worst outcome (the highest exit code), or `None` when every node
+/// succeeded: what a multi-node run exits with.
+pub(crate) fn worst_error(outcomes: Vec<Outcome>) -> Option<Error> {
     outcomes
-        .iter()
-        .filter_map(|o| o.error.as_ref().map(Error::code))
-        .max()
-        .unwrap_or(0)
+        .into_iter()
+        .filter_map(|o| o.error)
+        .max_by_key(Error::code)
 }
 
 /// The summary table for stderr after a multi-node run.
-pub fn summary(outcomes: &[Outcome]) -> String {
+pub(crate) fn summary(outcomes: &[Outcome]) -> String {
     let width = outcomes
         .iter()
         .map(|o| o.name.len())
@@ -148,6 +148,28 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.name.is_none()));
+    }
+
+    #[test]
+    fn the_worst_error_is_the_highest_exit_code() {
+        let outcome = |error: Option<Error>| Outcome {
+            name: "n".into(),
+            node: None,
+            report: None,
+            error,
+            kept: false,
+            duration: std::time::Duration::ZERO,
+        };
+        assert!(worst_error(vec![outcome(None), outcome(None)]).is_none());
+        let worst = worst_error(vec![
+            outcome(Some(Error::deploy("a", "script failed"))),
+            outcome(None),
+            outcome(Some(Error::Timeout("b: ssh".into()))),
+            outcome(Some(Error::usage("c"))),
+        ])
+        .unwrap();
+        assert_eq!(worst.code(), crate::error::code::TIMEOUT);
+        assert_eq!(worst.to_string(), "b: ssh");
     }
 
     #[test]

@@ -11,13 +11,13 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The environment variable that overrides the state directory (tests, CI sandboxes).
-pub const STATE_DIR_ENV: &str = "PROVISION_STATE_DIR";
+pub(crate) const STATE_DIR_ENV: &str = "PROVISION_STATE_DIR";
 
 /// Where provision keeps its records: `$PROVISION_STATE_DIR` when set and not empty, else the
 /// platform state directory (`$XDG_STATE_HOME` or `~/.local/state`) plus `/provision`.
 ///
 /// Only computes the path; [`ensure_dir`] (and every write here) creates it on demand.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
@@ -29,7 +29,7 @@ pub fn state_dir() -> PathBuf {
 
 /// Creates `dir` and any missing parents with mode 0700 (records may name hosts and keys).
 /// Existing directories keep their mode.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -41,7 +41,7 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 /// same directory is written, fsynced and renamed over `path`, then the directory is synced.
 /// Readers see the old content or the new, never a mix. The parent directory is created
 /// (0700) if missing.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -72,7 +72,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// [`write_atomic`] of `value` as pretty JSON with a trailing newline, mode 0600.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::unexpected(format!("cannot encode {}: {e}", path.display())))?;
     text.push(b'\n');

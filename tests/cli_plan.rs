@@ -463,8 +463,11 @@ fn a_closed_stdout_is_a_quiet_success() {
     let s = Sandbox::new();
     // a pipe whose reader is already gone, as after `| head -0`: every write gets EPIPE
     let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into the array we own.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: closing the read end we just made and use nowhere else.
     unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is open and owned by nothing else.
     let writer = unsafe { OwnedFd::from_raw_fd(fds[1]) };
     let mut cmd = s.cmd("deploy-node").args(["-b", "hello", "--dry-run"]).cmd;
     cmd.stdout(std::process::Stdio::from(writer))

@@ -5,10 +5,10 @@
 //! error with its exit code and no node left behind; the `hcloud` example's JSON mapping
 //! against recorded CLI output; and a provider written from provision.toml(5) alone.
 
+use crate::support::cli::{Run, Sandbox};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use crate::support::cli::{Run, Sandbox};
 
 use crate::support::procs;
 use procs::{pids_with_cmdline, wait_until};
@@ -504,6 +504,7 @@ fn ctrl_c_during_create_exits_130_and_destroys_the_node() {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     assert!(wait_until(Duration::from_secs(20), || started.exists()));
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

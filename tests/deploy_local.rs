@@ -456,6 +456,7 @@ fn ctrl_c_during_deploy_exits_130_and_leaves_no_node() {
     // wait until the script runs (the node exists and is busy)
     wait_listed(&s, "int-node");
     std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

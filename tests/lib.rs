@@ -3,6 +3,9 @@
 //! once, and shared fixtures (one Prism per run) are started once. Each file in tests/ is a
 //! module declared here; `every_test_file_is_declared` keeps a new file from being skipped.
 
+// A test binary exports nothing: its `pub` items are for its own modules.
+#![allow(unreachable_pub)]
+
 mod support;
 
 mod cli_plan;

@@ -7,14 +7,13 @@
 //! Rows that cannot work must fail at once with one line saying what to change. The tests need
 //! root (namespaces, mounts; CI runs them as root) and skip, saying so, without.
 
-
+use crate::support::cli::{Run, Sandbox};
+use crate::support::sshd::{free_port, is_root};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use crate::support::cli::{Run, Sandbox};
-use crate::support::sshd::{free_port, is_root};
 
 fn root() -> bool {
     let ok = is_root();

@@ -3,8 +3,8 @@
 //! output giving the same plan, its long flags, `$VIRTUAL_ENV/provision_secrets`, the
 //! destroyable-prefix guard, the `-d` format, completions and `--version`, with the real binaries.
 
-use serde_json::Value;
 use crate::support::cli::Sandbox;
+use serde_json::Value;
 
 const SECRET: &str = "somehardtoguesssecret";
 

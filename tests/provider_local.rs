@@ -252,6 +252,7 @@ fn node_whose_sshd_died_lists_stopped_and_destroys() {
     p.create(&spec("dead", vec![])).unwrap();
     let _g = Guard(&p, "dead".into());
     let pid = record_pid(&p, "dead");
+    // SAFETY: kill(2) on the node's sshd, which this test created.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert!(wait_until(
         || p.get("dead").unwrap().unwrap().state == NodeState::Stopped

@@ -46,6 +46,7 @@ fn run_measured(mut cmd: std::process::Command) -> (i32, i64, String, String) {
     let mut status = 0;
     // SAFETY: a zeroed rusage is valid; we wait for our own child, which nothing else reaps.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: status and usage are ours and live for the call.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32, "wait4");
     let code = if libc::WIFEXITED(status) {

@@ -3,7 +3,7 @@
 use super::TestResults;
 
 /// How many failing tests a [`GateDecision::Keep`] reason lists before "and N more".
-pub const LISTED: usize = 20;
+pub(crate) const LISTED: usize = 20;
 
 /// Whether `destroy-node` may destroy the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub enum GateDecision {
     Destroy { summaries: Vec<String> },
     /// Keep the node. `reason` is several lines: a first line saying why
     /// (`not all tests passed: 2 failed; no test ran in b.xml`), then the failing tests,
-    /// one per line and indented, the first [`LISTED`] then `and N more`.
+    /// one per line and indented, the first `LISTED` then `and N more`.
     Keep { reason: String },
 }
 

@@ -102,7 +102,7 @@ fn now_rfc3339() -> String {
 }
 
 impl LocalProvider {
-    /// Nodes under [`state::state_dir()`]`/local` (`$PROVISION_STATE_DIR` or the XDG state dir).
+    /// Nodes under `state::state_dir()``/local` (`$PROVISION_STATE_DIR` or the XDG state dir).
     pub fn new() -> Self {
         Self::with_state_dir(&state::state_dir())
     }

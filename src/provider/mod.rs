@@ -203,6 +203,20 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Checks the provider a plan chose, before anything is built: the original's names are
+/// refused naming their replacement, a config-declared exec provider is checked, and any
+/// other name must be a built-in driver.
+pub fn check_chosen(
+    cfg: &crate::config::Config,
+    chosen: &crate::config::Sourced<String>,
+) -> Result<()> {
+    crate::config::original::check_provider(chosen)?;
+    if !exec::check_declared(cfg, &chosen.value)? {
+        check_name(&chosen.value)?;
+    }
+    Ok(())
+}
+
 /// Constructs the driver `name` from its `[providers.NAME]` config table and credentials,
 /// through the [`registry`]. Unknown names are a config error (exit 2), like [`check_name`].
 pub fn build(

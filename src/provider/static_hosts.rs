@@ -181,7 +181,7 @@ pub fn parse_hosts(table: &toml::Table) -> Result<BTreeMap<String, StaticHost>> 
 }
 
 impl StaticProvider {
-    /// Hosts from a `[providers.static]` table; records under [`state::state_dir()`].
+    /// Hosts from a `[providers.static]` table; records under `state::state_dir()`.
     pub fn from_table(table: &toml::Table) -> Result<Self> {
         Self::with_state_dir(table, &state::state_dir())
     }

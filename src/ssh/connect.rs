@@ -46,7 +46,7 @@ enum Failure {
 
 /// Connects and authenticates to `target`, retrying until `deadline` while the node is not up
 /// yet. Each phase (TCP port open → SSH banner → authentication) is announced once through
-/// [`output::info`]. Between tries it backs off (100 ms doubling to 2 s, with jitter) and asks
+/// `output::status`. Between tries it backs off (100 ms doubling to 2 s, with jitter) and asks
 /// `still_there`; `Ok(false)` (the provider says the node is gone) ends with `Error::Deploy`.
 /// A host-key refusal or a rejected login after a good banner is an `Error::Deploy` at once,
 /// naming the user, address and keys tried. The deadline passing is `Error::Timeout` naming the

@@ -11,7 +11,7 @@
 //! independent of the number of files and scripts.
 //!
 //! The engine never knows which provider made the node and prints only through
-//! [`crate::output`].
+//! `crate::output`.
 
 mod connect;
 mod hostkey;

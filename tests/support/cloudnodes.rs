@@ -1,7 +1,7 @@
 //! The local nodes behind the cloud fakes: a fake's create starts a REAL isolated local node
 //! (its own 127.x.y.z port 22) keyed and host-keyed as the cloud-init user-data says, and its
 //! delete destroys it. Shared by the end-to-end and scale tests; needs root, as in CI.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use super::fakecloud::FakeCloud;
 use provision::provider::local::LocalProvider;

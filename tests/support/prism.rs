@@ -5,7 +5,7 @@
 //!
 //! The specs are looked up in `$PROVISION_CONFORMANCE_DIR`, else `../shared/conformance` next
 //! to the repository; when absent the tests fail saying so (they are not skipped).
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use provision::provider::http::{Inspector, ResponseInfo};
 use std::io::{BufRead, BufReader};
@@ -93,6 +93,7 @@ pub fn start(spec: &str, upstream: &str) -> Prism {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+        // SAFETY: the hook only calls prctl, which is async-signal-safe, between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);

@@ -1,5 +1,5 @@
 //! Looking at this machine's processes from tests: which are alive, and waiting for a change.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::fs;
 use std::time::{Duration, Instant};

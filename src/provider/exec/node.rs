@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// The documented states; anything else is `unknown`.
-pub const STATES: &[(&str, NodeState)] = &[
+pub(crate) const STATES: &[(&str, NodeState)] = &[
     ("pending", NodeState::Pending),
     ("running", NodeState::Running),
     ("stopped", NodeState::Stopped),
@@ -19,7 +19,7 @@ pub const STATES: &[(&str, NodeState)] = &[
 ];
 
 /// The state names, for messages.
-pub const STATE_NAMES: &[&str] = &[
+pub(crate) const STATE_NAMES: &[&str] = &[
     "pending",
     "running",
     "stopped",
@@ -29,7 +29,7 @@ pub const STATE_NAMES: &[&str] = &[
 ];
 
 /// Fields a node object may have.
-pub const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "id",
     "name",
     "state",
@@ -46,7 +46,7 @@ pub const FIELDS: &[&str] = &[
 ];
 
 /// "a string", "an array", ... for messages.
-pub fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -58,7 +58,7 @@ pub fn kind(v: &Value) -> &'static str {
 }
 
 /// A node from one JSON object, or what is wrong with it ("a node whose ...").
-pub fn parse(v: &Value) -> Result<Node, String> {
+pub(crate) fn parse(v: &Value) -> Result<Node, String> {
     let Value::Object(m) = v else {
         return Err(format!("{} where a node object was expected", kind(v)));
     };
@@ -155,7 +155,7 @@ pub fn parse(v: &Value) -> Result<Node, String> {
 }
 
 /// Catalog entries: an array of names, or of `{"name", "description"?}` objects.
-pub fn catalog(v: &Value) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn catalog(v: &Value) -> Result<Vec<(String, String)>, String> {
     let Value::Array(items) = v else {
         return Err(format!("printed {} instead of a JSON array", kind(v)));
     };

@@ -22,7 +22,7 @@ const STDERR_LIMIT: usize = 64 << 10;
 const TERM_GRACE: Duration = Duration::from_secs(1);
 
 /// One invocation.
-pub struct Invocation<'a> {
+pub(crate) struct Invocation<'a> {
     pub exe: &'a Path,
     pub cwd: &'a Path,
     /// Added to this process's environment.
@@ -32,7 +32,7 @@ pub struct Invocation<'a> {
 }
 
 /// How an invocation ended.
-pub enum Finished {
+pub(crate) enum Finished {
     /// It exited (or was killed by a signal not ours) and closed its output.
     Exited {
         status: ExitStatus,
@@ -45,7 +45,7 @@ pub enum Finished {
 }
 
 /// Runs the invocation to its end or its deadline.
-pub fn run(inv: &Invocation) -> std::io::Result<Finished> {
+pub(crate) fn run(inv: &Invocation) -> std::io::Result<Finished> {
     let deadline = Instant::now() + inv.timeout;
     let mut child = Command::new(inv.exe)
         .current_dir(inv.cwd)

@@ -174,3 +174,26 @@ pub fn base_url(table: &toml::Table, var: &str, default: &str) -> String {
         .trim_end_matches('/')
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_found_token_is_redacted_from_every_stderr_line() {
+        let token = "hz-settings-test-0123456789abcdef";
+        let table = toml::Table::new();
+        let c = Credential::find(
+            "hetzner",
+            Some(token),
+            &["NO_SUCH_VAR_FOR_THIS_TEST"],
+            &table,
+        )
+        .unwrap();
+        assert_eq!(c.secret(), token);
+        assert_eq!(
+            crate::output::redact(&format!("debug: reqwest::connect: http://x/{token}")),
+            "debug: reqwest::connect: http://x/<redacted>"
+        );
+    }
+}

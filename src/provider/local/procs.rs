@@ -41,7 +41,7 @@ fn stat(pid: i32) -> Option<Stat> {
 
 /// True while `pid` exists and is not a zombie (a killed daemon reparented to an init that
 /// does not reap stays a zombie; it is dead for us).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
@@ -57,7 +57,7 @@ pub fn alive(pid: u32) -> bool {
 
 /// True when `pid` is alive and its command line mentions `needle` (the node's sshd_config
 /// path, which sshd keeps in its process title): the pid was not reused by something else.
-pub fn is_ours(pid: u32, needle: &str) -> bool {
+pub(crate) fn is_ours(pid: u32, needle: &str) -> bool {
     if !alive(pid) {
         return false;
     }
@@ -139,7 +139,7 @@ fn wait_dead(pids: &[i32], timeout: Duration) -> Vec<i32> {
 /// Stops a node's processes: SIGTERM to all of them, SIGKILL to what is left after `grace`;
 /// repeated a few times so children forked meanwhile die too. `root` is the sshd pid when it
 /// is still ours. Returns how many processes were signalled.
-pub fn kill_node(root: Option<u32>, marker: &str, grace: Duration) -> usize {
+pub(crate) fn kill_node(root: Option<u32>, marker: &str, grace: Duration) -> usize {
     let root = root.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1);
     let mut total = 0;
     for _ in 0..3 {
@@ -162,7 +162,7 @@ pub fn kill_node(root: Option<u32>, marker: &str, grace: Duration) -> usize {
 
 /// SIGKILL to `pid`, then waits up to `timeout` for it to be gone. For the init of an
 /// isolated node, gone means every process of its PID namespace is gone too.
-pub fn kill_now(pid: u32, timeout: Duration) {
+pub(crate) fn kill_now(pid: u32, timeout: Duration) {
     let Ok(pid) = i32::try_from(pid) else {
         return;
     };
