@@ -297,6 +297,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     let p0 = &plans[0];
     let value = crate::config::value_of;
     let prepared = provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?;
+    pool::check_names_free(&plans, provider.as_ref())?;
     if args.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
@@ -409,11 +410,12 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     if let Some(kind) = catalog {
         return output::print_catalog(&provider.catalog(kind)?, args.format);
     }
-    let nodes = if args.orphans {
+    let mut nodes = if args.orphans {
         destroy::orphans(provider.as_ref())?
     } else {
         provider.list(args.all)?
     };
+    crate::known_nodes::annotate(provider.name(), &mut nodes);
     output::print_nodes(&nodes, args.format)
 }
 

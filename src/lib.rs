@@ -14,6 +14,7 @@ pub mod error;
 pub mod exit;
 pub mod journal;
 pub mod junit;
+pub mod known_nodes;
 pub mod output;
 pub mod plan;
 pub mod pool;

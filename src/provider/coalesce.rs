@@ -68,6 +68,9 @@ impl Provider for Coalesced {
     fn poll_interval(&self) -> Duration {
         self.inner.poll_interval()
     }
+    fn names_must_be_free(&self) -> bool {
+        self.inner.names_must_be_free()
+    }
 }
 
 #[cfg(test)]

@@ -306,11 +306,12 @@ impl Client {
                 sent: status != 429,
             });
         }
-        if status == 401 {
-            return Err(Failure::Fatal(self.api_error(format!(
-                "{line}; the token from {} was refused (wrong or expired?)",
-                self.token.source
-            ))));
+        if status == 401 || status == 403 {
+            // a configuration problem, like a missing token: exit 2, nothing created
+            return Err(Failure::Fatal(Error::config(self.redact(&format!(
+                "{}: credential refused: {line}; the token from {} was refused (wrong, expired or without the rights needed?)",
+                self.provider, self.token.source
+            )))));
         }
         Err(Failure::Fatal(self.api_error(line)))
     }

@@ -22,6 +22,9 @@ pub mod static_hosts;
 pub const TAG_MANAGED: &str = "provision";
 /// The tag holding the node's creation time (RFC 3339).
 pub const TAG_CREATED: &str = "provision-created";
+/// The tag holding the random id of the create attempt that made the node: after a create
+/// whose outcome is unknown, a node is ours only when it carries this attempt's id.
+pub const TAG_CREATE_ID: &str = "provision-create-id";
 
 /// Provider names this build knows, for `-p` and error messages.
 pub const KNOWN: &[&str] = &["local", "static", "digitalocean", "hetzner"];
@@ -77,6 +80,11 @@ impl Node {
     pub fn is_managed(&self) -> bool {
         self.tags.contains_key(TAG_MANAGED)
     }
+
+    /// The id of the create attempt that made it ([`TAG_CREATE_ID`]), if it carries one.
+    pub fn create_id(&self) -> Option<&str> {
+        self.tags.get(TAG_CREATE_ID).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -101,6 +109,28 @@ pub struct NodeSpec {
     /// authorized_keys lines for the login user.
     pub public_keys: Vec<String>,
     pub tags: BTreeMap<String, String>,
+}
+
+impl NodeSpec {
+    /// The create attempt's id ([`TAG_CREATE_ID`]).
+    pub fn create_id(&self) -> Option<&str> {
+        self.tags.get(TAG_CREATE_ID).map(String::as_str)
+    }
+
+    /// This spec with a create id: the caller's (deploy journals it before the create), or a
+    /// new one. Drivers create from this, so every node they make carries an identity.
+    pub fn identified(&self) -> NodeSpec {
+        let mut s = self.clone();
+        s.tags
+            .entry(TAG_CREATE_ID.to_string())
+            .or_insert_with(new_create_id);
+        s
+    }
+}
+
+/// A new random create id: 16 lowercase hex digits (every provider's tag charset takes it).
+pub fn new_create_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// The result of a destroy call.
@@ -170,6 +200,12 @@ pub trait Provider: Send + Sync {
     }
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)
+    }
+    /// Whether a deploy must first check that the node's name is free on the account. True
+    /// for every driver that makes new machines; false where the name picks an existing one
+    /// (static hosts).
+    fn names_must_be_free(&self) -> bool {
+        true
     }
 }
 
