@@ -213,13 +213,15 @@ impl DeployArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Output format: `text` (NAME PUBLIC_IP), `json`, or `ssh-config` (Host blocks for `ssh -F`).
+    /// Output format: `text` (NAME PUBLIC_IP), `json`, or `ssh-config` (Host blocks for `ssh -F`
+    /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`).
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
     /// Every node of the account, not only the ones provision made.
     #[arg(long)]
     pub all: bool,
-    /// Nodes whose deployment never finished and were not kept on purpose (from the journal).
+    /// Nodes whose deployment never finished and were not kept on purpose (from the journal,
+    /// matched on each create's id, never on the name alone).
     #[arg(long)]
     pub orphans: bool,
     /// The provider's images (valid -i values) instead of nodes.

@@ -514,12 +514,17 @@ impl Interrupts {
 
     /// What may be left if we stop now, and where it will show.
     fn left_behind(&self) -> String {
-        let names = match self.tracked.try_lock() {
-            Ok(list) => list
+        let list = match self.tracked.try_lock() {
+            Ok(list) => Some(list),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let names = match list {
+            Some(list) => list
                 .iter()
                 .map(|t| format!("{} (id {})", t.node.name, t.node.id))
                 .collect::<Vec<_>>(),
-            Err(_) => vec!["nodes being cleaned up".to_string()],
+            None => vec!["nodes being cleaned up".to_string()],
         };
         let creating = self.creating.load(Ordering::SeqCst);
         let mut what = names.join(", ");
@@ -671,5 +676,116 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
     NodeResult {
         node: outcome.name.clone(),
         steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{Destroyed, SshEndpoint};
+
+    /// A provider whose `create` panics and whose `destroy` counts.
+    #[derive(Default)]
+    struct Panicky {
+        destroyed: Mutex<Vec<String>>,
+    }
+
+    impl Provider for Panicky {
+        fn name(&self) -> &str {
+            "panicky"
+        }
+        fn create(&self, _: &NodeSpec) -> Result<Node> {
+            panic!("driver bug")
+        }
+        fn list(&self, _: bool) -> Result<Vec<Node>> {
+            Ok(vec![])
+        }
+        fn get(&self, _: &str) -> Result<Option<Node>> {
+            Ok(None)
+        }
+        fn destroy(&self, id: &str) -> Result<Destroyed> {
+            self.destroyed.lock().unwrap().push(id.to_string());
+            Ok(Destroyed::Destroyed)
+        }
+    }
+
+    fn node(name: &str) -> Node {
+        Node {
+            id: format!("id-{name}"),
+            name: name.into(),
+            state: NodeState::Running,
+            public_ip: None,
+            private_ip: None,
+            image: None,
+            size: None,
+            location: None,
+            created: None,
+            tags: Default::default(),
+            ssh: SshEndpoint::default(),
+        }
+    }
+
+    #[test]
+    fn a_panic_in_create_lowers_the_counter() {
+        let i = Interrupts::default();
+        let p = Panicky::default();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = i.creating("panicky");
+            let _ = p.create(&NodeSpec {
+                name: "x".into(),
+                image: String::new(),
+                size: String::new(),
+                location: String::new(),
+                public_keys: vec![],
+                tags: Default::default(),
+            });
+        }));
+        assert!(r.is_err());
+        assert_eq!(i.creating.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_poisoned_list_does_not_panic_the_clean_up() {
+        // clean-up clears journal entries: keep them in a directory of this test's own
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var(state::STATE_DIR_ENV, dir.path());
+        let i = Arc::new(Interrupts::default());
+        let p = Arc::new(Panicky::default());
+        i.track(p.clone(), node("a"), false);
+        let i2 = i.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = i2.tracked.lock().unwrap();
+            panic!("poison it");
+        })
+        .join();
+        assert!(i.tracked.is_poisoned());
+        i.hits.store(1, Ordering::SeqCst);
+        i.supervise(&|| true);
+        assert_eq!(*p.destroyed.lock().unwrap(), ["id-a"]);
+        assert!(i.list().is_empty());
+        assert_eq!(i.left_behind(), "nothing was left behind");
+    }
+
+    #[test]
+    fn one_side_owns_each_node() {
+        let i = Interrupts::default();
+        let p: Arc<dyn Provider> = Arc::new(Panicky::default());
+        i.track(p.clone(), node("mine"), false);
+        i.track(p.clone(), node("main"), true);
+        // the worker took it first: the main thread never sees it
+        assert!(i.take("mine"));
+        // the main thread claimed it: the worker must leave it alone
+        i.list()[0].claimed = true;
+        assert!(!i.take("main"));
+        let left = i.left_behind();
+        assert!(left.contains("main (id id-main)"), "{left}");
+        assert!(left.contains("`list-nodes -p"), "{left}");
+        assert!(i.check().is_ok());
+        i.hits.store(1, Ordering::SeqCst);
+        assert!(matches!(i.check(), Err(Error::Interrupted)));
+        assert!(matches!(
+            i.sleep(Duration::from_secs(60)),
+            Err(Error::Interrupted)
+        ));
     }
 }
