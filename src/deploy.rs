@@ -682,7 +682,7 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{Destroyed, SshEndpoint};
+    use crate::provider::Destroyed;
 
     /// A provider whose `create` panics and whose `destroy` counts.
     #[derive(Default)]
@@ -710,19 +710,7 @@ mod tests {
     }
 
     fn node(name: &str) -> Node {
-        Node {
-            id: format!("id-{name}"),
-            name: name.into(),
-            state: NodeState::Running,
-            public_ip: None,
-            private_ip: None,
-            image: None,
-            size: None,
-            location: None,
-            created: None,
-            tags: Default::default(),
-            ssh: SshEndpoint::default(),
-        }
+        crate::provider::test_node(&format!("id-{name}"), name)
     }
 
     #[test]

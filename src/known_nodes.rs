@@ -87,23 +87,14 @@ pub fn annotate(provider: &str, nodes: &mut [Node]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{NodeState, SshEndpoint, TAG_CREATE_ID};
+    use crate::provider::TAG_CREATE_ID;
 
     fn node(id: &str, create_id: Option<&str>) -> Node {
         Node {
-            id: id.into(),
-            name: "web".into(),
-            state: NodeState::Running,
-            public_ip: Some("127.0.0.5".into()),
-            private_ip: None,
-            image: None,
-            size: None,
-            location: None,
-            created: None,
             tags: create_id
                 .map(|c| [(TAG_CREATE_ID.to_string(), c.to_string())].into())
                 .unwrap_or_default(),
-            ssh: SshEndpoint::default(),
+            ..crate::provider::test_node(id, "web")
         }
     }
 

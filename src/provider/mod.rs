@@ -111,6 +111,24 @@ pub struct NodeSpec {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A running node with only an id and a name, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_node(id: &str, name: &str) -> Node {
+    Node {
+        id: id.into(),
+        name: name.into(),
+        state: NodeState::Running,
+        public_ip: None,
+        private_ip: None,
+        image: None,
+        size: None,
+        location: None,
+        created: None,
+        tags: BTreeMap::new(),
+        ssh: SshEndpoint::default(),
+    }
+}
+
 impl NodeSpec {
     /// The create attempt's id ([`TAG_CREATE_ID`]).
     pub fn create_id(&self) -> Option<&str> {
