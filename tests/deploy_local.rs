@@ -359,8 +359,13 @@ fn static_host_provisioned_and_changed_host_key_refused() {
     assert!(kh.contains(&format!("[127.0.0.1]:{port}")), "{kh}");
     assert!(s.path().join("targets/etc/app/app.conf").exists());
     // a static host's name picks an existing machine: no name-free check, deploying again works
+    // (with another key, given with --identity: remembered for the node's ssh-config)
+    let team = sshd::client_key();
+    server.authorize("root", &team.public);
+    let team_key = team.private.display().to_string();
     s.cmd("deploy-node")
         .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+        .args(["--identity", &team_key])
         .run()
         .code(0)
         .stderr_lacks("already taken");
@@ -372,6 +377,7 @@ fn static_host_provisioned_and_changed_host_key_refused() {
         .code(0)
         .stdout;
     assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
+    assert!(cfg.contains(&format!("IdentityFile {team_key}\n")), "{cfg}");
     let cfg = s.write("ssh_config", &cfg);
     let out = ssh(
         &s,
