@@ -136,8 +136,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     out.node = Some(node.clone());
     entry.id = Some(node.id.clone());
     entry.status = Status::Created;
-    journal::write(&entry)?;
-    interrupts().check()?;
+    if let Err(e) = journal::write(&entry).and_then(|_| interrupts().check()) {
+        return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
+    }
 
     let deadline = Instant::now() + opts.ssh_timeout;
     let ready = wait_running(provider.as_ref(), node, deadline).and_then(|node| {
