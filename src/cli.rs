@@ -249,13 +249,15 @@ impl DeployArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Output format: `text` (NAME PUBLIC_IP), `json`, or `ssh-config` (Host blocks for `ssh -F`).
+    /// Output format: `text` (NAME PUBLIC_IP), `json`, or `ssh-config` (Host blocks for `ssh -F`
+    /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`).
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
     /// Every node of the account, not only the ones provision made.
     #[arg(long)]
     pub all: bool,
-    /// Nodes whose deployment never finished and were not kept on purpose (from the journal).
+    /// Nodes whose deployment never finished and were not kept on purpose (from the journal,
+    /// matched on each create's id, never on the name alone).
     #[arg(long)]
     pub orphans: bool,
     /// The provider's images (valid -i values) instead of nodes.
@@ -343,6 +345,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     let p0 = &plans[0];
     let value = crate::config::value_of;
     let prepared = provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?;
+    pool::check_names_free(&plans, provider.as_ref())?;
     if args.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
@@ -453,11 +456,12 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     if let Some(kind) = catalog {
         return crate::listing::print_catalog(&provider.catalog(kind)?, args.format);
     }
-    let nodes = if args.orphans {
+    let mut nodes = if args.orphans {
         destroy::orphans(provider.as_ref())?
     } else {
         provider.list(args.all)?
     };
+    crate::known_nodes::annotate(provider.name(), &mut nodes);
     crate::listing::print_nodes(&nodes, args.format)
 }
 

@@ -4,18 +4,29 @@
 //! `--keep-on-failure`; a node whose script failed is kept for inspection; Ctrl-C or SIGTERM
 //! destroys what was created (unless `--keep-on-failure`) and exits 130. Whenever a node stays,
 //! its name is printed.
+//!
+//! Every create is one attempt with a random id (the `provision-create-id` tag), journaled
+//! before the request is sent: after a create whose outcome is unknown only a node carrying
+//! that id is adopted or destroyed, never one that merely has the same name.
+//!
+//! Signals: the handler only raises a flag ([`Interrupts`]); workers stop at phase boundaries
+//! and while waiting, and the main thread ([`Interrupts::supervise`]) destroys what was
+//! created. A second signal exits at once, naming what may be left.
 
 use crate::config::value_of;
 use crate::error::{code, Error, Result};
 use crate::journal::{self, Status};
+use crate::known_nodes;
 use crate::output;
 use crate::plan::Plan;
-use crate::provider::{Node, NodeSpec, NodeState, Prepared, Provider, TAG_CREATED, TAG_MANAGED};
+use crate::provider::{
+    Node, NodeSpec, NodeState, Prepared, Provider, TAG_CREATED, TAG_CREATE_ID, TAG_MANAGED,
+};
 use crate::ssh::{self, HostKeyCheck, ProvisionReport, RunOptions, Target};
 use crate::state;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How to deploy (the flags that are not part of the plan).
@@ -46,11 +57,12 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
-/// The tags every node we create carries.
-pub fn tags() -> std::collections::BTreeMap<String, String> {
+/// The tags every node we create carries: ours, when, and the create attempt's id.
+pub fn tags(create_id: &str) -> std::collections::BTreeMap<String, String> {
     let mut t = std::collections::BTreeMap::new();
     t.insert(TAG_MANAGED.to_string(), "1".to_string());
     t.insert(TAG_CREATED.to_string(), crate::now_rfc3339());
+    t.insert(TAG_CREATE_ID.to_string(), create_id.to_string());
     t
 }
 
@@ -66,7 +78,12 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
         duration: Duration::ZERO,
     };
     if let Err(e) = run(plan, &provider, opts, &mut out) {
-        out.error = Some(e);
+        // after a signal, whatever broke (the node destroyed under a script) is the signal
+        out.error = Some(if interrupts().hit() {
+            Error::Interrupted
+        } else {
+            e
+        });
     }
     out.duration = started.elapsed();
     let secs = out.duration.as_secs_f64();
@@ -84,7 +101,7 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
 fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outcome) -> Result<()> {
     let name = &plan.node_name;
     let pname = provider.name().to_string();
-    let mut entry = journal::begin(&pname, name)?;
+    let create_id = crate::provider::new_create_id();
     // what Provider::prepare resolved, else the plan's values as given
     let wanted = opts.prepared.clone().unwrap_or_else(|| Prepared {
         image: value_of(&plan.image),
@@ -97,29 +114,36 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         size: wanted.size,
         location: wanted.location,
         public_keys: plan.pubkeys.iter().map(|k| k.line.clone()).collect(),
-        tags: tags(),
+        tags: tags(&create_id),
     };
+    // raised before the flag is read, so the main thread's clean-up waits for this create
+    let guard = interrupts().creating(&pname);
+    interrupts().check()?;
+    let mut entry = journal::begin(&pname, name, &create_id)?;
     output::status(name, &format!("creating on {pname}"));
-    let guard = interrupts().creating();
     let created = provider.create(&spec);
     let node = match created {
         Ok(node) => node,
         Err(e) => {
-            // The create may have happened though its answer was unusable: find it by name
-            // and destroy it, so a garbled response never leaks a node.
-            let kept = outcome_unknown(&e) && !clean_unknown_create(provider.as_ref(), name, opts);
-            guard.done(None);
+            // The create may have happened though its answer was unusable: find the node this
+            // attempt made (by its create id) and destroy it, so a garbled response never
+            // leaks a node — and never touches another node of that name.
+            let kept = outcome_unknown(&e) && !clean_unknown_create(provider.as_ref(), &spec, opts);
+            drop(guard);
             if !kept {
                 journal::clear(&pname, name);
             }
             return Err(e);
         }
     };
+    interrupts().track(provider.clone(), node.clone(), opts.keep_on_failure);
+    drop(guard);
+    out.node = Some(node.clone());
     entry.id = Some(node.id.clone());
     entry.status = Status::Created;
-    journal::write(&entry)?;
-    guard.done(Some((provider.clone(), node.clone(), opts.keep_on_failure)));
-    out.node = Some(node.clone());
+    if let Err(e) = journal::write(&entry).and_then(|_| interrupts().check()) {
+        return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
+    }
 
     let deadline = Instant::now() + opts.ssh_timeout;
     let ready = wait_running(provider.as_ref(), node, deadline).and_then(|node| {
@@ -128,12 +152,15 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         let p = provider.clone();
         let id = node.id.clone();
         let mut still_there = move || {
+            interrupts().check()?;
             Ok(p.get(&id)?
                 .is_some_and(|n| n.state != NodeState::Terminated))
         };
-        ssh::connect(&target, deadline, &mut still_there)
+        let conn = ssh::connect(&target, deadline, &mut still_there)?;
+        remember(&pname, &node, &target, &conn, opts);
+        Ok(conn)
     });
-    let mut conn = match ready {
+    let mut conn = match ready.and_then(|c| interrupts().check().map(|_| c)) {
         Ok(c) => c,
         Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
     };
@@ -151,11 +178,14 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     };
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
     out.report = Some(report);
+    if interrupts().hit() || !interrupts().take(name) {
+        // after a signal the main thread cleans it up
+        return Err(Error::Interrupted);
+    }
     if let Some((script, status)) = failed {
         out.kept = true;
         entry.status = Status::Kept;
         journal::write(&entry)?;
-        interrupts().forget(name);
         let status = status
             .map(|s| s.to_string())
             .unwrap_or_else(|| "none".into());
@@ -167,8 +197,31 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         ));
     }
     journal::clear(&pname, name);
-    interrupts().forget(name);
     Ok(())
+}
+
+/// Remembers the host key the node showed (pinned or learned), the login user and
+/// `--identity`, for every later connection ([`known_nodes`]). A failure only warns: the node
+/// is ready.
+fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection, opts: &Options) {
+    let Some(host_key) = conn.host_key_line() else {
+        return;
+    };
+    let rec = known_nodes::Record {
+        provider: provider.to_string(),
+        name: node.name.clone(),
+        id: node.id.clone(),
+        create_id: node.create_id().map(String::from),
+        host_key,
+        user: target.user.clone(),
+        identity: opts.identity.clone(),
+    };
+    if let Err(e) = known_nodes::remember(&rec) {
+        output::warn(&format!(
+            "{}: its host key could not be remembered ({e})",
+            node.name
+        ));
+    }
 }
 
 /// Errors after which the create may have happened on the provider's side (an exec provider's
@@ -180,12 +233,16 @@ fn outcome_unknown(e: &Error) -> bool {
     )
 }
 
-/// After a create whose outcome is unknown: destroys our node named `name` if it exists
-/// (unless --keep-on-failure). False when a node stays (kept or not destroyable); its name and
-/// id are then on stderr and the journal keeps it for `list-nodes --orphans`.
-fn clean_unknown_create(provider: &dyn Provider, name: &str, opts: &Options) -> bool {
+/// After a create whose outcome is unknown: destroys the node this attempt made — the one
+/// carrying `spec`'s create id — if it exists (unless --keep-on-failure). A node of the same
+/// name without that id is never touched. False when a node stays (kept or not destroyable);
+/// its name and id are then on stderr and the journal keeps it for `list-nodes --orphans`.
+fn clean_unknown_create(provider: &dyn Provider, spec: &NodeSpec, opts: &Options) -> bool {
+    let name = spec.name.as_str();
     let found = match provider.list(false) {
-        Ok(nodes) => nodes.into_iter().find(|n| n.name == name),
+        Ok(nodes) => nodes.into_iter().find(|n| {
+            n.name == name && n.create_id().is_some() && n.create_id() == spec.create_id()
+        }),
         Err(e) => {
             output::warn(&format!(
                 "{name}: the create's outcome is unknown and the node list failed ({e}); check with `list-nodes -p {} --orphans`",
@@ -301,7 +358,7 @@ fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> R
                 node.name, node.state
             )));
         }
-        std::thread::sleep(delay.min(deadline - now));
+        interrupts().sleep(delay.min(deadline - now))?;
         delay = (delay * 3 / 2).min(base * 8);
         node = provider
             .get(&node.id)?
@@ -319,10 +376,12 @@ fn fail_and_clean(
     err: Error,
 ) -> Error {
     let name = out.name.clone();
-    interrupts().forget(&name);
     let Some(node) = out.node.clone() else {
         return err;
     };
+    if interrupts().hit() || !interrupts().take(&name) {
+        return err; // after a signal the main thread cleans it up
+    }
     if opts.keep_on_failure {
         out.kept = true;
         entry.status = Status::Kept;
@@ -335,7 +394,10 @@ fn fail_and_clean(
     }
     output::status(&name, "destroying it, since it never became ready");
     match provider.destroy(&node.id) {
-        Ok(_) => journal::clear(provider.name(), &name),
+        Ok(_) => {
+            journal::clear(provider.name(), &name);
+            known_nodes::forget(provider.name(), &name);
+        }
         Err(e) => {
             out.kept = true;
             output::warn(&format!(
@@ -349,72 +411,231 @@ fn fail_and_clean(
 
 // ---- Ctrl-C / SIGTERM ----
 
-type Tracked = (Arc<dyn Provider>, Node, bool);
-
-/// Nodes that exist but are not finished, so a signal can clean them up.
-#[derive(Default)]
-pub struct Interrupts {
-    inner: Mutex<(usize, Vec<Tracked>)>,
-    hit: AtomicBool,
+/// A node that exists but is not finished, so a signal can clean it up.
+struct Tracked {
+    provider: Arc<dyn Provider>,
+    node: Node,
+    keep: bool,
+    /// The main thread is cleaning it up: the worker must leave it alone.
+    claimed: bool,
 }
 
+/// What a signal must know: how many signals came, how many creates are in flight, and the
+/// nodes that exist but are not finished. The handler only counts (see
+/// [`install_signal_handler`]); workers read the count at phase boundaries and while waiting,
+/// and the main thread cleans up ([`Interrupts::supervise`]). Exactly one side owns a tracked
+/// node's clean-up: whoever removes or claims it first under the lock.
+#[derive(Default)]
+pub struct Interrupts {
+    hits: AtomicUsize,
+    creating: AtomicUsize,
+    tracked: Mutex<Vec<Tracked>>,
+    provider: OnceLock<String>,
+}
+
+/// A create in flight; dropping it (also by a panic inside `create`) lowers the count.
 pub struct CreatingGuard<'a> {
     owner: &'a Interrupts,
 }
 
-impl Interrupts {
-    fn creating(&self) -> CreatingGuard<'_> {
-        self.inner.lock().unwrap().0 += 1;
-        CreatingGuard { owner: self }
-    }
-
-    fn forget(&self, name: &str) {
-        self.inner
-            .lock()
-            .unwrap()
-            .1
-            .retain(|(_, n, _)| n.name != name);
-    }
-
-    /// The signal handler's work: wait for creates in flight, destroy (or keep and name)
-    /// every unfinished node, exit 130.
-    fn handle(&self) -> ! {
-        self.hit.store(true, Ordering::SeqCst);
-        output::warn("interrupted: cleaning up");
-        let give_up = Instant::now() + Duration::from_secs(120);
-        loop {
-            let guard = self.inner.lock().unwrap();
-            if guard.0 == 0 || Instant::now() > give_up {
-                for (provider, node, keep) in &guard.1 {
-                    if *keep {
-                        output::warn(&format!("{}: kept (--keep-on-failure)", node.name));
-                        continue;
-                    }
-                    match provider.destroy(&node.id) {
-                        Ok(_) => {
-                            journal::clear(provider.name(), &node.name);
-                            output::status(&node.name, "destroyed");
-                        }
-                        Err(e) => output::warn(&format!(
-                            "{}: could not be destroyed ({e}); it still exists",
-                            node.name
-                        )),
-                    }
-                }
-                std::process::exit(code::INTERRUPTED);
-            }
-            drop(guard);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+impl Drop for CreatingGuard<'_> {
+    fn drop(&mut self) {
+        self.owner.creating.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-impl CreatingGuard<'_> {
-    fn done(self, node: Option<Tracked>) {
-        let mut g = self.owner.inner.lock().unwrap();
-        g.0 -= 1;
-        if let Some(t) = node {
-            g.1.push(t);
+/// How long the main thread waits for creates in flight before cleaning up without them.
+const CREATE_GRACE: Duration = Duration::from_secs(120);
+/// How long it waits, after cleaning up, for workers to stop (a kept node's script may run on).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+impl Interrupts {
+    /// The lock, whatever a panicking holder left: the list itself is always consistent.
+    fn list(&self) -> MutexGuard<'_, Vec<Tracked>> {
+        self.tracked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a signal came.
+    pub fn hit(&self) -> bool {
+        self.hits.load(Ordering::SeqCst) > 0
+    }
+
+    /// `Err(Interrupted)` once a signal came: workers stop at the next phase boundary.
+    pub fn check(&self) -> Result<()> {
+        if self.hit() {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sleeps `d`, or less when a signal comes (then `Err(Interrupted)`).
+    pub fn sleep(&self, d: Duration) -> Result<()> {
+        let end = Instant::now() + d;
+        loop {
+            self.check()?;
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Counts a create in flight on `provider` until the guard is dropped.
+    pub fn creating(&self, provider: &str) -> CreatingGuard<'_> {
+        let _ = self.provider.set(provider.to_string());
+        self.creating.fetch_add(1, Ordering::SeqCst);
+        CreatingGuard { owner: self }
+    }
+
+    /// A node now exists and is not finished.
+    fn track(&self, provider: Arc<dyn Provider>, node: Node, keep: bool) {
+        self.list().push(Tracked {
+            provider,
+            node,
+            keep,
+            claimed: false,
+        });
+    }
+
+    /// The worker takes `name` back (finished, failed or kept): true when it owns it; false
+    /// when the main thread claimed it to clean it up after a signal.
+    fn take(&self, name: &str) -> bool {
+        let mut list = self.list();
+        match list.iter().position(|t| t.node.name == name) {
+            Some(i) if list[i].claimed => false,
+            Some(i) => {
+                list.remove(i);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// The signal handler's whole work: count. The second signal exits at once, naming what
+    /// may be left; it never waits for a lock.
+    pub fn on_signal(&self) {
+        if self.hits.fetch_add(1, Ordering::SeqCst) == 0 {
+            return;
+        }
+        output::warn(&format!(
+            "interrupted again: exiting now; {}",
+            self.left_behind()
+        ));
+        std::process::exit(code::INTERRUPTED);
+    }
+
+    /// What may be left if we stop now, and where it will show.
+    fn left_behind(&self) -> String {
+        let list = match self.tracked.try_lock() {
+            Ok(list) => Some(list),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let names = match list {
+            Some(list) => list
+                .iter()
+                .map(|t| format!("{} (id {})", t.node.name, t.node.id))
+                .collect::<Vec<_>>(),
+            None => vec!["nodes being cleaned up".to_string()],
+        };
+        let creating = self.creating.load(Ordering::SeqCst);
+        let mut what = names.join(", ");
+        if creating > 0 {
+            if !what.is_empty() {
+                what.push_str(", and ");
+            }
+            what.push_str(&format!("{creating} node(s) being created"));
+        }
+        if what.is_empty() {
+            return "nothing was left behind".to_string();
+        }
+        let p = self
+            .provider
+            .get()
+            .map(String::as_str)
+            .unwrap_or("PROVIDER");
+        format!("these may be left: {what}; `list-nodes -p {p} --orphans` will show them")
+    }
+
+    /// Runs on the main thread while workers deploy, until `done()`: after a signal, waits for
+    /// creates in flight, destroys (or keeps with --keep-on-failure) every unfinished node,
+    /// and lets the workers stop. Exits 130 itself only when workers do not stop in time.
+    pub fn supervise(&self, done: &dyn Fn() -> bool) {
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            if self.hit() && stop_by.is_none() {
+                output::warn(
+                    "interrupted: stopping; destroying what was created (Ctrl-C again to exit at once)",
+                );
+                self.clean_up();
+                stop_by = Some(Instant::now() + STOP_GRACE);
+            }
+            if done() {
+                break;
+            }
+            if stop_by.is_some_and(|t| Instant::now() > t) {
+                output::warn(&format!(
+                    "interrupted: a worker did not stop; exiting; {}",
+                    self.left_behind()
+                ));
+                std::process::exit(code::INTERRUPTED);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.hit() {
+            // creates that ended after the first pass
+            self.clean_up();
+        }
+    }
+
+    /// Destroys (or keeps) every unfinished node, after the creates in flight ended.
+    fn clean_up(&self) {
+        let give_up = Instant::now() + CREATE_GRACE;
+        while self.creating.load(Ordering::SeqCst) > 0 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let todo: Vec<(Arc<dyn Provider>, Node, bool)> = self
+            .list()
+            .iter_mut()
+            .filter(|t| !t.claimed)
+            .map(|t| {
+                t.claimed = true;
+                (t.provider.clone(), t.node.clone(), t.keep)
+            })
+            .collect();
+        for (provider, node, keep) in todo {
+            if keep {
+                output::warn(&format!(
+                    "{}: kept (--keep-on-failure); destroy it with `destroy-node -p {} {}`",
+                    node.name,
+                    provider.name(),
+                    node.name
+                ));
+                let _ = journal::entries()
+                    .into_iter()
+                    .find(|e| e.provider == provider.name() && e.name == node.name)
+                    .map(|mut e| {
+                        e.status = Status::Kept;
+                        journal::write(&e)
+                    });
+            } else {
+                match provider.destroy(&node.id) {
+                    Ok(_) => {
+                        journal::clear(provider.name(), &node.name);
+                        known_nodes::forget(provider.name(), &node.name);
+                        output::info(&format!("{}: destroyed", node.name));
+                    }
+                    Err(e) => output::warn(&format!(
+                        "{}: could not be destroyed ({e}); it still exists: id {}; `list-nodes -p {} --orphans` shows it",
+                        node.name,
+                        node.id,
+                        provider.name()
+                    )),
+                }
+            }
+            self.list().retain(|t| t.node.name != node.name);
         }
     }
 }
@@ -425,9 +646,10 @@ pub fn interrupts() -> &'static Interrupts {
     I.get_or_init(Interrupts::default)
 }
 
-/// Installs the Ctrl-C / SIGTERM handler that cleans up unfinished nodes.
+/// Installs the Ctrl-C / SIGTERM handler. It only counts signals (the second exits at once);
+/// the clean-up runs on the main thread in [`Interrupts::supervise`].
 pub fn install_signal_handler() {
-    let _ = ctrlc::set_handler(|| interrupts().handle());
+    let _ = ctrlc::set_handler(|| interrupts().on_signal());
 }
 
 /// The outcome as JUnit steps: keys, files and each script; a node that never got that far
@@ -468,5 +690,104 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
     NodeResult {
         node: outcome.name.clone(),
         steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Destroyed;
+
+    /// A provider whose `create` panics and whose `destroy` counts.
+    #[derive(Default)]
+    struct Panicky {
+        destroyed: Mutex<Vec<String>>,
+    }
+
+    impl Provider for Panicky {
+        fn name(&self) -> &str {
+            "panicky"
+        }
+        fn create(&self, _: &NodeSpec) -> Result<Node> {
+            panic!("driver bug")
+        }
+        fn list(&self, _: bool) -> Result<Vec<Node>> {
+            Ok(vec![])
+        }
+        fn get(&self, _: &str) -> Result<Option<Node>> {
+            Ok(None)
+        }
+        fn destroy(&self, id: &str) -> Result<Destroyed> {
+            self.destroyed.lock().unwrap().push(id.to_string());
+            Ok(Destroyed::Destroyed)
+        }
+    }
+
+    fn node(name: &str) -> Node {
+        crate::provider::test_node(&format!("id-{name}"), name)
+    }
+
+    #[test]
+    fn a_panic_in_create_lowers_the_counter() {
+        let i = Interrupts::default();
+        let p = Panicky::default();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = i.creating("panicky");
+            let _ = p.create(&NodeSpec {
+                name: "x".into(),
+                image: String::new(),
+                size: String::new(),
+                location: String::new(),
+                public_keys: vec![],
+                tags: Default::default(),
+            });
+        }));
+        assert!(r.is_err());
+        assert_eq!(i.creating.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_poisoned_list_does_not_panic_the_clean_up() {
+        // clean-up clears journal entries: keep them in a directory of this test's own
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var(state::STATE_DIR_ENV, dir.path());
+        let i = Arc::new(Interrupts::default());
+        let p = Arc::new(Panicky::default());
+        i.track(p.clone(), node("a"), false);
+        let i2 = i.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = i2.tracked.lock().unwrap();
+            panic!("poison it");
+        })
+        .join();
+        assert!(i.tracked.is_poisoned());
+        i.hits.store(1, Ordering::SeqCst);
+        i.supervise(&|| true);
+        assert_eq!(*p.destroyed.lock().unwrap(), ["id-a"]);
+        assert!(i.list().is_empty());
+        assert_eq!(i.left_behind(), "nothing was left behind");
+    }
+
+    #[test]
+    fn one_side_owns_each_node() {
+        let i = Interrupts::default();
+        let p: Arc<dyn Provider> = Arc::new(Panicky::default());
+        i.track(p.clone(), node("mine"), false);
+        i.track(p.clone(), node("main"), true);
+        // the worker took it first: the main thread never sees it
+        assert!(i.take("mine"));
+        // the main thread claimed it: the worker must leave it alone
+        i.list()[0].claimed = true;
+        assert!(!i.take("main"));
+        let left = i.left_behind();
+        assert!(left.contains("main (id id-main)"), "{left}");
+        assert!(left.contains("`list-nodes -p"), "{left}");
+        assert!(i.check().is_ok());
+        i.hits.store(1, Ordering::SeqCst);
+        assert!(matches!(i.check(), Err(Error::Interrupted)));
+        assert!(matches!(
+            i.sleep(Duration::from_secs(60)),
+            Err(Error::Interrupted)
+        ));
     }
 }

@@ -72,6 +72,7 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
     let results = crate::pool::run_bounded(&nodes, req.parallel, |node| {
         let how = provider.destroy(&node.id)?;
         journal::clear(provider.name(), &node.name);
+        crate::known_nodes::forget(provider.name(), &node.name);
         output::info(&match how {
             Destroyed::Destroyed => format!("{}: destroyed", node.name),
             Destroyed::AlreadyGone => format!("{}: already gone", node.name),
@@ -175,7 +176,8 @@ fn by_prefix(provider: &dyn Provider, prefix: &str) -> Result<Vec<Node>> {
     Ok(nodes)
 }
 
-/// Journal entries of this provider whose node still exists but was never finished or kept.
+/// Journal entries of this provider whose node still exists but was never finished or kept,
+/// matched on the create attempt's id (see [`journal::Entry::matches`]).
 pub fn orphans(provider: &dyn Provider) -> Result<Vec<Node>> {
     let entries: Vec<journal::Entry> = journal::entries()
         .into_iter()
@@ -187,6 +189,6 @@ pub fn orphans(provider: &dyn Provider) -> Result<Vec<Node>> {
     let all = provider.list(true)?;
     Ok(all
         .into_iter()
-        .filter(|n| entries.iter().any(|e| e.name == n.name))
+        .filter(|n| entries.iter().any(|e| e.matches(n)))
         .collect())
 }

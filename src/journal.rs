@@ -1,5 +1,5 @@
-//! The intent journal: before a provider is asked to create a node, its name, provider and
-//! time are recorded; the entry is cleared when the node is deployed or destroyed, and marked
+//! The intent journal: before a provider is asked to create a node, its name, provider, time
+//! and the create attempt's random id (the node's `provision-create-id` tag) are recorded; the entry is cleared when the node is deployed or destroyed, and marked
 //! `kept` when it is kept on purpose. Whatever is left is a node that may cost money unseen:
 //! `list-nodes --orphans` shows it.
 
@@ -24,6 +24,10 @@ pub struct Entry {
     pub name: String,
     pub provider: String,
     pub id: Option<String>,
+    /// The create attempt's id, which the node carries as its `provision-create-id` tag: the
+    /// only thing a node is matched on after a create whose outcome is unknown.
+    #[serde(default)]
+    pub create_id: Option<String>,
     pub started: String,
     pub status: Status,
 }
@@ -36,12 +40,13 @@ fn path(provider: &str, name: &str) -> PathBuf {
     dir().join(format!("{provider}--{name}.json"))
 }
 
-/// Records that `name` is about to be created on `provider`.
-pub fn begin(provider: &str, name: &str) -> Result<Entry> {
+/// Records that `name` is about to be created on `provider` by the attempt `create_id`.
+pub fn begin(provider: &str, name: &str, create_id: &str) -> Result<Entry> {
     let entry = Entry {
         name: name.to_string(),
         provider: provider.to_string(),
         id: None,
+        create_id: Some(create_id.to_string()),
         started: crate::now_rfc3339(),
         status: Status::Creating,
     };
@@ -58,6 +63,19 @@ pub fn write(entry: &Entry) -> Result<()> {
 /// Forgets a node: it is deployed, or destroyed.
 pub fn clear(provider: &str, name: &str) {
     let _ = std::fs::remove_file(path(provider, name));
+}
+
+impl Entry {
+    /// Whether `node` is the one this entry's create made: by create id when the entry has
+    /// one (a node of the same name made by anyone else never matches), else by provider id,
+    /// else (entries written before create ids) by name.
+    pub fn matches(&self, node: &crate::provider::Node) -> bool {
+        match (&self.create_id, &self.id) {
+            (Some(cid), _) => node.create_id() == Some(cid.as_str()) && node.name == self.name,
+            (None, Some(id)) => &node.id == id,
+            (None, None) => node.name == self.name,
+        }
+    }
 }
 
 /// Every entry (unreadable ones skipped).

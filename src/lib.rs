@@ -17,6 +17,7 @@ pub mod error;
 pub mod exit;
 pub mod journal;
 pub mod junit;
+pub mod known_nodes;
 pub(crate) mod listing;
 pub(crate) mod output;
 pub mod plan;

@@ -75,9 +75,59 @@ pub(crate) fn deploy_all(
     opts: &Options,
     parallel: usize,
 ) -> Vec<Outcome> {
-    run_bounded(plans, parallel, |plan| {
-        deploy::deploy(plan, provider.clone(), opts)
+    // the workers deploy; this thread watches for a signal and cleans up (deploy::Interrupts)
+    std::thread::scope(|s| {
+        let work = s.spawn(|| {
+            run_bounded(plans, parallel, |plan| {
+                deploy::deploy(plan, provider.clone(), opts)
+            })
+        });
+        deploy::interrupts().supervise(&|| work.is_finished());
+        work.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Refuses, before anything is created, names already taken on the account by any node
+/// (ours or not), with ONE list call for all of `plans`: exit 2 naming each taken name's node
+/// id and age. Providers whose names pick existing machines (static) skip it.
+pub(crate) fn check_names_free(plans: &[Plan], provider: &dyn Provider) -> Result<()> {
+    if !provider.names_must_be_free() {
+        return Ok(());
+    }
+    let nodes = provider.list(true)?;
+    let taken: Vec<String> = plans
+        .iter()
+        .filter_map(|p| nodes.iter().find(|n| n.name == p.node_name))
+        .map(|n| format!("'{}' (id {}, {})", n.name, n.id, age(n.created.as_deref())))
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{} already taken on {} by {}; nothing created (choose another -n, or destroy it first)",
+        if taken.len() == 1 { "name" } else { "names" },
+        provider.name(),
+        taken.join(", ")
+    )))
+}
+
+/// "created 5m ago" from an RFC 3339 time; "age unknown" without one.
+fn age(created: Option<&str>) -> String {
+    let parsed = created.and_then(|c| {
+        time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
+    });
+    let Some(t) = parsed else {
+        return "age unknown".into();
+    };
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+    let ago = match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    };
+    format!("created {ago} ago")
 }
 
 /// The error of the worst outcome (the highest exit code), or `None` when every node
@@ -170,6 +220,18 @@ mod tests {
         .unwrap();
         assert_eq!(worst.code(), crate::error::code::TIMEOUT);
         assert_eq!(worst.to_string(), "b: ssh");
+    }
+
+    #[test]
+    fn ages_read_rfc3339() {
+        assert_eq!(age(None), "age unknown");
+        assert_eq!(age(Some("yesterday")), "age unknown");
+        let t = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+        let s = t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert_eq!(age(Some(&s)), "created 5m ago");
+        assert!(age(Some("2020-01-01T00:00:00Z")).ends_with("d ago"));
     }
 
     #[test]

@@ -106,14 +106,14 @@ fn bare(c: &Cloud) -> FakeCloud {
 
 // ---- the binaries ----
 
-/// A sandbox with a `hello` bundle and quick polling/retries for both clouds.
+/// A sandbox with a `greet` bundle (its own name: replacing a built-in bundle warns) and quick polling/retries for both clouds.
 fn sandbox() -> Sandbox {
     let s = Sandbox::new();
     let tuning = "poll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\n";
     s.write(
         "site/provision.toml",
         &format!(
-            "destroyable_prefixes = [\"e2e-\"]\n\n[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.digitalocean]\n{tuning}\n[providers.hetzner]\n{tuning}"
+            "destroyable_prefixes = [\"e2e-\"]\n\n[bundles.greet]\nscripts = [\"hello.sh\"]\n\n[providers.digitalocean]\n{tuning}\n[providers.hetzner]\n{tuning}"
         ),
     );
     s.write(
@@ -151,7 +151,7 @@ fn deploy_image(
 ) -> crate::support::cli::Cmd {
     cmd(s, c, url, "deploy-node")
         .args([
-            "-i", image, "-s", c.size, "-l", c.location, "-b", "hello", "-n", name,
+            "-i", image, "-s", c.size, "-l", c.location, "-b", "greet", "-n", name,
         ])
         .args(extra)
 }
@@ -187,10 +187,13 @@ fn whole_flow(c: &Cloud) {
     let s = sandbox();
 
     let r = deploy(&s, c, url, &name, &["--ssh-timeout", "60s"]).run();
+    // a clean deploy warns about nothing (it once warned about its own tags)
+    let r = r.stderr_lacks("warning");
     let ip = deployed(r, fake, &name);
     let pid = node_pid(&name);
     // the host key came pinned from the user-data: nothing was trusted on first use
     assert!(!s.state().join("known_hosts").exists());
+    ssh_config_pins_the_host_key(&s, c, url, &name);
 
     let listed = cmd(&s, c, url, "list-nodes").run().code(0).stdout;
     assert!(listed.contains(&format!("{name} {ip}\n")), "{listed}");
@@ -225,6 +228,44 @@ fn whole_flow(c: &Cloud) {
     assert_node_gone(&name, Some(pid));
     let listed = cmd(&s, c, url, "list-nodes").run().code(0).stdout;
     assert!(!listed.contains(&name), "{listed}");
+    // the remembered host key went with the node
+    let record = s.state().join(format!("nodes/{}--{name}.json", c.provider));
+    assert!(!record.exists(), "{}", record.display());
+    assert!(!s.state().join("known_hosts.d").join(&name).exists());
+}
+
+/// `ssh -F <(list-nodes --format ssh-config) -o StrictHostKeyChecking=yes NODE true` works:
+/// the host key deploy-node pinned is remembered and written as the node's known_hosts.
+fn ssh_config_pins_the_host_key(s: &Sandbox, c: &Cloud, url: &str, name: &str) {
+    let cfg = cmd(s, c, url, "list-nodes")
+        .args(["--format", "ssh-config"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(cfg.contains(&format!("Host {name}\n")), "{cfg}");
+    assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
+    assert!(cfg.contains("User root"), "{cfg}");
+    let known = cfg
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("UserKnownHostsFile "))
+        .unwrap_or_else(|| panic!("no UserKnownHostsFile:\n{cfg}"));
+    let line = std::fs::read_to_string(known).unwrap();
+    assert!(line.contains(" ssh-ed25519 "), "{line}");
+    let file = s.write("ssh-config", &cfg);
+    let out = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&file)
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .args(["-o", "ConnectTimeout=10", name, "true"])
+        .env("HOME", s.home())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh -F: {}\n{cfg}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -259,12 +300,27 @@ fn refusals(c: &Cloud) {
 
     s.cmd("deploy-node")
         .env(c.url_env, url)
-        .args(["-c", "site", "-p", c.provider, "-b", "hello", "-n", &name])
+        .args(["-c", "site", "-p", c.provider, "-b", "greet", "-n", &name])
         .args(["-i", c.image, "-s", c.size, "-l", c.location])
         .run()
         .code(2)
         .one_line_error()
         .stderr_has(c.token_env)
+        .stdout_empty();
+    assert_eq!(fake.count_named(&name), 0);
+
+    // a refused token is a configuration error naming where it came from, not exit 11
+    s.cmd("deploy-node")
+        .env(c.url_env, url)
+        .env(c.token_env, "refused-token-0123456789")
+        .args(["-c", "site", "-p", c.provider, "-b", "greet", "-n", &name])
+        .args(["-i", c.image, "-s", c.size, "-l", c.location])
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has("credential refused")
+        .stderr_has(&format!("environment variable {}", c.token_env))
+        .stderr_lacks("refused-token-0123456789")
         .stdout_empty();
     assert_eq!(fake.count_named(&name), 0);
 
@@ -401,30 +457,218 @@ fn stopped(c: &Cloud) {
     assert_node_gone(&name, None);
 }
 
-/// Ctrl-C while waiting for a server that never starts: exit 130, destroyed.
-fn interrupted(c: &Cloud) {
+/// `sig` while waiting for a server that never starts: exit 130, destroyed.
+fn signalled_while_waiting(c: &Cloud, sig: i32, what: &str) {
     let fake = bare(c);
     fake.set_polls_until_active(u32::MAX);
     let s = sandbox();
-    let name = format!("e2e-{}-sigint", c.provider);
+    let name = format!("e2e-{}-{what}", c.provider);
     let _g = Cleanup(name.clone());
-    let mut cmd = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).cmd;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fake.count_named(&name) == 0 {
-        assert!(Instant::now() < deadline, "the server never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = spawn(deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]));
+    wait_created(&fake, &name);
     // let it get into the wait
     std::thread::sleep(Duration::from_millis(400));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    signal(&child, sig);
+    ended_130_and_destroyed(child, &fake, &name);
+}
+
+/// Ctrl-C while waiting.
+fn interrupted(c: &Cloud) {
+    signalled_while_waiting(c, libc::SIGINT, "sigint");
+}
+
+/// A name taken on the account (by our node or anyone's) is refused before anything is
+/// created, whatever fault waits on the create: the existing node survives untouched.
+fn taken_name(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-taken", c.provider);
+    let _g = Cleanup(name.clone());
+    let r = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).run();
+    deployed(r, &fake, &name);
+    let first = fake.server_named(&name).unwrap();
+    let pid = node_pid(&name);
+    for fault in [
+        Fault::Status(503),
+        Fault::DropAfterProcessing,
+        Fault::MalformedAfterProcessing,
+    ] {
+        fake.fault("POST", c.create_path, fault, 1);
+        deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"])
+            .run()
+            .code(2)
+            .one_line_error()
+            .stderr_has("already taken")
+            .stderr_has(&format!("'{name}' (id {}, created ", first.id))
+            .stderr_has("nothing created")
+            .stdout_empty();
+        assert_eq!(creates(&fake, c), 1, "a create was sent");
+        assert_eq!(fake.count_named(&name), 1);
+        assert_eq!(fake.server_named(&name).unwrap().id, first.id);
+        assert!(cloudnodes::alive(pid), "the existing node was touched");
+    }
+    // not ours: the same
+    let foreign = format!("e2e-{}-taken-foreign", c.provider);
+    let fid = fake.add_foreign(&foreign);
+    deploy(&s, c, &fake.url, &foreign, &[])
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has(&format!("'{foreign}' (id {fid}, "));
+    assert_eq!(creates(&fake, c), 1);
+    // the first deploy's host key is still the one remembered and pinned
+    let cfg = cmd(&s, c, &fake.url, "list-nodes")
+        .args(["--format", "ssh-config"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
+    destroy(&s, c, &fake.url, &name).code(0);
+    assert_node_gone(&name, Some(pid));
+}
+
+/// A node made by a failed attempt (garbled answer, --keep-on-failure) is found by the
+/// attempt's identity and listed by `--orphans`; a journal entry never claims another node
+/// of the same name.
+fn failed_attempt_is_an_orphan(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-orphan", c.provider);
+    let _g = Cleanup(name.clone());
+    fake.fault("POST", c.create_path, Fault::MalformedAfterProcessing, 1);
+    deploy(&s, c, &fake.url, &name, &["--keep-on-failure"])
+        .run()
+        .code(12)
+        .stderr_has("kept (--keep-on-failure)")
+        .stdout_empty();
+    assert_eq!(fake.count_named(&name), 1);
+    let listed = orphans(&s, c, &fake.url);
+    assert!(listed.starts_with(&format!("{name} ")), "{listed}");
+
+    // an entry whose create id no node carries: a node of that name is not its orphan
+    let foreign = format!("e2e-{}-orphan-foreign", c.provider);
+    fake.add_foreign(&foreign);
+    s.write(
+        &format!(
+            "state/journal/{}--{foreign}.json",
+            c.provider
+        ),
+        &format!(
+            r#"{{"name":"{foreign}","provider":"{}","id":null,"create_id":"00000000deadbeef","started":"2026-01-01T00:00:00Z","status":"creating"}}"#,
+            c.provider
+        ),
+    );
+    let listed = orphans(&s, c, &fake.url);
+    assert!(!listed.contains(&foreign), "{listed}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    destroy(&s, c, &fake.url, &name).code(0);
+    assert_eq!(fake.count_named(&name), 0);
+    assert_node_gone(&name, None);
+}
+
+/// stdout of `list-nodes --orphans`.
+fn orphans(s: &Sandbox, c: &Cloud, url: &str) -> String {
+    cmd(s, c, url, "list-nodes")
+        .args(["--orphans"])
+        .run()
+        .code(0)
+        .stdout
+}
+
+/// Starts a deploy of `name` whose create answers `secs` late, once the server exists.
+fn slow_create(
+    s: &Sandbox,
+    c: &Cloud,
+    fake: &FakeCloud,
+    name: &str,
+    secs: u64,
+) -> std::process::Child {
+    fake.fault(
+        "POST",
+        c.create_path,
+        Fault::Slow(Duration::from_secs(secs)),
+        1,
+    );
+    let child = spawn(deploy(s, c, &fake.url, name, &["--ssh-timeout", "60s"]));
+    wait_created(fake, name);
+    child
+}
+
+/// The signalled deploy exits 130 having destroyed its server, printing nothing on stdout.
+fn ended_130_and_destroyed(child: std::process::Child, fake: &FakeCloud, name: &str) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
     assert!(out.stdout.is_empty());
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(name, None);
+}
+
+fn spawn(cmd: crate::support::cli::Cmd) -> std::process::Child {
+    let mut cmd = cmd.cmd;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+fn wait_created(fake: &FakeCloud, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.count_named(name) == 0 {
+        assert!(Instant::now() < deadline, "the server never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ctrl-C while the create's answer is on its way: the create ends, then what it made is
+/// destroyed on the main path; exit 130.
+fn interrupted_create(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-sigint-create", c.provider);
+    let _g = Cleanup(name.clone());
+    let child = slow_create(&s, c, &fake, &name, 2);
+    signal(&child, libc::SIGINT);
+    ended_130_and_destroyed(child, &fake, &name);
+    let listed = orphans(&s, c, &fake.url);
+    assert_eq!(listed, "");
+}
+
+/// A second Ctrl-C exits at once, naming what may be left and `--orphans`, which then shows
+/// the node the create made (journaled with its identity before the request was sent).
+fn double_interrupt(c: &Cloud) {
+    let fake = bare(c);
+    let s = sandbox();
+    let name = format!("e2e-{}-sigint-twice", c.provider);
+    let _g = Cleanup(name.clone());
+    let child = slow_create(&s, c, &fake, &name, 8);
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "not at once: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted again: exiting now"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 node(s) being created"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("`list-nodes -p {} --orphans`", c.provider)),
+        "{stderr}"
+    );
+    let listed = orphans(&s, c, &fake.url);
+    assert!(listed.starts_with(&format!("{name} ")), "{listed}");
+    destroy(&s, c, &fake.url, &name).code(0);
     assert_eq!(fake.count(), 0);
     assert_node_gone(&name, None);
 }
@@ -450,6 +694,11 @@ fn verbose(c: &Cloud) {
         .stderr_lacks("reqwest::");
 }
 
+/// SIGTERM while waiting: as Ctrl-C.
+fn terminated(c: &Cloud) {
+    signalled_while_waiting(c, libc::SIGTERM, "sigterm");
+}
+
 macro_rules! both {
     ($($f:ident => $do_test:ident, $hz_test:ident;)*) => {$(
         #[test]
@@ -472,4 +721,9 @@ both! {
     stopped => digitalocean_stopped_server_exits_14_and_is_destroyed, hetzner_stopped_server_exits_14_and_is_destroyed;
     interrupted => digitalocean_ctrl_c_exits_130_and_destroys, hetzner_ctrl_c_exits_130_and_destroys;
     verbose => digitalocean_vv_shows_reqwest_lines_without_the_token, hetzner_vv_shows_reqwest_lines_without_the_token;
+    taken_name => digitalocean_taken_name_exits_2_before_creating, hetzner_taken_name_exits_2_before_creating;
+    failed_attempt_is_an_orphan => digitalocean_failed_attempt_is_found_by_identity, hetzner_failed_attempt_is_found_by_identity;
+    interrupted_create => digitalocean_ctrl_c_during_create_destroys_after_it, hetzner_ctrl_c_during_create_destroys_after_it;
+    double_interrupt => digitalocean_second_ctrl_c_exits_at_once_naming_orphans, hetzner_second_ctrl_c_exits_at_once_naming_orphans;
+    terminated => digitalocean_sigterm_while_waiting_destroys, hetzner_sigterm_while_waiting_destroys;
 }

@@ -373,6 +373,40 @@ fn static_host_provisioned_and_changed_host_key_refused() {
     let kh = std::fs::read_to_string(s.state().join("known_hosts")).unwrap();
     assert!(kh.contains(&format!("[127.0.0.1]:{port}")), "{kh}");
     assert!(s.path().join("targets/etc/app/app.conf").exists());
+    // a static host's name picks an existing machine: no name-free check, deploying again works
+    // (with another key, given with --identity: remembered for the node's ssh-config)
+    let team = sshd::client_key();
+    server.authorize("root", &team.public);
+    let team_key = team.private.display().to_string();
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+        .args(["--identity", &team_key])
+        .run()
+        .code(0)
+        .stderr_lacks("already taken");
+    // the learned key is remembered for the node and pinned in the ssh-config
+    let cfg = s
+        .cmd("list-nodes")
+        .args(["-c", &st, "--format", "ssh-config"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
+    assert!(cfg.contains(&format!("IdentityFile {team_key}\n")), "{cfg}");
+    let cfg = s.write("ssh_config", &cfg);
+    let out = ssh(
+        &s,
+        &cfg,
+        "box1",
+        &["-o", "StrictHostKeyChecking=yes"],
+        "true",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.state().join("nodes/static--box1.json").exists());
     s.cmd("list-nodes")
         .args(["-c", &st])
         .run()
@@ -389,6 +423,11 @@ fn static_host_provisioned_and_changed_host_key_refused() {
         ""
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(
+        !s.state().join("nodes/static--box1.json").exists(),
+        "forgotten"
+    );
+    assert!(!s.state().join("known_hosts.d/box1").exists(), "forgotten");
     drop(server);
 
     // same address, another host key: refused, naming both fingerprints
@@ -442,31 +481,70 @@ fn unreachable_node_times_out_with_15_and_is_cleaned_up() {
     );
 }
 
-#[test]
-fn ctrl_c_during_deploy_exits_130_and_leaves_no_node() {
+/// `sig` while a script runs: exit 130, the node destroyed by the main thread, no orphan.
+fn signal_during_scripts(sig: i32, name: &str) {
     let s = Sandbox::new();
     let site = site(&s);
     let mut cmd = s
         .cmd("deploy-node")
-        .args(["-c", &site, "-b", "hangs", "-n", "int-node"])
+        .args(["-c", &site, "-b", "hangs", "-n", name])
         .cmd;
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     // wait until the script runs (the node exists and is busy)
-    wait_listed(&s, "int-node");
+    wait_listed(&s, name);
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, sig) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("int-node: destroyed"), "{stderr}");
+    assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
+    assert!(out.stdout.is_empty());
     assert_eq!(list(&s), "");
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
         ""
     );
+}
+
+#[test]
+fn ctrl_c_during_deploy_exits_130_and_leaves_no_node() {
+    signal_during_scripts(libc::SIGINT, "int-node");
+}
+
+#[test]
+fn sigterm_during_scripts_exits_130_and_leaves_no_node() {
+    signal_during_scripts(libc::SIGTERM, "term-node");
+}
+
+/// A name already taken exits 2 before anything is created, naming the node's id and age;
+/// in a pool, every taken name is named after one list.
+#[test]
+fn a_taken_name_exits_2_and_creates_nothing() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-n", "taken-1"])
+        .run()
+        .code(0);
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-n", "taken-1"])
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has("name already taken on local by 'taken-1' (id taken-1, created ")
+        .stderr_lacks("creating")
+        .stdout_empty();
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-n", "taken-{i}", "--count", "2"])
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has("'taken-1'")
+        .stderr_lacks("taken-2");
+    assert_eq!(names(&s), ["taken-1"]);
 }
 
 #[test]

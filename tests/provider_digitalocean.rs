@@ -226,7 +226,10 @@ fn unauthorized_names_the_source_not_the_value() {
     let d = driver(&shared().prism.url, wrong);
     let e = d.list(false).unwrap_err();
     let s = e.to_string();
-    assert!(matches!(e, Error::Api { .. }), "{e:?}");
+    // a refused credential is a configuration error (exit 2), naming where it came from
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert_eq!(e.code(), 2);
+    assert!(s.contains("credential refused"), "{s}");
     assert!(s.contains("401") && s.contains("flag -k"), "{s}");
     assert!(s.contains("Unable to authenticate you"), "{s}");
     assert!(!s.contains(wrong), "{s}");
@@ -404,6 +407,30 @@ fn malformed_json_is_malformed() {
     );
     let e = d.images().unwrap_err();
     assert!(matches!(e, Error::Malformed { .. }), "{e}");
+}
+
+/// The look-up after an unknown create outcome matches the attempt's create id, never the
+/// name: an existing node of the same name (ours or not) is never adopted as the new one.
+#[test]
+fn lost_create_answer_never_adopts_a_node_by_name() {
+    let (fake, d) = faulty();
+    let old = d.create(&spec("do-same")).unwrap();
+    let foreign = fake.add_foreign("do-same-foreign");
+    for (name, old_id) in [
+        ("do-same", old.id.clone()),
+        ("do-same-foreign", foreign.to_string()),
+    ] {
+        fake.fault("POST", "/v2/droplets", Fault::DropAfterProcessing, 1);
+        let new = d.create(&spec(name)).unwrap();
+        assert_ne!(new.id, old_id, "adopted the existing {name}");
+        assert!(new.create_id().is_some(), "{new:?}");
+        assert_eq!(fake.count_named(name), 2);
+    }
+    assert_eq!(
+        fake.count_requests("POST", "/v2/droplets"),
+        3,
+        "re-sent a create"
+    );
 }
 
 #[test]

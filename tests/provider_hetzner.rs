@@ -226,7 +226,10 @@ fn unauthorized_names_the_source_not_the_value() {
     let d = driver(&shared().prism.url, wrong);
     let e = d.list(false).unwrap_err();
     let s = e.to_string();
-    assert!(matches!(e, Error::Api { .. }), "{e:?}");
+    // a refused credential is a configuration error (exit 2), naming where it came from
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert_eq!(e.code(), 2);
+    assert!(s.contains("credential refused"), "{s}");
     assert!(s.contains("401") && s.contains("flag -k"), "{s}");
     assert!(s.contains("unable to authenticate"), "{s}");
     assert!(!s.contains(wrong), "{s}");
@@ -398,6 +401,28 @@ fn malformed_json_is_malformed() {
     );
     let e = d.images().unwrap_err();
     assert!(matches!(e, Error::Malformed { .. }), "{e}");
+}
+
+/// The look-up after an unknown create outcome matches the attempt's create id, never the
+/// name: an existing server of the same name (ours or not) is never adopted as the new one.
+/// (Hetzner refuses a second server of one name; DigitalOcean makes it.)
+#[test]
+fn lost_create_answer_never_adopts_a_node_by_name() {
+    let (fake, d) = faulty();
+    let old = d.create(&spec("hz-same")).unwrap();
+    let foreign = fake.add_foreign("hz-same-foreign");
+    for (name, old_id) in [
+        ("hz-same", old.id.clone()),
+        ("hz-same-foreign", foreign.to_string()),
+    ] {
+        fake.fault("POST", "/servers", Fault::DropAfterProcessing, 1);
+        match d.create(&spec(name)) {
+            Ok(new) => panic!("a second server named {name}: {new:?} (old id {old_id})"),
+            Err(e) => assert!(e.to_string().contains("409"), "{e}"),
+        }
+        assert_eq!(fake.count_named(name), 1);
+        assert_eq!(fake.server_named(name).unwrap().id.to_string(), old_id);
+    }
 }
 
 #[test]

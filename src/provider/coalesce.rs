@@ -68,12 +68,14 @@ impl Provider for Coalesced {
     fn poll_interval(&self) -> Duration {
         self.inner.poll_interval()
     }
+    fn names_must_be_free(&self) -> bool {
+        self.inner.names_must_be_free()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{NodeState, SshEndpoint};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Counting {
@@ -83,17 +85,8 @@ mod tests {
 
     fn node(id: &str) -> Node {
         Node {
-            id: id.into(),
-            name: id.into(),
-            state: NodeState::Running,
             public_ip: Some("127.0.0.9".into()),
-            private_ip: None,
-            image: None,
-            size: None,
-            location: None,
-            created: None,
-            tags: Default::default(),
-            ssh: SshEndpoint::default(),
+            ..crate::provider::test_node(id, id)
         }
     }
 

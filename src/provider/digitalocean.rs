@@ -11,7 +11,7 @@ use super::cloudinit::{self, HostKey};
 use super::http::{self, Bearer, Candidate, ErrorFields, Hooks, Resolved};
 use super::registry::Registration;
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
-use super::{TAG_CREATED, TAG_MANAGED};
+use super::{TAG_CREATED, TAG_CREATE_ID, TAG_MANAGED};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -277,15 +277,19 @@ impl DigitalOcean {
         Ok(ids)
     }
 
-    fn find_ours(&self, name: &str) -> Result<Option<Value>> {
+    /// The droplet `spec`'s create attempt made, by its create-id tag (never by name alone).
+    fn find_ours(&self, spec: &NodeSpec) -> Result<Option<Value>> {
+        let Some(id) = spec.create_id() else {
+            return Ok(None);
+        };
         let list = self.core.client.get_all(
             "/v2/droplets",
             "droplets",
-            &[("tag_name", TAG_MANAGED.into())],
+            &[("tag_name", format!("{TAG_CREATE_ID}:{id}"))],
         )?;
         Ok(list
             .into_iter()
-            .find(|d| d.get("name").and_then(Value::as_str) == Some(name))
+            .find(|d| d.get("name").and_then(Value::as_str) == Some(spec.name.as_str()))
             .map(|d| json!({ "droplet": d })))
     }
 
@@ -308,12 +312,15 @@ fn tags_for(spec: &NodeSpec, now: u64) -> Vec<String> {
     };
     let mut tags = vec![TAG_MANAGED.to_string(), format!("{TAG_CREATED}:{now}")];
     for (k, v) in &spec.tags {
+        if k == TAG_MANAGED || k == TAG_CREATED {
+            continue; // ours, written above in this driver's form
+        }
         let t = if v.is_empty() {
             k.clone()
         } else {
             format!("{k}:{v}")
         };
-        if k != TAG_MANAGED && k != TAG_CREATED && ok(&t) && !tags.contains(&t) {
+        if ok(&t) && !tags.contains(&t) {
             tags.push(t);
         } else if !ok(&t) {
             crate::output::warn(&format!(
@@ -398,6 +405,7 @@ impl Provider for DigitalOcean {
     }
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
+        let spec = &spec.identified();
         let host = HostKey::generate()?;
         let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
         self.core.client.add_secret(host.private_openssh(), true);
@@ -423,7 +431,7 @@ impl Provider for DigitalOcean {
             "user_data": user_data,
             "ipv6": true,
         });
-        let lookup = || self.find_ours(&spec.name);
+        let lookup = || self.find_ours(spec);
         let v = self.core.client.create("/v2/droplets", &body, &lookup)?;
         let d = v.get("droplet").ok_or_else(|| {
             self.core

@@ -10,7 +10,7 @@ use super::cloudinit::{self, HostKey};
 use super::http::{self, Bearer, Candidate, ErrorFields, Hooks, Resolved};
 use super::registry::Registration;
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
-use super::{TAG_CREATED, TAG_MANAGED};
+use super::{TAG_CREATED, TAG_CREATE_ID, TAG_MANAGED};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -276,15 +276,19 @@ impl Hetzner {
         Ok(names)
     }
 
-    fn find_ours(&self, name: &str) -> Result<Option<Value>> {
+    /// The server `spec`'s create attempt made, by its create-id label (never by name alone).
+    fn find_ours(&self, spec: &NodeSpec) -> Result<Option<Value>> {
+        let Some(id) = spec.create_id() else {
+            return Ok(None);
+        };
         let q = [
-            ("name", name.to_string()),
-            ("label_selector", TAG_MANAGED.to_string()),
+            ("name", spec.name.clone()),
+            ("label_selector", format!("{TAG_CREATE_ID}={id}")),
         ];
         let list = self.core.client.get_all("/servers", "servers", &q)?;
         Ok(list
             .into_iter()
-            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(spec.name.as_str()))
             .map(|s| json!({ "server": s })))
     }
 
@@ -403,6 +407,7 @@ impl Provider for Hetzner {
     }
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
+        let spec = &spec.identified();
         let host = HostKey::generate()?;
         let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
         self.core.client.add_secret(host.private_openssh(), true);
@@ -436,7 +441,7 @@ impl Provider for Hetzner {
         if !spec.location.is_empty() {
             body["location"] = json!(spec.location);
         }
-        let lookup = || self.find_ours(&spec.name);
+        let lookup = || self.find_ours(spec);
         let v = self.core.client.create("/servers", &body, &lookup)?;
         let s = v.get("server").ok_or_else(|| {
             self.core

@@ -316,10 +316,13 @@ impl Client {
                 sent: !throttled,
             });
         }
-        if status == 401 {
-            return Err(Failure::Fatal(
-                self.api_error(format!("{line}; {}", self.auth.refused())),
-            ));
+        if status == 401 || status == 403 {
+            // a configuration problem, like a missing token: exit 2, nothing created
+            return Err(Failure::Fatal(Error::config(self.redact(&format!(
+                "{}: credential refused: {line}; {}",
+                self.provider,
+                self.auth.refused()
+            )))));
         }
         Err(Failure::Fatal(self.api_error(line)))
     }

@@ -24,6 +24,9 @@ pub mod static_hosts;
 pub const TAG_MANAGED: &str = "provision";
 /// The tag holding the node's creation time (RFC 3339).
 pub const TAG_CREATED: &str = "provision-created";
+/// The tag holding the random id of the create attempt that made the node: after a create
+/// whose outcome is unknown, a node is ours only when it carries this attempt's id.
+pub const TAG_CREATE_ID: &str = "provision-create-id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +79,11 @@ impl Node {
     pub fn is_managed(&self) -> bool {
         self.tags.contains_key(TAG_MANAGED)
     }
+
+    /// The id of the create attempt that made it ([`TAG_CREATE_ID`]), if it carries one.
+    pub fn create_id(&self) -> Option<&str> {
+        self.tags.get(TAG_CREATE_ID).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -100,6 +108,46 @@ pub struct NodeSpec {
     /// authorized_keys lines for the login user.
     pub public_keys: Vec<String>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// A running node with only an id and a name, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_node(id: &str, name: &str) -> Node {
+    Node {
+        id: id.into(),
+        name: name.into(),
+        state: NodeState::Running,
+        public_ip: None,
+        private_ip: None,
+        image: None,
+        size: None,
+        location: None,
+        created: None,
+        tags: BTreeMap::new(),
+        ssh: SshEndpoint::default(),
+    }
+}
+
+impl NodeSpec {
+    /// The create attempt's id ([`TAG_CREATE_ID`]).
+    pub fn create_id(&self) -> Option<&str> {
+        self.tags.get(TAG_CREATE_ID).map(String::as_str)
+    }
+
+    /// This spec with a create id: the caller's (deploy journals it before the create), or a
+    /// new one. Drivers create from this, so every node they make carries an identity.
+    pub fn identified(&self) -> NodeSpec {
+        let mut s = self.clone();
+        s.tags
+            .entry(TAG_CREATE_ID.to_string())
+            .or_insert_with(new_create_id);
+        s
+    }
+}
+
+/// A new random create id: 16 lowercase hex digits (every provider's tag charset takes it).
+pub fn new_create_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// The result of a destroy call.
@@ -169,6 +217,12 @@ pub trait Provider: Send + Sync {
     }
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)
+    }
+    /// Whether a deploy must first check that the node's name is free on the account. True
+    /// for every driver that makes new machines; false where the name picks an existing one
+    /// (static hosts).
+    fn names_must_be_free(&self) -> bool {
+        true
     }
 }
 

@@ -355,6 +355,11 @@ impl Provider for StaticProvider {
     fn poll_interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(10)
     }
+
+    /// A static host's name picks a configured machine that exists already: no name check.
+    fn names_must_be_free(&self) -> bool {
+        false
+    }
 }
 
 fn build_driver(table: &toml::Table, _: &super::Credentials) -> Result<Box<dyn Provider>> {

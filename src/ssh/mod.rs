@@ -166,6 +166,13 @@ impl Connection {
         &self.node
     }
 
+    /// The host key the node showed on this (checked) connection, as an OpenSSH public key
+    /// line, for remembering it.
+    pub fn host_key_line(&self) -> Option<String> {
+        let (blob, _) = self.session.host_key()?;
+        Some(format!("{} {}", key_type(blob)?, b64(blob)))
+    }
+
     /// How many channels this connection has opened (each exec is one).
     pub fn channels_opened(&self) -> usize {
         self.channels

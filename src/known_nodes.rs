@@ -1,0 +1,117 @@
+//! What deploy-node learned about each node it made ready, remembered in the state directory
+//! (`nodes/PROVIDER--NAME.json`, next to the journal) so every later connection trusts the same
+//! host key: the host key it pinned or learned, the login user, and the `--identity` file.
+//! `list-nodes --format ssh-config` writes them as `UserKnownHostsFile` + `StrictHostKeyChecking
+//! yes`, `User` and `IdentityFile`; destroying the node forgets them.
+//!
+//! A record applies only to the node it was written for: same name, same provider id, and the
+//! same create id when both carry one — a later node reusing the name never inherits a key.
+
+use crate::error::Result;
+use crate::provider::Node;
+use crate::state;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub provider: String,
+    pub name: String,
+    pub id: String,
+    #[serde(default)]
+    pub create_id: Option<String>,
+    /// The host key the node showed, as an OpenSSH public key line.
+    pub host_key: String,
+    /// The login user deploy-node used.
+    pub user: String,
+    /// `--identity`, when given.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
+}
+
+impl Record {
+    /// Whether this record was written for `node`.
+    pub fn is_for(&self, node: &Node) -> bool {
+        self.name == node.name
+            && self.id == node.id
+            && match (&self.create_id, node.create_id()) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+fn dir() -> PathBuf {
+    state::state_dir().join("nodes")
+}
+
+fn path(provider: &str, name: &str) -> PathBuf {
+    dir().join(format!("{provider}--{name}.json"))
+}
+
+/// Remembers `rec` (replacing what was remembered for that name).
+pub fn remember(rec: &Record) -> Result<()> {
+    state::write_json_atomic(&path(&rec.provider, &rec.name), rec)
+}
+
+/// What is remembered for `name` on `provider`, if anything readable.
+pub fn load(provider: &str, name: &str) -> Option<Record> {
+    let bytes = std::fs::read(path(provider, name)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Forgets `name` on `provider`: its record, and the known_hosts file `list-nodes --format
+/// ssh-config` wrote for it.
+pub fn forget(provider: &str, name: &str) {
+    let _ = std::fs::remove_file(path(provider, name));
+    let _ = std::fs::remove_file(state::state_dir().join("known_hosts.d").join(name));
+}
+
+/// Fills in what the provider cannot report (host key, login user, identity file) from the
+/// records of these nodes; what the driver reports itself is kept.
+pub fn annotate(provider: &str, nodes: &mut [Node]) {
+    for n in nodes {
+        let Some(rec) = load(provider, &n.name).filter(|r| r.is_for(n)) else {
+            continue;
+        };
+        n.ssh.host_key.get_or_insert(rec.host_key);
+        n.ssh.user.get_or_insert(rec.user);
+        if let Some(id) = rec.identity {
+            n.ssh
+                .identity
+                .get_or_insert(id.to_string_lossy().into_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::TAG_CREATE_ID;
+
+    fn node(id: &str, create_id: Option<&str>) -> Node {
+        Node {
+            tags: create_id
+                .map(|c| [(TAG_CREATE_ID.to_string(), c.to_string())].into())
+                .unwrap_or_default(),
+            ..crate::provider::test_node(id, "web")
+        }
+    }
+
+    #[test]
+    fn a_record_applies_only_to_its_own_node() {
+        let rec = Record {
+            provider: "hetzner".into(),
+            name: "web".into(),
+            id: "7".into(),
+            create_id: Some("abc".into()),
+            host_key: "ssh-ed25519 AAAA".into(),
+            user: "root".into(),
+            identity: None,
+        };
+        assert!(rec.is_for(&node("7", Some("abc"))));
+        assert!(rec.is_for(&node("7", None)));
+        assert!(!rec.is_for(&node("8", Some("abc"))), "another id");
+        assert!(!rec.is_for(&node("7", Some("def"))), "another create");
+    }
+}
