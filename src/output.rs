@@ -256,9 +256,27 @@ pub fn description(outcome: &crate::deploy::Outcome) -> serde_json::Value {
     })
 }
 
-/// `-d FILE`, written atomically.
-pub fn write_description(path: &std::path::Path, outcome: &crate::deploy::Outcome) -> Result<()> {
-    let text = serde_json::to_string_pretty(&description(outcome)).expect("serializable") + "\n";
+/// `-d FILE`, written atomically: the original's one object for one node, an array for a
+/// pool; only nodes that exist (deployed or kept). Nothing is written when no node exists.
+pub fn write_description(
+    path: &std::path::Path,
+    outcomes: &[crate::deploy::Outcome],
+    many: bool,
+) -> Result<()> {
+    let descs: Vec<serde_json::Value> = outcomes
+        .iter()
+        .filter(|o| o.node.is_some())
+        .map(description)
+        .collect();
+    if descs.is_empty() {
+        return Ok(());
+    }
+    let value = if many {
+        serde_json::Value::Array(descs)
+    } else {
+        descs.into_iter().next().expect("one description")
+    };
+    let text = serde_json::to_string_pretty(&value).expect("serializable") + "\n";
     crate::state::write_atomic(path, text.as_bytes(), 0o644)
 }
 

@@ -23,6 +23,7 @@ const BUILTIN_VARS: &[&str] = &[
     "size",
     "location",
     "bundles",
+    "node_index",
 ];
 
 /// What the user asked for on the command line.
@@ -38,6 +39,8 @@ pub struct Request {
     /// Raw `-t KEY=VALUE` arguments, in order.
     pub subvars: Vec<String>,
     pub ssh_user: Option<String>,
+    /// The node's 1-based index in a `--count` pool (1 for a single node): `node_index`.
+    pub index: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,9 +86,15 @@ pub struct PlannedFile {
     pub bundle: String,
     pub layer: String,
     pub size: u64,
+    /// In JSON an octal string (`"0644"`), as the text plan and `ls` show it.
+    #[serde(serialize_with = "octal_mode")]
     pub mode: u32,
     #[serde(skip)]
     pub content: Vec<u8>,
+}
+
+fn octal_mode<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +164,7 @@ impl Plan {
         vars.insert("size".into(), builtin(&value_of(&size)));
         vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
+        vars.insert("node_index".into(), builtin(&req.index.max(1).to_string()));
         let tvars = Vars {
             strings: vars
                 .iter()
@@ -448,6 +458,13 @@ fn collect_pubkeys(cfg: &Config) -> Result<Vec<PlannedKey>> {
     let mut keys: Vec<PlannedKey> = Vec::new();
     for f in files {
         let text = String::from_utf8_lossy(&f.bytes);
+        if text.contains("PRIVATE KEY-----") {
+            return Err(Error::config(format!(
+                "{}: this is a private key; put only public keys (.pub) in pubkeys/, and move \
+                 this file out of the config layer",
+                f.display
+            )));
+        }
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {

@@ -27,6 +27,7 @@ pub fn requests(base: &Request, count: usize) -> Result<Vec<Request>> {
         .map(|i| {
             let mut r = base.clone();
             r.name = base.name.as_ref().map(|n| n.replace("{i}", &i.to_string()));
+            r.index = i;
             r
         })
         .collect())

@@ -141,7 +141,10 @@ fn json_plan_says_where_each_value_came_from() {
         .iter()
         .find(|f| f["target"] == "/opt/app/run.sh")
         .unwrap();
-    assert_eq!(run["mode"], 0o750);
+    assert_eq!(
+        run["mode"], "0750",
+        "modes are octal strings, as in the text plan"
+    );
     assert_eq!(run["bundle"], "web");
     assert_eq!(run["layer"], site);
     let scripts = v["scripts"].as_array().unwrap();

@@ -653,10 +653,12 @@ fn a_pool_reports_every_node_and_exits_with_the_worst_code() {
         .run()
         .code(14);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let ok: Vec<&str> = v
+    assert_eq!(v["format"], 1);
+    let ok: Vec<&str> = v["nodes"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|d| d["error"].is_null())
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert_eq!(ok, ["pool-1", "pool-3"]);

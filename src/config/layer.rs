@@ -139,8 +139,19 @@ impl Layer {
                         entry.map_err(|e| Error::config(format!("{}: {e}", keydir.display())))?;
                     let path = entry.path();
                     let name = entry.file_name();
-                    if path.is_file() && !name.to_string_lossy().starts_with('.') {
-                        paths.push(path);
+                    if name.to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    // a dangling symlink would silently mean one key fewer on the node
+                    match std::fs::metadata(&path) {
+                        Ok(m) if m.is_file() => paths.push(path),
+                        Ok(_) => {}
+                        Err(e) => {
+                            let to = std::fs::read_link(&path)
+                                .map(|t| format!(" (a symlink to {})", t.display()))
+                                .unwrap_or_default();
+                            return Err(Error::config(format!("{}{to}: {e}", path.display())));
+                        }
                     }
                 }
                 paths.sort();

@@ -50,6 +50,8 @@ pub struct Config {
     pub bundles: BTreeMap<String, Bundle>,
     /// `[providers.NAME]` tables, merged key by key (later wins). May hold secrets: never print.
     pub providers: BTreeMap<String, toml::Table>,
+    /// For each `[providers.NAME]` key, the layer that set it (for messages about a bad key).
+    pub provider_layers: BTreeMap<String, BTreeMap<String, String>>,
     /// Things the user should hear about (bundle replaced, env path missing), for stderr.
     pub warnings: Vec<String>,
 }
@@ -129,6 +131,7 @@ impl Config {
                 continue;
             };
             let lc = schema::parse(&display, &text)?;
+            schema::check_vars(&display, &lc)?;
             cfg.merge(idx, lc);
         }
         Ok(cfg)
@@ -181,8 +184,10 @@ impl Config {
             );
         }
         for (name, table) in lc.providers {
+            let layers = self.provider_layers.entry(name.clone()).or_default();
             let slot = self.providers.entry(name).or_default();
             for (k, v) in table {
+                layers.insert(k.clone(), format!("{label}/provision.toml"));
                 slot.insert(k, v);
             }
         }

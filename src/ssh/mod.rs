@@ -15,6 +15,7 @@
 
 mod connect;
 mod hostkey;
+pub mod login;
 mod pump;
 mod remote;
 

@@ -1,0 +1,103 @@
+//! deploy-node's flags turned into typed values once, before anything is spent (ripgrep's
+//! `HiArgs`): the config loaded and its provider tables checked, one Plan per node built,
+//! output paths probed, login credentials found. Every mistake the user can make shows up
+//! here as exit 2; what runs afterwards (the provider, the deploys, the reports) takes these
+//! values and never looks at a flag or a config string again.
+
+use super::DeployArgs;
+use crate::config::Config;
+use crate::deploy;
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::provider::local::Isolation;
+use crate::{pool, provider, state};
+use std::path::PathBuf;
+
+/// Where the results of a run go besides stdout.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// `-d FILE`: the JSON description.
+    pub description: Option<PathBuf>,
+    /// `--junit FILE`: the JUnit report.
+    pub junit: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Every output path must be writable before a node is created: a node whose report
+    /// cannot be written is a node nobody hears about.
+    pub fn check(&self) -> Result<()> {
+        if let Some(p) = &self.description {
+            state::check_writable("-d", p)?;
+        }
+        if let Some(p) = &self.junit {
+            state::check_writable("--junit", p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything deploy-node needs, typed and checked.
+pub struct DeployOptions {
+    pub common: super::Common,
+    pub cfg: Config,
+    /// One per node, in index order; never empty.
+    pub plans: Vec<Plan>,
+    /// For stderr before anything runs (bundle replaced, unknown provider table...).
+    pub warnings: Vec<String>,
+    /// The provider every plan uses.
+    pub provider: String,
+    /// `--isolation`, handed to the local driver as a value (not through its config table).
+    pub isolation: Option<Isolation>,
+    pub outputs: Outputs,
+    pub json: bool,
+    pub dry_run: bool,
+    pub parallel: usize,
+    /// The per-node options; `prepared` is filled in once the provider resolved names.
+    pub deploy: deploy::Options,
+}
+
+impl DeployOptions {
+    /// Loads the config and checks everything that can be checked without the network.
+    pub fn from_args(args: DeployArgs) -> Result<DeployOptions> {
+        let cfg = args.common.load_config()?;
+        let mut warnings = provider::tables::check(&cfg)?;
+        let plans = pool::requests(&args.request(), usize::from(args.count))?
+            .iter()
+            .map(|r| Plan::build(&cfg, r))
+            .collect::<Result<Vec<Plan>>>()?;
+        pool::check_unique(&plans)?;
+        warnings.extend(plans[0].warnings.iter().cloned());
+        let outputs = Outputs {
+            description: args.description_file.clone(),
+            junit: args.junit.clone(),
+        };
+        outputs.check()?;
+        crate::ssh::login::check(args.identity.as_deref())?;
+        Ok(DeployOptions {
+            provider: plans[0].provider.value.clone(),
+            common: args.common,
+            cfg,
+            plans,
+            warnings,
+            isolation: args.isolation,
+            outputs,
+            json: args.json,
+            dry_run: args.dry_run,
+            parallel: usize::from(args.parallel),
+            deploy: deploy::Options {
+                ssh_timeout: args.ssh_timeout,
+                script_timeout: args.script_timeout,
+                keep_going: args.keep_going,
+                keep_on_failure: args.keep_on_failure,
+                insecure_host_key: args.insecure_host_key,
+                identity: args.identity,
+                prepared: None,
+            },
+        })
+    }
+
+    /// More than one node.
+    pub fn many(&self) -> bool {
+        self.plans.len() > 1
+    }
+}

@@ -1,0 +1,347 @@
+//! What a new user hit (issue 11), each as the user did it, with the real binaries and the
+//! local provider: a node is never forgotten (unwritable reports, --json on failure, -q with
+//! several kept nodes, a closed stdout), and mistakes are caught before a node is created
+//! (--count, login keys, durations, pubkeys/, provider tables, [vars]).
+
+mod support;
+use support::cli::Sandbox;
+
+fn list(s: &Sandbox) -> String {
+    s.cmd("list-nodes").run().code(0).stdout
+}
+
+/// Nothing was created: no local node, nothing in the journal.
+fn nothing_created(s: &Sandbox) {
+    assert_eq!(list(s), "", "a node was created");
+    assert_eq!(
+        s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
+        ""
+    );
+}
+
+/// A layer whose `flaky` script fails on the nodes whose index is listed in `fail_on`.
+fn flaky(s: &Sandbox, fail_on: &str) -> String {
+    s.write(
+        "flaky/provision.toml",
+        "[bundles.flaky]\nscripts = [\"maybe.sh\"]\n",
+    );
+    s.write(
+        "flaky/scripts/maybe.sh",
+        &format!(
+            "#!/bin/sh\n# provision-template-type: tera\ncase \" {fail_on} \" in *\" {{{{ node_index }}}} \"*) echo failing; exit 5;; esac\necho fine {{{{ node_index }}}}\n"
+        ),
+    );
+    s.path().join("flaky").display().to_string()
+}
+
+fn destroy_all(s: &Sandbox) {
+    let names: Vec<String> = list(s)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    if !names.is_empty() {
+        s.cmd("destroy-node").args(&names).run().code(0);
+    }
+}
+
+// ---- a node is never forgotten ----
+
+#[test]
+fn unwritable_report_paths_are_refused_before_create() {
+    let s = Sandbox::new();
+    let dir = s.path().join("adir");
+    std::fs::create_dir(&dir).unwrap();
+    let dir = dir.display().to_string();
+    for (flag, path) in [
+        ("-d", "/proc/version"),
+        ("-d", dir.as_str()),
+        ("--junit", dir.as_str()),
+        ("--junit", "/proc/self/nope/x.xml"),
+    ] {
+        for dry in [false, true] {
+            let mut args = vec!["-b", "hello", "-n", "dw-8", flag, path];
+            if dry {
+                args.push("--dry-run");
+            }
+            let r = s.cmd("deploy-node").args(&args).run().code(2);
+            assert!(
+                r.stderr.contains(&format!("{flag} {path}")),
+                "the line names the flag and path: {}",
+                r.stderr
+            );
+            assert!(r.stdout.is_empty());
+        }
+        nothing_created(&s);
+    }
+    // a missing parent is fine: it is made when the report is written
+    let r = s
+        .cmd("deploy-node")
+        .args(["-b", "hello", "-n", "dw-9", "-d", "new/sub/d.json"])
+        .run()
+        .code(0);
+    assert!(r.stdout.starts_with("dw-9 "));
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("new/sub/d.json")).unwrap())
+            .unwrap();
+    assert_eq!(d["name"], "dw-9");
+    destroy_all(&s);
+}
+
+#[test]
+fn json_lists_every_node_with_its_error_and_q_names_every_kept_node() {
+    let s = Sandbox::new();
+    let layer = flaky(&s, "2 3");
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-q", "-c", &layer, "-b", "flaky", "--count", "3", "-n", "jn-{i}", "--json",
+        ])
+        .run()
+        .code(14);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["format"], 1);
+    let nodes = v["nodes"].as_array().unwrap();
+    let got: Vec<(&str, bool, bool)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap(),
+                n["kept"].as_bool().unwrap(),
+                n["error"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("jn-1", false, false),
+            ("jn-2", true, true),
+            ("jn-3", true, true)
+        ]
+    );
+    assert!(nodes[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("maybe.sh failed (exit status 5)"));
+    // -q: still every kept node on stderr
+    r.stderr_has("jn-2")
+        .stderr_has("jn-3")
+        .stderr_has("destroy-node -p local jn-2 jn-3");
+    destroy_all(&s);
+
+    // one node: the same document, not a bare object and not nothing
+    let layer = flaky(&s, "1");
+    let r = s
+        .cmd("deploy-node")
+        .args(["-c", &layer, "-b", "flaky", "-n", "jn-2", "--json"])
+        .run()
+        .code(14);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["format"], 1);
+    assert_eq!(v["nodes"][0]["name"], "jn-2");
+    assert_eq!(v["nodes"][0]["kept"], true);
+    destroy_all(&s);
+}
+
+#[test]
+fn a_closed_stdout_does_not_turn_a_failure_into_success() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let s = Sandbox::new();
+    let layer = flaky(&s, "2");
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fds[0] is the read end just made and owned by nobody else.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is the write end just made; OwnedFd takes sole ownership.
+    let writer = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    let mut cmd = s
+        .cmd("deploy-node")
+        .args(["-c", &layer, "-b", "flaky", "--count", "2", "-n", "cs-{i}"])
+        .cmd;
+    cmd.stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(14), "{stderr}");
+    assert!(stderr.contains("cs-2"), "{stderr}");
+    destroy_all(&s);
+}
+
+#[test]
+fn count_and_parallel_are_bounded_with_exit_2() {
+    let s = Sandbox::new();
+    for args in [
+        ["--count", "100000000000"],
+        ["--count", "1001"],
+        ["--count", "0"],
+        ["--parallel", "0"],
+    ] {
+        let r = s
+            .cmd("deploy-node")
+            .args(["-b", "hello", "--dry-run"])
+            .args(args)
+            .run()
+            .code(2);
+        assert!(r.stderr.contains("1..=1000"), "{}", r.stderr);
+        assert!(!r.stderr.contains("memory allocation"));
+    }
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "--dry-run", "--count", "1000"])
+        .run()
+        .code(0);
+}
+
+// ---- mistakes found before a create ----
+
+#[test]
+fn login_keys_and_durations_are_checked_in_the_plan() {
+    let s = Sandbox::new();
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "--identity", "/nonexistent/key", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("--identity /nonexistent/key: No such file");
+    let public = s.home().join(".ssh/id_ed25519.pub").display().to_string();
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "--identity", &public])
+        .run()
+        .code(2)
+        .stderr_has("is a public key");
+    for flag in ["--ssh-timeout", "--script-timeout"] {
+        s.cmd("deploy-node")
+            .args(["-b", "hello", flag, "0", "--dry-run"])
+            .run()
+            .code(2)
+            .stderr_has("is zero");
+    }
+    nothing_created(&s);
+
+    // no private key anywhere (the node's public key comes from a layer): exit 2, no node
+    let bare = Sandbox::without_key();
+    let public = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
+    bare.write("c/pubkeys/me.pub", &public);
+    let c = bare.path().join("c").display().to_string();
+    bare.cmd("deploy-node")
+        .args(["-c", &c, "-b", "hello", "-n", "nokey"])
+        .run()
+        .code(2)
+        .stderr_has("no private key to log in to the node with");
+    nothing_created(&bare);
+}
+
+#[test]
+fn pubkeys_dangling_symlinks_and_private_keys_are_errors() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path().join("c/pubkeys")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/k.pub", s.path().join("c/pubkeys/gone.pub")).unwrap();
+    s.cmd("deploy-node")
+        .args(["-c", "c", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("c/pubkeys/gone.pub (a symlink to /nonexistent/k.pub)");
+    std::fs::remove_file(s.path().join("c/pubkeys/gone.pub")).unwrap();
+    std::fs::copy(
+        s.home().join(".ssh/id_ed25519"),
+        s.path().join("c/pubkeys/oops"),
+    )
+    .unwrap();
+    let r = s
+        .cmd("deploy-node")
+        .args(["-c", "c", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("c/pubkeys/oops: this is a private key");
+    assert!(
+        !r.stderr.contains("OPENSSH PRIVATE"),
+        "no key material in output"
+    );
+}
+
+#[test]
+fn provider_tables_are_checked_in_the_plan() {
+    let s = Sandbox::new();
+    s.write(
+        "t/provision.toml",
+        "[providers.local]\nisolaton = \"required\"\n",
+    );
+    s.cmd("deploy-node")
+        .args(["-c", "t", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has(
+            "t/provision.toml: [providers.local] unknown key 'isolaton' (did you mean 'isolation'?",
+        );
+    s.write(
+        "m/provision.toml",
+        "[providers.local]\nisolation = \"maybe\"\n",
+    );
+    s.cmd("deploy-node")
+        .args(["-c", "m", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("maybe");
+    s.write(
+        "h/provision.toml",
+        "[providers.hetzner]\ntoken = \"x\"\npoll_interval = -1\n",
+    );
+    s.cmd("deploy-node")
+        .args(["-c", "h", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("poll_interval");
+    nothing_created(&s);
+}
+
+#[test]
+fn vars_arrays_and_tables_are_refused() {
+    let s = Sandbox::new();
+    s.write("v/provision.toml", "[vars]\nports = [1, 2]\n");
+    s.cmd("deploy-node")
+        .args(["-c", "v", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("[vars] ports: is an array");
+    s.write("w/provision.toml", "[vars.db]\nhost = \"x\"\n");
+    s.cmd("deploy-node")
+        .args(["-c", "w", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("[vars] db: is a table");
+}
+
+#[test]
+fn node_index_is_a_variable_and_name_with_prefix_is_refused() {
+    let s = Sandbox::new();
+    let layer = flaky(&s, "none");
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            &layer,
+            "-b",
+            "flaky",
+            "--count",
+            "2",
+            "-n",
+            "ix-{i}",
+            "--dry-run",
+        ])
+        .run()
+        .code(0);
+    assert!(
+        r.stdout.contains("echo fine 1") && r.stdout.contains("echo fine 2"),
+        "{}",
+        r.stdout
+    );
+    s.cmd("deploy-node")
+        .args(["-n", "foo", "-x", "bar-", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("cannot be used with");
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "-t", "node_index=3", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("built-in variable");
+}
