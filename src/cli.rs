@@ -51,9 +51,10 @@ const DEPLOY_HELP: &str = concat!(
 
 const DESTROY_HELP: &str = concat!(
     "EXIT STATUS:\n",
-    "  0 destroyed (or already gone); 1 could not destroy, not found, or refused (untagged without\n",
-    "  --force); 2 test results unreadable, nothing destroyed; 3 not every test passed (or none\n",
-    "  ran), nothing destroyed; 130 interrupted\n\n",
+    "  0 destroyed, or already gone (destroyed earlier from this machine, within 30 days, or\n",
+    "  vanished while being destroyed); 1 could not destroy, not found, or refused (untagged\n",
+    "  without --force); 2 usage or config error, or test results unreadable: nothing destroyed;\n",
+    "  3 not every test passed (or none ran), nothing destroyed; 130 interrupted\n\n",
     providers_help!()
 );
 
@@ -92,12 +93,16 @@ impl Common {
         }
     }
 
-    /// Sets the stderr verbosity and loads the config layers, printing their warnings.
+    /// Sets the stderr verbosity and loads the config layers, printing their warnings; every
+    /// `[providers.NAME]` table is checked here, for all three commands.
     pub fn load_config(&self) -> Result<Config> {
         output::set_verbosity(if self.quiet { -1 } else { self.verbose as i8 });
         let cfg = Config::load(&self.layer_paths())?;
         for layer in &cfg.layers {
             output::debug(&format!("config layer: {}", layer.label()));
+        }
+        for w in provider::tables::check(&cfg)? {
+            output::warn(&w);
         }
         Ok(cfg)
     }

@@ -318,11 +318,16 @@ fn fail_and_clean(
         ));
         return err;
     }
-    output::info(&format!(
-        "{name}: destroying it, since it never became ready"
-    ));
     match provider.destroy(&node.id) {
-        Ok(_) => journal::clear(provider.name(), &name),
+        Ok(how) => {
+            journal::clear(provider.name(), &name);
+            output::info(&match how {
+                crate::provider::Destroyed::Forgotten => format!(
+                    "{name}: never became ready; forgotten (the machine itself was not touched)"
+                ),
+                _ => format!("{name}: never became ready; destroyed"),
+            });
+        }
         Err(e) => {
             out.kept = true;
             output::warn(&format!(

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod destroy;
+pub mod destroyed;
 pub mod error;
 pub mod exit;
 pub mod journal;

@@ -345,3 +345,93 @@ fn node_index_is_a_variable_and_name_with_prefix_is_refused() {
         .code(2)
         .stderr_has("built-in variable");
 }
+
+// ---- output and messages ----
+
+#[test]
+fn destroying_a_destroyed_node_again_is_already_gone_and_a_typo_is_not() {
+    let s = Sandbox::new();
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "-n", "twice"])
+        .run()
+        .code(0);
+    s.cmd("destroy-node").args(["twice"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["twice"])
+        .run()
+        .code(0)
+        .stderr_has("twice: already gone");
+    s.cmd("destroy-node")
+        .args(["twise"])
+        .run()
+        .code(1)
+        .stderr_has("node 'twise' not found on local");
+    // usage and config errors are 2
+    s.cmd("destroy-node").run().code(2);
+    s.write("bad/provision.toml", "[providers.local]\nisolaton = 1\n");
+    s.cmd("destroy-node")
+        .args(["-c", "bad", "twice"])
+        .run()
+        .code(2)
+        .stderr_has("unknown key 'isolaton'");
+}
+
+#[test]
+fn destroy_messages_name_what_is_kept_and_what_a_dry_run_does() {
+    let s = Sandbox::new();
+    s.write("fail.xml", "<testsuite tests=\"1\"><testcase name=\"a\"><failure message=\"no\"/></testcase></testsuite>");
+    s.write(
+        "pass.xml",
+        "<testsuite tests=\"1\"><testcase name=\"a\"/></testsuite>",
+    );
+    s.cmd("deploy-node")
+        .args(["-b", "hello", "-n", "jt-1"])
+        .run()
+        .code(0);
+    let r = s
+        .cmd("destroy-node")
+        .args(["-t", "fail.xml", "--prefix", "jt-"])
+        .run()
+        .code(3)
+        .stderr_has("nodes named jt-* kept");
+    assert!(!r.stderr.contains("node  kept"), "{}", r.stderr);
+    let r = s
+        .cmd("destroy-node")
+        .args(["--dry-run", "-t", "pass.xml", "jt-1"])
+        .run()
+        .code(0)
+        .stderr_has("would destroy");
+    assert!(!r.stderr.contains("destroying"), "{}", r.stderr);
+    assert!(list(&s).contains("jt-1"));
+    s.cmd("destroy-node").args(["jt-1"]).run().code(0);
+}
+
+#[test]
+fn static_hosts_say_what_happens() {
+    let s = Sandbox::new();
+    s.write(
+        "st/provision.toml",
+        "provider = \"static\"\n[providers.static.hosts]\nbox = \"root@127.0.0.1:1\"\n",
+    );
+    s.cmd("deploy-node")
+        .args(["-c", "st", "-b", "hello", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("static needs -n NAME, one of the configured hosts (box)");
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            "st",
+            "-b",
+            "hello",
+            "-n",
+            "box",
+            "--ssh-timeout",
+            "2s",
+        ])
+        .run();
+    assert_ne!(r.code, 0);
+    let r = r.stderr_has("box: never became ready; forgotten (the machine itself was not touched)");
+    assert!(!r.stderr.contains("destroying it"), "{}", r.stderr);
+}

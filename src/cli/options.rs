@@ -42,7 +42,7 @@ pub struct DeployOptions {
     pub cfg: Config,
     /// One per node, in index order; never empty.
     pub plans: Vec<Plan>,
-    /// For stderr before anything runs (bundle replaced, unknown provider table...).
+    /// For stderr before anything runs (bundle replaced, same target twice...).
     pub warnings: Vec<String>,
     /// The provider every plan uses.
     pub provider: String,
@@ -60,13 +60,24 @@ impl DeployOptions {
     /// Loads the config and checks everything that can be checked without the network.
     pub fn from_args(args: DeployArgs) -> Result<DeployOptions> {
         let cfg = args.common.load_config()?;
-        let mut warnings = provider::tables::check(&cfg)?;
         let plans = pool::requests(&args.request(), usize::from(args.count))?
             .iter()
             .map(|r| Plan::build(&cfg, r))
             .collect::<Result<Vec<Plan>>>()?;
         pool::check_unique(&plans)?;
-        warnings.extend(plans[0].warnings.iter().cloned());
+        if plans[0].provider.value == "static" && args.name.is_none() {
+            let hosts = provider::static_hosts::parse_hosts(&cfg.provider_table("static"))?;
+            let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
+            return Err(crate::Error::usage(format!(
+                "static needs -n NAME, one of the configured hosts ({})",
+                if names.is_empty() {
+                    "none: add them under [providers.static.hosts]".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        let warnings = plans[0].warnings.clone();
         let outputs = Outputs {
             description: args.description_file.clone(),
             junit: args.junit.clone(),
