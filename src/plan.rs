@@ -214,7 +214,8 @@ impl Plan {
                         dir_of(&layer.label(), "scripts")
                     ))
                 })?;
-                let remote_name = format!("{:02}-{}", scripts.len() + 1, basename(name));
+                let remote_name =
+                    format!("{:02}-{}", scripts.len() + 1, unnumbered(basename(name)));
                 scripts.push(render_script(
                     &b.name,
                     &b.layer,
@@ -267,6 +268,19 @@ fn dir_of(layer_label: &str, sub: &str) -> String {
 
 fn basename(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
+}
+
+/// A script name without its own run-order number (`01-prepare.sh` → `prepare.sh`), so the
+/// plan's number is not added twice (`01-01-prepare.sh`).
+fn unnumbered(name: &str) -> &str {
+    match name.split_once('-') {
+        Some((num, rest))
+            if !num.is_empty() && !rest.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            rest
+        }
+        _ => name,
+    }
 }
 
 fn render_script(

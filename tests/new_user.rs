@@ -435,3 +435,67 @@ fn static_hosts_say_what_happens() {
     let r = r.stderr_has("box: never became ready; forgotten (the machine itself was not touched)");
     assert!(!r.stderr.contains("destroying it"), "{}", r.stderr);
 }
+
+#[test]
+fn numbered_scripts_get_one_number_on_the_node() {
+    let s = Sandbox::new();
+    s.write(
+        "n/provision.toml",
+        "[bundles.num]\nscripts = [\"01-prepare.sh\", \"finish.sh\"]\n",
+    );
+    s.write("n/scripts/01-prepare.sh", "#!/bin/sh\necho $0\n");
+    s.write("n/scripts/finish.sh", "#!/bin/sh\necho $0\n");
+    let r = s
+        .cmd("deploy-node")
+        .args(["-c", "n", "-b", "num", "-n", "numbered"])
+        .run()
+        .code(0)
+        .stderr_has("[numbered] /root/deploy/01-prepare.sh")
+        .stderr_has("/deploy/02-finish.sh");
+    assert!(!r.stderr.contains("01-01-"), "{}", r.stderr);
+    destroy_all(&s);
+}
+
+/// Processes whose command line contains `needle`, with their command lines.
+fn cmdlines_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
+#[test]
+fn an_isolated_node_init_runs_from_a_file_not_an_argv() {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: local nodes are not isolated here, nothing to check");
+        return;
+    }
+    let s = Sandbox::new();
+    let r = s
+        .cmd("deploy-node")
+        .args(["-b", "hello", "-n", "ps-node", "--isolation", "auto"])
+        .run()
+        .code(0);
+    if r.stderr.contains("not isolated") {
+        eprintln!("isolation unavailable here: {}", r.stderr);
+        destroy_all(&s);
+        return;
+    }
+    let dir = s.state().join("local/ps-node").display().to_string();
+    let lines = cmdlines_with(&format!("{dir}/launch.sh"));
+    assert!(
+        !lines.is_empty(),
+        "the namespaces' holder runs launch.sh from the node dir"
+    );
+    // only this sandbox's processes: other tests on this machine run their own nodes
+    let ours = s.state().display().to_string();
+    for l in cmdlines_with("unshare").into_iter().filter(|l| l.contains(&ours)) {
+        assert!(l.len() < 1000, "a long argv: {l}");
+        assert!(!l.contains("pivot_root"), "the script is in the argv: {l}");
+    }
+    destroy_all(&s);
+}
