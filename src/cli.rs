@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod logs;
 mod options;
 mod report;
 
@@ -171,6 +172,10 @@ pub struct DeployArgs {
     /// writable before anything is created.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write every script's whole stdout and stderr to DIR/NODE/NN-script.out and .err (made
+    /// if missing); -d, --json and --junit name the files.
+    #[arg(long = "log-dir", value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
     /// Deploy N nodes, 1 to 1000 (names: PREFIX plus a random suffix each, or -n with {i} for
     /// the index; scripts see it as `node_index`). 1000 is the most one run's API calls fit in
     /// an account's hourly budget (DigitalOcean 5000, Hetzner 3600 requests per hour).

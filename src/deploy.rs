@@ -445,6 +445,7 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
                 stderr: s.stderr.clone(),
                 failure,
                 skipped: s.skipped,
+                log: None,
             });
         }
     } else if let Some(err) = &outcome.error {
@@ -455,6 +456,7 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
             stderr: String::new(),
             failure: Some(err.to_string()),
             skipped: false,
+            log: None,
         });
     }
     NodeResult {

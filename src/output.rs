@@ -257,17 +257,12 @@ pub fn description(outcome: &crate::deploy::Outcome) -> serde_json::Value {
 }
 
 /// `-d FILE`, written atomically: the original's one object for one node, an array for a
-/// pool; only nodes that exist (deployed or kept). Nothing is written when no node exists.
+/// pool, from the [`description`]s of the nodes that exist. Nothing is written when none does.
 pub fn write_description(
     path: &std::path::Path,
-    outcomes: &[crate::deploy::Outcome],
+    descs: Vec<serde_json::Value>,
     many: bool,
 ) -> Result<()> {
-    let descs: Vec<serde_json::Value> = outcomes
-        .iter()
-        .filter(|o| o.node.is_some())
-        .map(description)
-        .collect();
     if descs.is_empty() {
         return Ok(());
     }

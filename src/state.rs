@@ -106,6 +106,18 @@ pub fn check_writable(what: &str, path: &Path) -> Result<()> {
         .map_err(|e| bad(format!("cannot write in {}: {e}", dir.display())))
 }
 
+/// Like [`check_writable`] for a directory that files will be written into (made if missing).
+pub fn check_writable_dir(what: &str, dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::usage(format!(
+            "{what} {}: is not a directory",
+            dir.display()
+        )));
+    }
+    check_writable(what, &dir.join(".provision-probe"))
+        .map_err(|_| Error::usage(format!("{what} {}: cannot write there", dir.display())))
+}
+
 /// [`write_atomic`] of `value` as pretty JSON with a trailing newline, mode 0600.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(value)

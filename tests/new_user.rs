@@ -493,9 +493,87 @@ fn an_isolated_node_init_runs_from_a_file_not_an_argv() {
     );
     // only this sandbox's processes: other tests on this machine run their own nodes
     let ours = s.state().display().to_string();
-    for l in cmdlines_with("unshare").into_iter().filter(|l| l.contains(&ours)) {
+    for l in cmdlines_with("unshare")
+        .into_iter()
+        .filter(|l| l.contains(&ours))
+    {
         assert!(l.len() < 1000, "a long argv: {l}");
         assert!(!l.contains("pivot_root"), "the script is in the argv: {l}");
     }
+    destroy_all(&s);
+}
+
+#[test]
+fn log_dir_keeps_every_byte_and_reports_name_the_files() {
+    let s = Sandbox::new();
+    s.write(
+        "big/provision.toml",
+        "[bundles.big]\nscripts = [\"big.sh\", \"small.sh\"]\n",
+    );
+    // 66,000 bytes of stdout (JUnit keeps the last 64 KiB), a line of stderr
+    s.write(
+        "big/scripts/big.sh",
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 1000 ]; do printf '%065d\\n' $i; i=$((i+1)); done\necho oops >&2\n",
+    );
+    s.write("big/scripts/small.sh", "#!/bin/sh\necho small\n");
+    s.cmd("deploy-node")
+        .args([
+            "-c",
+            "big",
+            "-b",
+            "big",
+            "--log-dir",
+            "/proc/version",
+            "--dry-run",
+        ])
+        .run()
+        .code(2)
+        .stderr_has("--log-dir /proc/version");
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            "big",
+            "-b",
+            "big",
+            "-n",
+            "logged",
+            "--log-dir",
+            "logs",
+            "-d",
+            "d.json",
+            "--junit",
+            "j.xml",
+            "--json",
+        ])
+        .run()
+        .code(0);
+    let out = s.path().join("logs/logged/01-big.sh.out");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.len(), 66_000);
+    assert!(text.starts_with(&format!("{:065}\n", 0)) && text.ends_with(&format!("{:065}\n", 999)));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("logs/logged/01-big.sh.err")).unwrap(),
+        "oops\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("logs/logged/02-small.sh.out")).unwrap(),
+        "small\n"
+    );
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("d.json")).unwrap()).unwrap();
+    let named = d["scripts"][0]["stdout_log"].as_str().unwrap();
+    assert!(named.ends_with("logs/logged/01-big.sh.out"), "{named}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v["nodes"][0]["scripts"][1]["stderr_log"],
+        d["scripts"][1]["stderr_log"]
+    );
+    let xml = std::fs::read_to_string(s.path().join("j.xml")).unwrap();
+    assert!(
+        xml.contains(&format!("[whole output: {named}]")),
+        "{xml:.400}"
+    );
+    assert!(xml.contains("bytes cut"), "JUnit keeps its tail");
     destroy_all(&s);
 }

@@ -20,6 +20,8 @@ pub struct Outputs {
     pub description: Option<PathBuf>,
     /// `--junit FILE`: the JUnit report.
     pub junit: Option<PathBuf>,
+    /// `--log-dir DIR`: every script's whole output, `DIR/NODE/NN-script.{out,err}`.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Outputs {
@@ -31,6 +33,9 @@ impl Outputs {
         }
         if let Some(p) = &self.junit {
             state::check_writable("--junit", p)?;
+        }
+        if let Some(p) = &self.log_dir {
+            state::check_writable_dir("--log-dir", p)?;
         }
         Ok(())
     }
@@ -81,6 +86,11 @@ impl DeployOptions {
         let outputs = Outputs {
             description: args.description_file.clone(),
             junit: args.junit.clone(),
+            // absolute, so the paths -d and JUnit name work from any directory
+            log_dir: args
+                .log_dir
+                .clone()
+                .map(|d| std::path::absolute(&d).unwrap_or(d)),
         };
         outputs.check()?;
         crate::ssh::login::check(args.identity.as_deref())?;

@@ -3,6 +3,7 @@
 //! and the one exit code folded from all of it. A report that cannot be written never hides a
 //! node: the message names every node that exists and says whether it was kept.
 
+use super::logs::{self, ScriptLog};
 use super::options::DeployOptions;
 use crate::deploy::{self, Outcome};
 use crate::error::{Error, Result};
@@ -14,11 +15,21 @@ pub const JSON_FORMAT: u32 = 1;
 
 /// `--json`: one object for one node or many, listing every node of the run (with its error
 /// and whether it was kept), so a script reads the same shape whatever happened.
-pub fn json_document(outcomes: &[Outcome]) -> serde_json::Value {
-    serde_json::json!({
-        "format": JSON_FORMAT,
-        "nodes": outcomes.iter().map(output::description).collect::<Vec<_>>(),
-    })
+pub fn json_document(descs: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({ "format": JSON_FORMAT, "nodes": descs })
+}
+
+/// Each node's description, with its script logs named when there are any.
+fn descriptions(outcomes: &[Outcome], logs: &[Vec<ScriptLog>]) -> Vec<serde_json::Value> {
+    outcomes
+        .iter()
+        .zip(logs)
+        .map(|(o, l)| {
+            let mut d = output::description(o);
+            logs::annotate(&mut d, l);
+            d
+        })
+        .collect()
 }
 
 /// The nodes that exist after the run: (name, kept after a failure).
@@ -33,19 +44,47 @@ fn staying(outcomes: &[Outcome]) -> Vec<(&str, bool)> {
 /// Writes every report, names what stays, and returns the run's result (the worst error).
 pub fn finish(opts: &DeployOptions, outcomes: Vec<Outcome>) -> Result<()> {
     let mut errors: Vec<Error> = Vec::new();
+    let logs: Vec<Vec<ScriptLog>> = match &opts.outputs.log_dir {
+        None => outcomes.iter().map(|_| Vec::new()).collect(),
+        Some(dir) => opts
+            .plans
+            .iter()
+            .zip(&outcomes)
+            .map(|(p, o)| {
+                logs::write(dir, p, o).unwrap_or_else(|e| {
+                    errors.push(e);
+                    Vec::new()
+                })
+            })
+            .collect(),
+    };
+    let descs = descriptions(&outcomes, &logs);
     if let Some(path) = &opts.outputs.description {
-        if let Err(e) = output::write_description(path, &outcomes, opts.many()) {
+        let existing: Vec<serde_json::Value> = outcomes
+            .iter()
+            .zip(&descs)
+            .filter(|(o, _)| o.node.is_some())
+            .map(|(_, d)| d.clone())
+            .collect();
+        if let Err(e) = output::write_description(path, existing, opts.many()) {
             errors.push(e);
         }
     }
     if let Some(path) = &opts.outputs.junit {
-        let nodes: Vec<_> = outcomes.iter().map(deploy::junit_result).collect();
+        let mut nodes: Vec<_> = outcomes.iter().map(deploy::junit_result).collect();
+        for (node, logs) in nodes.iter_mut().zip(&logs) {
+            for step in &mut node.steps {
+                if let Some(l) = logs.iter().find(|l| l.script == step.name) {
+                    step.log = Some((l.stdout.clone(), l.stderr.clone()));
+                }
+            }
+        }
         let xml = crate::junit::report::to_xml(&nodes);
         if let Err(e) = crate::state::write_atomic(path, xml.as_bytes(), 0o644) {
             errors.push(e);
         }
     }
-    if let Err(e) = print_stdout(opts, &outcomes) {
+    if let Err(e) = print_stdout(opts, &outcomes, descs) {
         errors.push(e);
     }
     let stays = staying(&outcomes);
@@ -87,9 +126,13 @@ fn what_stays(stays: &[(&str, bool)], provider: &str) -> String {
 }
 
 /// stdout: the `--json` document, or `NAME PUBLIC_IP` per node that is ready.
-fn print_stdout(opts: &DeployOptions, outcomes: &[Outcome]) -> Result<()> {
+fn print_stdout(
+    opts: &DeployOptions,
+    outcomes: &[Outcome],
+    descs: Vec<serde_json::Value>,
+) -> Result<()> {
     if opts.json {
-        return output::print_json(&json_document(outcomes));
+        return output::print_json(&json_document(descs));
     }
     let mut text = String::new();
     for o in outcomes.iter().filter(|o| o.error.is_none()) {
