@@ -93,6 +93,23 @@ fn scalar(v: &Value) -> String {
     }
 }
 
+fn load(file: &str) -> Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(example(file)).unwrap()).unwrap()
+}
+
+/// The job's variables, with the cloud swapped for the local provider.
+fn job_env(vars: &Value, node_test_fail: bool) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in vars.as_mapping().unwrap() {
+        env.insert(scalar(k), scalar(v));
+    }
+    env.insert("PROVIDER".into(), "local".into());
+    if node_test_fail {
+        env.insert("NODE_TEST_FAIL".into(), "1".into());
+    }
+    env
+}
+
 /// Resolves the `${{ ... }}` expressions the example uses; anything else fails the test, so
 /// the example cannot grow a construct this harness does not check.
 fn expand(
@@ -135,18 +152,9 @@ impl GhRun {
 }
 
 fn run_github(s: &Sandbox, node_test_fail: bool, failing_script: bool) -> GhRun {
-    let doc: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(example("github-actions.yml")).unwrap())
-            .unwrap();
+    let doc = load("github-actions.yml");
     let job = &doc["jobs"]["node-tests"];
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in job["env"].as_mapping().unwrap() {
-        env.insert(scalar(k), scalar(v));
-    }
-    env.insert("PROVIDER".into(), "local".into());
-    if node_test_fail {
-        env.insert("NODE_TEST_FAIL".into(), "1".into());
-    }
+    let env = job_env(&job["env"], node_test_fail);
     let ws = workspace(s, &s.home().join(".cache/provision-bin"), failing_script);
     let mut path = std::env::var("PATH").unwrap_or_default();
     let mut outputs: BTreeMap<String, String> = BTreeMap::new();
@@ -287,18 +295,9 @@ fn github_actions_job_runs_as_written() {
 /// Runs the GitLab job: `script` lines in one bash that stops at the first failure, then
 /// `after_script` in a new one, as the runner does.
 fn run_gitlab(s: &Sandbox, node_test_fail: bool, failing_script: bool) -> (Step, Step) {
-    let doc: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(example("gitlab-ci.yml")).unwrap())
-            .unwrap();
+    let doc = load("gitlab-ci.yml");
     let job = &doc["node-tests"];
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in job["variables"].as_mapping().unwrap() {
-        env.insert(scalar(k), scalar(v));
-    }
-    env.insert("PROVIDER".into(), "local".into());
-    if node_test_fail {
-        env.insert("NODE_TEST_FAIL".into(), "1".into());
-    }
+    let env = job_env(&job["variables"], node_test_fail);
     let ws = workspace(s, &s.path().join("ws/.provision-bin"), failing_script);
     let path = std::env::var("PATH").unwrap_or_default();
     let lines = |key: &str| -> String {
