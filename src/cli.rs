@@ -32,7 +32,8 @@ PROVIDERS:
 
 ENVIRONMENT:
   PROVISION_CONFIG_PATH   extra config layer directories, colon-separated
-  PROVISION_STATE_DIR     local nodes, journal, known_hosts (default ~/.local/state/provision)
+  PROVISION_STATE_DIR     local nodes, journal, known_hosts (default
+                          $XDG_STATE_HOME/provision, else ~/.local/state/provision)
   PROVISION_DIGITALOCEAN_URL, PROVISION_HETZNER_URL   API base-URL overrides
   NO_COLOR                no colour
 
@@ -40,7 +41,12 @@ See provision.toml(5) for config layers, bundles and templates."
     };
 }
 
-const PROVIDERS_HELP: &str = providers_help!();
+const LIST_HELP: &str = concat!(
+    "EXIT STATUS:\n",
+    "  0 success; 2 usage or config error; 11 unexpected error; 12 malformed provider\n",
+    "  response; 13 provider unavailable (5xx/429 after retries)\n\n",
+    providers_help!()
+);
 
 const DEPLOY_HELP: &str = concat!(
     "EXIT STATUS:\n",
@@ -68,7 +74,8 @@ pub struct Common {
     /// Provider driver to use (default: config `provider`, else `local`).
     #[arg(short = 'p', long, value_name = "NAME")]
     pub provider: Option<String>,
-    /// Provider user/account id (AWS access key id, OpenStack user); overrides env and config.
+    /// Provider user/account id, for providers that take one besides the secret (none of
+    /// local, static, digitalocean and hetzner does); overrides env and config.
     #[arg(short = 'u', long, value_name = "ID")]
     pub userid: Option<String>,
     /// Provider secret (API token or secret key); overrides env and config. Never printed.
@@ -260,7 +267,7 @@ impl DeployArgs {
 
 /// List nodes: `NAME PUBLIC_IP` per line.
 #[derive(Debug, Parser)]
-#[command(name = "list-nodes", version, max_term_width = 100, after_long_help = PROVIDERS_HELP)]
+#[command(name = "list-nodes", version, max_term_width = 100, after_long_help = LIST_HELP)]
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
