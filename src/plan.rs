@@ -392,7 +392,13 @@ fn check_target(bundle: &str, target: &str) -> Result<()> {
             "bundle '{bundle}': file target '{target}' is not an absolute path"
         )));
     }
-    if p.components().any(|c| matches!(c, Component::ParentDir)) || target.ends_with('/') {
+    if target.ends_with('/') {
+        return Err(Error::config(format!(
+            "bundle '{bundle}': file target '{target}' ends in '/': give the file's whole path \
+             (e.g. '{target}NAME')"
+        )));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(Error::config(format!(
             "bundle '{bundle}': file target '{target}' must be a file path without '..'"
         )));

@@ -577,3 +577,20 @@ fn log_dir_keeps_every_byte_and_reports_name_the_files() {
     assert!(xml.contains("bytes cut"), "JUnit keeps its tail");
     destroy_all(&s);
 }
+
+#[test]
+fn a_file_target_ending_in_a_slash_says_so() {
+    let s = Sandbox::new();
+    s.write(
+        "f/provision.toml",
+        "[bundles.conf]\nfiles = { \"/etc/app/\" = \"app.conf\" }\n",
+    );
+    s.write("f/files/app.conf", "x\n");
+    let r = s
+        .cmd("deploy-node")
+        .args(["-c", "f", "-b", "conf", "--dry-run"])
+        .run()
+        .code(2)
+        .stderr_has("file target '/etc/app/' ends in '/'");
+    assert!(!r.stderr.contains("without '..'"), "{}", r.stderr);
+}
