@@ -342,14 +342,16 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     report::finish(&opts, outcomes)
 }
 
-/// `--dry-run`: the plan of each node, for people or as JSON.
+/// `--dry-run`: the plan of each node, for people, or as the versioned JSON document
+/// `{"format": 1, "plans": [...]}` (one shape for one node or many, like `--json`'s nodes).
 fn print_dry_run(opts: &options::DeployOptions) -> Result<()> {
-    let plans = &opts.plans;
-    match (opts.many(), opts.json) {
-        (false, _) => output::print_plan(&plans[0], opts.json),
-        (true, true) => output::print_json(plans),
-        (true, false) => plans.iter().try_for_each(|p| output::print_plan(p, false)),
+    if opts.json {
+        return output::print_json(&serde_json::json!({
+            "format": JSON_FORMAT,
+            "plans": opts.plans,
+        }));
     }
+    opts.plans.iter().try_for_each(output::print_plan)
 }
 
 /// The provider of the run, with `--isolation` passed to the local driver as a typed value.

@@ -128,12 +128,8 @@ pub fn node_line(node: &str, line: &str) {
     }
 }
 
-/// `deploy-node --dry-run`: the plan for people, or as JSON.
-pub fn print_plan(plan: &Plan, json: bool) -> Result<()> {
-    if json {
-        let text = serde_json::to_string_pretty(plan).expect("plan serializes");
-        return print_stdout(&(text + "\n"));
-    }
+/// `deploy-node --dry-run`: the plan for people (JSON: `cli`'s versioned document).
+pub fn print_plan(plan: &Plan) -> Result<()> {
     print_stdout(&render_plan(plan))
 }
 
