@@ -3,13 +3,20 @@
 
 use crate::config::{Config, LayerPaths};
 use crate::error::Result;
-use crate::plan::{Plan, Request};
+use crate::plan::Request;
 use crate::provider::{self, Provider};
 use crate::{deploy, destroy, output, pool};
 use clap::{Args, Parser};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod logs;
+mod options;
+mod report;
+
+pub use options::{DeployOptions, Outputs};
+pub use report::{json_document, JSON_FORMAT};
 
 /// Providers, credentials and environment: the tail of every command's `--help` and man
 /// page, from the provider registry.
@@ -33,6 +40,12 @@ NODES:
 "
     };
 }
+
+const LIST_STATUS: &str = concat!(
+    "EXIT STATUS:\n",
+    "  0 success; 2 usage or config error; 11 unexpected error; 12 malformed provider\n",
+    "  response; 13 provider unavailable (5xx/429 after retries)\n\n",
+);
 
 const DEPLOY_STATUS: &str = concat!(
     nodes_help!(),
@@ -63,9 +76,10 @@ const DEPLOY_STATUS: &str = concat!(
 
 const DESTROY_STATUS: &str = concat!(
     "EXIT STATUS:\n",
-    "  0 destroyed (or already gone); 1 could not destroy, not found, or refused (untagged without\n",
-    "  --force); 2 test results unreadable, nothing destroyed; 3 not every test passed (or none\n",
-    "  ran), nothing destroyed; 130 interrupted\n\n",
+    "  0 destroyed, or already gone (destroyed earlier from this machine, within 30 days, or\n",
+    "  vanished while being destroyed); 1 could not destroy, not found, or refused (untagged\n",
+    "  without --force); 2 usage or config error, or test results unreadable: nothing destroyed;\n",
+    "  3 not every test passed (or none ran), nothing destroyed; 130 interrupted\n\n",
 );
 
 /// Flags shared by deploy-node, list-nodes and destroy-node.
@@ -77,7 +91,8 @@ pub struct Common {
     /// Provider driver to use (default: config `provider`, else `local`).
     #[arg(short = 'p', long, value_name = "NAME")]
     pub provider: Option<String>,
-    /// Provider user/account id (AWS access key id, OpenStack user); overrides env and config.
+    /// Provider user/account id, for drivers that take one besides the secret (openstack: the
+    /// user name; ec2: the access key id); overrides env and config.
     #[arg(short = 'u', long, value_name = "ID", alias = "user")]
     pub userid: Option<String>,
     /// Provider secret (API token or secret key); overrides env and config. Never printed.
@@ -107,12 +122,16 @@ impl Common {
         }
     }
 
-    /// Sets the stderr verbosity and loads the config layers, printing their warnings.
+    /// Sets the stderr verbosity and loads the config layers, printing their warnings; every
+    /// `[providers.NAME]` table is checked here, for all three commands.
     pub fn load_config(&self) -> Result<Config> {
         output::set_verbosity(if self.quiet { -1 } else { self.verbose as i8 });
         let cfg = Config::load(&self.layer_paths())?;
         for layer in &cfg.layers {
             output::debug(&format!("config layer: {}", layer.label()));
+        }
+        for w in provider::tables::check(&cfg)? {
+            output::warn(&w);
         }
         Ok(cfg)
     }
@@ -130,7 +149,7 @@ pub struct DeployArgs {
     #[arg(short = 'b', long = "bundle", value_name = "BUNDLE", alias = "bundles")]
     pub bundle: Vec<String>,
     /// Write a JSON description of the deployed node to FILE.
-    /// The format is described under DESCRIPTION FILE below.
+    /// Checked writable before anything is created; the format is under DESCRIPTION FILE.
     #[arg(
         short = 'd',
         long = "description-file",
@@ -159,7 +178,12 @@ pub struct DeployArgs {
     )]
     pub subvar: Vec<String>,
     /// Node name prefix when -n is not given [default: config name_prefix, else deploy-test-].
-    #[arg(short = 'x', long = "prefix", value_name = "PREFIX")]
+    #[arg(
+        short = 'x',
+        long = "prefix",
+        value_name = "PREFIX",
+        conflicts_with = "name"
+    )]
     pub prefix: Option<String>,
     /// Login user on the node [default: config ssh_user, else root].
     #[arg(long = "ssh-user", value_name = "USER")]
@@ -182,15 +206,22 @@ pub struct DeployArgs {
     /// Do not check the node's SSH host key (says so on stderr). Avoid.
     #[arg(long)]
     pub insecure_host_key: bool,
-    /// Write a JUnit XML report of the deployment (one test case per step) to FILE.
+    /// Write a JUnit XML report of the deployment (one test case per step) to FILE; checked
+    /// writable before anything is created.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Deploy N nodes (names: PREFIX plus a random suffix each, or -n with {i} for the index).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub count: usize,
-    /// At most this many nodes are deployed at once.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub parallel: usize,
+    /// Write every script's whole stdout and stderr to DIR/NODE/NN-script.out and .err (made
+    /// if missing); -d, --json and --junit name the files.
+    #[arg(long = "log-dir", value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Deploy N nodes, 1 to 1000 (names: PREFIX plus a random suffix each, or -n with {i} for
+    /// the index; scripts see it as `node_index`). 1000 is the most one run's API calls fit in
+    /// an account's hourly budget (DigitalOcean 5000, Hetzner 3600 requests per hour).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_COUNT as i64))]
+    pub count: u16,
+    /// At most this many nodes are deployed at once (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=MAX_COUNT as i64))]
+    pub parallel: u16,
     /// Local nodes: `auto` isolates them in namespaces when possible (root on Linux) and says
     /// so when not; `required` refuses to deploy without isolation; `off` never isolates.
     #[arg(long, value_name = "MODE", value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(provider::local::Isolation::NAMES), |s: String| s.parse::<provider::local::Isolation>().expect("a listed value")))]
@@ -198,7 +229,8 @@ pub struct DeployArgs {
     /// Print the plan (keys, files, rendered scripts) and create nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// JSON on stdout instead of text.
+    /// JSON on stdout instead of text: {"format":1,"nodes":[...]} listing every node with its
+    /// `error` and `kept`, for one node or many (with --dry-run: the plan).
     #[arg(long)]
     pub json: bool,
     /// Print DIR/__init__.py (an original provision 0.9 config directory) as the equivalent
@@ -207,8 +239,28 @@ pub struct DeployArgs {
     pub convert_config: Option<PathBuf>,
 }
 
-/// `90`, `90s`, `10m`, `1h`, `250ms`.
+/// The most nodes one `deploy-node --count` run makes: each node costs at least a create, a
+/// few polls and (later) a destroy, and above this one run exhausts a cloud account's hourly
+/// API budget (DigitalOcean 5000, Hetzner 3600 requests per hour) before its nodes are ready.
+pub const MAX_COUNT: usize = 1000;
+
+/// `90`, `90s`, `10m`, `1h`, `250ms`; more than zero and at most a week (a deadline of zero
+/// could never be met, and an absurd one is a typo).
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = parse_any_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "'{}' is zero: give a deadline that can be met (like 90s, 10m)",
+            s.trim()
+        ));
+    }
+    if d > Duration::from_secs(7 * 24 * 3600) {
+        return Err(format!("'{}' is more than a week", s.trim()));
+    }
+    Ok(d)
+}
+
+fn parse_any_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -224,7 +276,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    if !secs.is_finite() {
+        return Err(format!("'{s}' is not a duration (like 90s, 10m, 1h)"));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("'{s}' is not a duration (like 90s, 10m, 1h)"))
 }
 
 impl DeployArgs {
@@ -239,13 +295,14 @@ impl DeployArgs {
             bundles: self.bundle.clone(),
             subvars: self.subvar.clone(),
             ssh_user: self.ssh_user.clone(),
+            index: 1,
         }
     }
 }
 
 /// List nodes: `NAME PUBLIC_IP` per line.
 #[derive(Debug, Parser)]
-#[command(name = "list-nodes", version, max_term_width = 100, after_long_help = providers_help())]
+#[command(name = "list-nodes", version, max_term_width = 100, after_long_help = format!("{LIST_STATUS}{}", providers_help()))]
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
@@ -285,9 +342,9 @@ pub struct DestroyArgs {
     /// Destroy every node provision made whose name starts with PREFIX (prints them first).
     #[arg(long, value_name = "PREFIX", conflicts_with = "names")]
     pub prefix: Option<String>,
-    /// At most this many nodes are destroyed at once.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub parallel: usize,
+    /// At most this many nodes are destroyed at once (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=MAX_COUNT as i64))]
+    pub parallel: u16,
     /// JUnit XML test results (repeatable): destroy only if at least one test ran and all passed.
     #[arg(
         short = 't',
@@ -305,7 +362,7 @@ pub struct DestroyArgs {
     pub force: bool,
 }
 
-/// deploy-node.
+/// deploy-node: typed options (every check), then the dry run or the run and its reports.
 pub fn run_deploy(args: DeployArgs) -> Result<()> {
     if let Some(shell) = args.common.completions {
         return crate::completions::print::<DeployArgs>(shell);
@@ -313,108 +370,70 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     if let Some(dir) = &args.convert_config {
         return crate::exit::print_stdout(&crate::config::convert::convert_dir(dir)?);
     }
-    let cfg = args.common.load_config()?;
-    let requests = pool::requests(&args.request(), args.count)?;
-    // plans know nothing of providers: the name is checked here, before any plan is built
-    provider::check_chosen(&cfg, &crate::plan::chosen_provider(&cfg, &requests[0]))?;
-    let plans = requests
-        .iter()
-        .map(|r| Plan::build(&cfg, r))
-        .collect::<Result<Vec<Plan>>>()?;
-    pool::check_unique(&plans)?;
-    for w in &plans[0].warnings {
+    let mut opts = options::DeployOptions::from_args(args)?;
+    for w in &opts.warnings {
         output::warn(w);
     }
-    let many = plans.len() > 1;
-    if args.dry_run {
-        return match (many, args.json) {
-            (false, _) => output::print_plan(&plans[0], args.json),
-            (true, true) => output::print_json(&plans),
-            (true, false) => plans.iter().try_for_each(|p| output::print_plan(p, false)),
-        };
+    if opts.dry_run {
+        return print_dry_run(&opts);
     }
-    let provider_name = plans[0].provider.value.clone();
-    let mut cfg = cfg;
-    if let Some(iso) = args.isolation {
-        cfg.providers
-            .entry("local".into())
-            .or_default()
-            .insert("isolation".into(), iso.to_string().into());
-    }
-    let provider = provider_for(&args.common, &cfg, Some(&provider_name))?;
-    let p0 = &plans[0];
+    let provider = deploy_provider(&opts)?;
+    let p0 = &opts.plans[0];
     let value = crate::config::value_of;
-    let prepared = provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?;
-    pool::check_names_free(&plans, provider.as_ref())?;
-    if args.insecure_host_key {
+    opts.deploy.prepared =
+        Some(provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?);
+    pool::check_names_free(&opts.plans, provider.as_ref())?;
+    let outcomes = run_all(&opts, provider);
+    report::finish(&opts, outcomes)
+}
+
+/// `--dry-run`: the plan of each node, for people, or as the versioned JSON document
+/// `{"format": 1, "plans": [...]}` (one shape for one node or many, like `--json`'s nodes).
+fn print_dry_run(opts: &options::DeployOptions) -> Result<()> {
+    if opts.json {
+        return output::print_json(&serde_json::json!({
+            "format": JSON_FORMAT,
+            "plans": opts.plans,
+        }));
+    }
+    opts.plans.iter().try_for_each(output::print_plan)
+}
+
+/// The provider of the run, with `--isolation` passed to the local driver as a typed value.
+fn deploy_provider(opts: &options::DeployOptions) -> Result<Arc<dyn Provider>> {
+    match (opts.provider.as_str(), opts.isolation) {
+        ("local", Some(iso)) => Ok(Arc::new(
+            provider::local::LocalProvider::from_table(&opts.cfg.provider_table("local"))?
+                .with_isolation(iso),
+        )),
+        (name, _) => provider_for(&opts.common, &opts.cfg, Some(name)),
+    }
+}
+
+/// Deploys every plan with progress on stderr and, for a pool, the summary table.
+fn run_all(opts: &options::DeployOptions, provider: Arc<dyn Provider>) -> Vec<deploy::Outcome> {
+    if opts.deploy.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
-    let opts = deploy::Options {
-        ssh_timeout: args.ssh_timeout,
-        script_timeout: args.script_timeout,
-        keep_going: args.keep_going,
-        wait_for_cloud_init: cfg.wait_for_cloud_init.unwrap_or(true),
-        keep_on_failure: args.keep_on_failure,
-        insecure_host_key: args.insecure_host_key,
-        identity: args.identity.clone(),
-        prepared: Some(prepared),
-    };
     deploy::install_signal_handler();
-    output::start_progress(
-        &plans
-            .iter()
-            .map(|p| p.node_name.clone())
-            .collect::<Vec<_>>(),
-    );
+    let names: Vec<String> = opts.plans.iter().map(|p| p.node_name.clone()).collect();
+    output::start_progress(&names);
     // Many nodes wait at once: answer their polls from one shared list call per interval
     // instead of a get per node (what real APIs rate-limit).
-    let provider: Arc<dyn Provider> = if many {
+    let provider: Arc<dyn Provider> = if opts.many() {
         Arc::new(provider::coalesce::Coalesced::new(provider))
     } else {
         provider
     };
-    let outcomes = pool::deploy_all(&plans, provider, &opts, args.parallel);
+    let outcomes = pool::deploy_all(&opts.plans, provider, &opts.deploy, opts.parallel);
     output::finish_progress();
-    if many {
+    if opts.many() {
         output::info(&format!(
             "summary:\n{}",
             pool::summary(&outcomes).trim_end()
         ));
     }
-    if let Some(path) = &args.description_file {
-        if let Some(text) = crate::description::document(&outcomes, &plans, many) {
-            crate::state::write_atomic(path, text.as_bytes(), 0o644)?;
-        }
-    }
-    if let Some(path) = &args.junit {
-        let nodes: Vec<_> = outcomes.iter().map(deploy::junit_result).collect();
-        crate::state::write_atomic(path, crate::junit::report::to_xml(&nodes).as_bytes(), 0o644)?;
-    }
-    let ok: Vec<&deploy::Outcome> = outcomes.iter().filter(|o| o.error.is_none()).collect();
-    if args.json {
-        let descs: Vec<serde_json::Value> =
-            ok.iter().map(|o| crate::describe::description(o)).collect();
-        if many {
-            output::print_json(&descs)?;
-        } else if let Some(d) = descs.first() {
-            output::print_json(d)?;
-        }
-    } else {
-        let mut text = String::new();
-        for o in &ok {
-            let ip = o
-                .node
-                .as_ref()
-                .and_then(|n| n.public_ip.as_deref())
-                .unwrap_or("");
-            text.push_str(&format!("{} {ip}\n", o.name));
-        }
-        crate::exit::print_stdout(&text)?;
-    }
-    match pool::worst_error(outcomes) {
-        Some(err) => Err(err),
-        None => Ok(()),
-    }
+    outcomes
 }
 
 /// The provider for a command: `-p`, else the plan's/config's, else `local`.
@@ -477,7 +496,7 @@ pub fn run_destroy(args: DestroyArgs) -> Result<()> {
         &destroy::Request {
             names: args.names.clone(),
             prefix: args.prefix.clone(),
-            parallel: args.parallel,
+            parallel: usize::from(args.parallel),
             results: args.testresults.clone(),
             dry_run: args.dry_run,
             force: args.force,

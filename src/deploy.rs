@@ -392,11 +392,16 @@ fn fail_and_clean(
         ));
         return err;
     }
-    output::status(&name, "destroying it, since it never became ready");
     match provider.destroy(&node.id) {
-        Ok(_) => {
+        Ok(how) => {
             journal::clear(provider.name(), &name);
             known_nodes::forget(provider.name(), &name);
+            output::info(&match how {
+                crate::provider::Destroyed::Forgotten => format!(
+                    "{name}: never became ready; forgotten (the machine itself was not touched)"
+                ),
+                _ => format!("{name}: never became ready; destroyed"),
+            });
         }
         Err(e) => {
             out.kept = true;
@@ -675,6 +680,7 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
                 stderr: s.stderr.clone(),
                 failure,
                 skipped: s.skipped,
+                log: None,
             });
         }
     } else if let Some(err) = &outcome.error {
@@ -685,6 +691,7 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
             stderr: String::new(),
             failure: Some(err.to_string()),
             skipped: false,
+            log: None,
         });
     }
     NodeResult {

@@ -68,6 +68,12 @@ pub fn document(outcomes: &[Outcome], plans: &[Plan], many: bool) -> Option<Stri
         .filter(|o| o.node.is_some())
         .map(|o| describe(o, plans.iter().find(|p| p.node_name == o.name)))
         .collect();
+    render(descs, many)
+}
+
+/// The file's text for these descriptions: an array when `many`, else the one object;
+/// `None` when no node was made.
+pub fn render(descs: Vec<Value>, many: bool) -> Option<String> {
     let value = match (many, descs.len()) {
         (_, 0) => return None,
         (true, _) => Value::Array(descs),

@@ -23,12 +23,13 @@ pub struct Request {
 
 /// Runs the gate, then destroys every named node; the worst failure decides the exit code.
 pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
-    let kept = || {
-        format!(
+    let kept = || match &req.prefix {
+        Some(prefix) => format!("nodes named {prefix}* kept"),
+        None => format!(
             "node{} {} kept",
             if req.names.len() > 1 { "s" } else { "" },
             req.names.join(", ")
-        )
+        ),
     };
     if !req.results.is_empty() {
         let mut all = Vec::new();
@@ -42,6 +43,9 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
             all.push(r);
         }
         match junit::gate(&all) {
+            GateDecision::Destroy { .. } if req.dry_run => {
+                output::info("all tests passed: would destroy (dry run)")
+            }
             GateDecision::Destroy { .. } => output::info("all tests passed: destroying"),
             GateDecision::Keep { reason } => {
                 return Err(Error::TestsFailed(format!("{reason}\n{}", kept())));
@@ -73,6 +77,7 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
         let how = provider.destroy(&node.id)?;
         journal::clear(provider.name(), &node.name);
         crate::known_nodes::forget(provider.name(), &node.name);
+        crate::destroyed::record(provider.name(), &node.name);
         output::info(&match how {
             Destroyed::Destroyed => format!("{}: destroyed", node.name),
             Destroyed::AlreadyGone => format!("{}: already gone", node.name),
@@ -122,9 +127,12 @@ fn find(provider: &dyn Provider, names: &[String], force: bool) -> Result<Vec<No
     for name in names {
         let matches: Vec<&Node> = all.iter().filter(|n| &n.name == name).collect();
         match matches.as_slice() {
+            [] if crate::destroyed::was_destroyed(provider.name(), name) => {
+                output::info(&format!("{name}: already gone (destroyed earlier)"));
+            }
             [] => {
                 return Err(Error::NotDestroyed(format!(
-                    "node '{name}' not found on {}; nothing destroyed",
+                    "node '{name}' not found on {} (and not destroyed from this machine); nothing destroyed",
                     provider.name()
                 )))
             }

@@ -13,6 +13,7 @@ pub mod deploy;
 pub(crate) mod describe;
 pub mod description;
 pub mod destroy;
+pub mod destroyed;
 pub mod error;
 pub mod exit;
 pub mod journal;

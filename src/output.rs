@@ -252,12 +252,8 @@ pub(crate) fn node_line(node: &str, line: &str) {
     let _ = writeln!(err, "{text}");
 }
 
-/// `deploy-node --dry-run`: the plan for people, or as JSON.
-pub(crate) fn print_plan(plan: &Plan, json: bool) -> Result<()> {
-    if json {
-        let text = serde_json::to_string_pretty(plan).expect("plan serializes");
-        return print_stdout(&(text + "\n"));
-    }
+/// `deploy-node --dry-run`: the plan for people (JSON: `cli`'s versioned document).
+pub(crate) fn print_plan(plan: &Plan) -> Result<()> {
     print_stdout(&render_plan(plan))
 }
 

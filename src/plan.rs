@@ -23,6 +23,7 @@ const BUILTIN_VARS: &[&str] = &[
     "size",
     "location",
     "bundles",
+    "node_index",
 ];
 
 /// What the user asked for on the command line.
@@ -38,6 +39,8 @@ pub struct Request {
     /// Raw `-t KEY=VALUE` arguments, in order.
     pub subvars: Vec<String>,
     pub ssh_user: Option<String>,
+    /// The node's 1-based index in a `--count` pool (1 for a single node): `node_index`.
+    pub index: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,9 +86,15 @@ pub struct PlannedFile {
     pub bundle: String,
     pub layer: String,
     pub size: u64,
+    /// In JSON an octal string (`"0644"`), as the text plan and `ls` show it.
+    #[serde(serialize_with = "octal_mode")]
     pub mode: u32,
     #[serde(skip)]
     pub content: Vec<u8>,
+}
+
+fn octal_mode<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +174,7 @@ impl Plan {
         vars.insert("size".into(), builtin(&value_of(&size)));
         vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
+        vars.insert("node_index".into(), builtin(&req.index.max(1).to_string()));
         // template-string scripts replace bare `$name` only for what the user defined (and
         // node_name, as the original); the built-in layer's scripts also see its own [vars]
         let user_defined = |v: &Sourced<String>| v.layer != "defaults" && v.layer != "built-in";
@@ -240,7 +250,7 @@ impl Plan {
                 let again = scripts.iter().position(|s| s.name == *name);
                 let remote_name = match again {
                     Some(pos) => scripts[pos].remote_name.clone(),
-                    None => format!("{:02}-{}", scripts.len() + 1, basename(name)),
+                    None => format!("{:02}-{}", scripts.len() + 1, unnumbered(basename(name))),
                 };
                 let mut script = render_script(&b.name, &b.layer, name, remote_name, f, tvars)?;
                 match again {
@@ -315,6 +325,19 @@ fn dir_of(layer_label: &str, sub: &str) -> String {
 
 fn basename(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
+}
+
+/// A script name without its own run-order number (`01-prepare.sh` → `prepare.sh`), so the
+/// plan's number is not added twice (`01-01-prepare.sh`).
+fn unnumbered(name: &str) -> &str {
+    match name.split_once('-') {
+        Some((num, rest))
+            if !num.is_empty() && !rest.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            rest
+        }
+        _ => name,
+    }
 }
 
 fn render_script(
@@ -428,7 +451,13 @@ fn check_target(bundle: &str, target: &str) -> Result<()> {
             "bundle '{bundle}': file target '{target}' is not an absolute path"
         )));
     }
-    if p.components().any(|c| matches!(c, Component::ParentDir)) || target.ends_with('/') {
+    if target.ends_with('/') {
+        return Err(Error::config(format!(
+            "bundle '{bundle}': file target '{target}' ends in '/': give the file's whole path \
+             (e.g. '{target}NAME')"
+        )));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(Error::config(format!(
             "bundle '{bundle}': file target '{target}' must be a file path without '..'"
         )));
@@ -515,6 +544,13 @@ fn collect_pubkeys(cfg: &Config) -> Result<Vec<PlannedKey>> {
     let mut keys: Vec<PlannedKey> = Vec::new();
     for f in files {
         let text = String::from_utf8_lossy(&f.bytes);
+        if text.contains("PRIVATE KEY-----") {
+            return Err(Error::config(format!(
+                "{}: this is a private key; put only public keys (.pub) in pubkeys/, and move \
+                 this file out of the config layer",
+                f.display
+            )));
+        }
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {

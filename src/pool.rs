@@ -27,6 +27,7 @@ pub(crate) fn requests(base: &Request, count: usize) -> Result<Vec<Request>> {
         .map(|i| {
             let mut r = base.clone();
             r.name = base.name.as_ref().map(|n| n.replace("{i}", &i.to_string()));
+            r.index = i;
             r
         })
         .collect())
@@ -130,15 +131,6 @@ fn age(created: Option<&str>) -> String {
     format!("created {ago} ago")
 }
 
-/// The error of the worst outcome (the highest exit code), or `None` when every node
-/// succeeded: what a multi-node run exits with.
-pub(crate) fn worst_error(outcomes: Vec<Outcome>) -> Option<Error> {
-    outcomes
-        .into_iter()
-        .filter_map(|o| o.error)
-        .max_by_key(Error::code)
-}
-
 /// The summary table for stderr after a multi-node run.
 pub(crate) fn summary(outcomes: &[Outcome]) -> String {
     let width = outcomes
@@ -198,28 +190,6 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.name.is_none()));
-    }
-
-    #[test]
-    fn the_worst_error_is_the_highest_exit_code() {
-        let outcome = |error: Option<Error>| Outcome {
-            name: "n".into(),
-            node: None,
-            report: None,
-            error,
-            kept: false,
-            duration: std::time::Duration::ZERO,
-        };
-        assert!(worst_error(vec![outcome(None), outcome(None)]).is_none());
-        let worst = worst_error(vec![
-            outcome(Some(Error::deploy("a", "script failed"))),
-            outcome(None),
-            outcome(Some(Error::Timeout("b: ssh".into()))),
-            outcome(Some(Error::usage("c"))),
-        ])
-        .unwrap();
-        assert_eq!(worst.code(), crate::error::code::TIMEOUT);
-        assert_eq!(worst.to_string(), "b: ssh");
     }
 
     #[test]

@@ -71,6 +71,53 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks, without leaving anything behind, that [`write_atomic`] could write `path`: it is
+/// not a directory (nor a non-regular file such as `/proc/version` or a FIFO), and its
+/// directory — or the nearest existing ancestor, when the directory will be created — takes
+/// a new file (probed with a temporary file, which also catches read-only mounts and `/proc`).
+/// `what` names the flag in the message (`-d`, `--junit`).
+pub(crate) fn check_writable(what: &str, path: &Path) -> Result<()> {
+    let bad = |why: String| Error::usage(format!("{what} {}: {why}", path.display()));
+    if path.as_os_str().is_empty() || path.to_string_lossy().ends_with('/') {
+        return Err(bad("give a file path, not a directory".into()));
+    }
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(bad("is a directory; give a file path".into())),
+        Ok(m) if !m.is_file() => return Err(bad("is not a regular file".into())),
+        _ => {}
+    }
+    let mut dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => dir = PathBuf::from("."),
+        }
+    }
+    if !dir.is_dir() {
+        return Err(bad(format!("{} is not a directory", dir.display())));
+    }
+    tempfile::Builder::new()
+        .prefix(".provision-probe.")
+        .tempfile_in(&dir)
+        .map(drop)
+        .map_err(|e| bad(format!("cannot write in {}: {e}", dir.display())))
+}
+
+/// Like [`check_writable`] for a directory that files will be written into (made if missing).
+pub(crate) fn check_writable_dir(what: &str, dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::usage(format!(
+            "{what} {}: is not a directory",
+            dir.display()
+        )));
+    }
+    check_writable(what, &dir.join(".provision-probe"))
+        .map_err(|_| Error::usage(format!("{what} {}: cannot write there", dir.display())))
+}
+
 /// [`write_atomic`] of `value` as pretty JSON with a trailing newline, mode 0600.
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_vec_pretty(value)
@@ -103,6 +150,31 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("file.txt")]);
+    }
+
+    #[test]
+    fn check_writable_refuses_directories_and_unwritable_places() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = check_writable("-d", tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+        let e = check_writable("--junit", Path::new("/proc/version")).unwrap_err();
+        assert!(e.to_string().starts_with("--junit /proc/version"), "{e}");
+        assert_eq!(e.code(), crate::error::code::USAGE);
+        check_writable("-d", &tmp.path().join("new/sub/d.json")).unwrap();
+        assert!(!tmp.path().join("new").exists(), "a check creates nothing");
+        let ro = tmp.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
+        // root may write anywhere; only a non-root run sees the refusal
+        // SAFETY: geteuid takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(check_writable("-d", &ro.join("d.json")).is_err());
+        }
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no probe left"
+        );
     }
 
     #[test]

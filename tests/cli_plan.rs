@@ -3,6 +3,14 @@
 
 use crate::support::cli::Sandbox;
 
+/// The one plan of `--dry-run --json`: the document is `{"format": 1, "plans": [...]}`.
+fn plan_json(stdout: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(stdout).unwrap();
+    assert_eq!(v["format"], 1, "{stdout}");
+    assert_eq!(v["plans"].as_array().map(Vec::len), Some(1), "{stdout}");
+    v["plans"][0].take()
+}
+
 /// Two layers: `base` defines bundles and vars, `site` overrides some of them.
 fn layered() -> Sandbox {
     let s = Sandbox::new();
@@ -125,7 +133,7 @@ fn json_plan_says_where_each_value_came_from() {
         .run()
         .code(0)
         .stdout_lacks("SUPERSECRETTOKEN");
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = plan_json(&r.stdout);
     let site = s.path().join("site").display().to_string();
     let base = s.path().join("base").display().to_string();
     assert_eq!(v["size"]["value"], "large");
@@ -140,7 +148,10 @@ fn json_plan_says_where_each_value_came_from() {
         .iter()
         .find(|f| f["target"] == "/opt/app/run.sh")
         .unwrap();
-    assert_eq!(run["mode"], 0o750);
+    assert_eq!(
+        run["mode"], "0750",
+        "modes are octal strings, as in the text plan"
+    );
     assert_eq!(run["bundle"], "web");
     assert_eq!(run["layer"], site);
     let scripts = v["scripts"].as_array().unwrap();
@@ -167,7 +178,7 @@ fn env_layers_come_between_home_and_cli() {
         .env("PROVISION_CONFIG_PATH", &envpath)
         .run()
         .code(0);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = plan_json(&r.stdout);
     assert_eq!(v["size"]["value"], "from-env");
     assert_eq!(v["image"]["value"], "img-xdg");
     assert_eq!(v["location"]["value"], "loc-secrets");
@@ -178,7 +189,7 @@ fn env_layers_come_between_home_and_cli() {
         .env("PROVISION_CONFIG_PATH", &envpath)
         .run()
         .code(0);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = plan_json(&r.stdout);
     assert_eq!(v["size"]["value"], "from-cli");
 }
 
@@ -202,7 +213,7 @@ bootstrapped_images = ["golden-1"]
             args.extend(["-b", b]);
         }
         let r = s.cmd("deploy-node").args(args).run().code(0);
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let v = plan_json(&r.stdout);
         v["bundles"]
             .as_array()
             .unwrap()
@@ -226,7 +237,7 @@ fn pubkeys_from_every_layer_plus_own_key() {
         .args(["-c", "c", "--dry-run", "--json"])
         .run()
         .code(0);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = plan_json(&r.stdout);
     let keys = v["pubkeys"].as_array().unwrap();
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert_eq!(keys[1]["comment"], "ops@team");
@@ -244,7 +255,7 @@ fn random_names_use_the_prefix() {
         .args(["-x", "ci-", "--dry-run", "--json"])
         .run()
         .code(0);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = plan_json(&r.stdout);
     let name = v["node_name"].as_str().unwrap();
     assert_eq!(name.len(), 9);
     assert!(name.starts_with("ci-"));
@@ -408,7 +419,7 @@ fn two_bundles_writing_one_target_warn_and_the_later_wins() {
         .run()
         .code(0)
         .stderr_has("/etc/x.conf: written by bundle 'a' and bundle 'b'; 'b' wins");
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = plan_json(&r.stdout);
     let files = v["files"].as_array().unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["bundle"], "b");

@@ -431,7 +431,7 @@ fn stuck(c: &Cloud) {
         .code(15)
         .one_line_error()
         .stderr_has("--ssh-timeout")
-        .stderr_has(&format!("{name}: destroying it"))
+        .stderr_has(&format!("{name}: never became ready; destroyed"))
         .stdout_empty();
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(fake.count(), 0);
@@ -450,7 +450,7 @@ fn stopped(c: &Cloud) {
         .code(14)
         .one_line_error()
         .stderr_has("stopped")
-        .stderr_has(&format!("{name}: destroying it"))
+        .stderr_has(&format!("{name}: never became ready; destroyed"))
         .stdout_empty();
     assert_eq!(creates(&fake, c), 1);
     assert_eq!(fake.count(), 0);

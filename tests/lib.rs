@@ -8,6 +8,7 @@
 
 mod support;
 
+mod ci_examples;
 mod cli_plan;
 mod deploy_cloud;
 mod deploy_exec;
@@ -15,6 +16,7 @@ mod deploy_local;
 mod junit_corpus;
 mod local_isolation;
 mod man_pages;
+mod new_user;
 mod node_matrix;
 mod original_compat;
 mod provider_digitalocean;

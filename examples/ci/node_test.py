@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A small test suite run against a deployed node over ssh; writes JUnit XML (stdlib only).
 
-NODE and SSH_CONFIG come from the environment (see the Makefile). Set NODE_TEST_FAIL=1 to
-make one test fail on purpose (the gated destroy then keeps the node).
+NODE and SSH_CONFIG come from the environment (see the Makefile and the CI files). It checks
+what the `ci` bundle of provision.toml puts on the node. Set NODE_TEST_FAIL=1 to make one test
+fail on purpose (the gated destroy then keeps the node).
 """
 import os
 import subprocess
@@ -23,9 +24,13 @@ class NodeTest(unittest.TestCase):
     def test_login_works(self):
         self.assertEqual(ssh("true").returncode, 0)
 
-    def test_hello_file_arrived(self):
-        r = ssh("cat", "/tmp/provision-hello/hello.txt")
-        self.assertIn("hello bundle", r.stdout)
+    def test_app_config_arrived(self):
+        r = ssh("cat", "/tmp/provision-ci/app.conf")
+        self.assertIn("greeting = hello from CI", r.stdout)
+
+    def test_ready_script_ran_on_this_node(self):
+        r = ssh("cat", "/tmp/provision-ci/ready")
+        self.assertEqual(r.stdout.strip(), os.environ["NODE"])
 
     def test_hostname_answers(self):
         self.assertTrue(ssh("hostname").stdout.strip())

@@ -82,6 +82,7 @@ impl Layer {
         };
         if let Some((display, text)) = self.provision_toml()? {
             let mut lc = super::schema::parse(&display, &text)?;
+            super::schema::check_vars(&display, &lc)?;
             if let Some(py) = py {
                 lc.warnings.push(format!(
                     "{}: not read, {display} is used instead",
@@ -165,8 +166,19 @@ impl Layer {
                         entry.map_err(|e| Error::config(format!("{}: {e}", keydir.display())))?;
                     let path = entry.path();
                     let name = entry.file_name();
-                    if path.is_file() && !name.to_string_lossy().starts_with('.') {
-                        paths.push(path);
+                    if name.to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    // a dangling symlink would silently mean one key fewer on the node
+                    match std::fs::metadata(&path) {
+                        Ok(m) if m.is_file() => paths.push(path),
+                        Ok(_) => {}
+                        Err(e) => {
+                            let to = std::fs::read_link(&path)
+                                .map(|t| format!(" (a symlink to {})", t.display()))
+                                .unwrap_or_default();
+                            return Err(Error::config(format!("{}{to}: {e}", path.display())));
+                        }
                     }
                 }
                 paths.sort();

@@ -63,6 +63,8 @@ pub struct Config {
     pub destroyable_prefixes: Vec<String>,
     /// Inline public keys (`pubkeys = [...]`, the original's `config.PUBKEYS`) and their origin.
     pub pubkeys: Vec<Sourced<String>>,
+    /// For each `[providers.NAME]` key, the layer that set it (for messages about a bad key).
+    pub provider_layers: BTreeMap<String, BTreeMap<String, String>>,
     /// Things the user should hear about (bundle replaced, env path missing), for stderr.
     pub warnings: Vec<String>,
 }
@@ -228,9 +230,11 @@ impl Config {
         }
         for (name, table) in lc.providers {
             let origins = self.provider_origins.entry(name.clone()).or_default();
+            let layers = self.provider_layers.entry(name.clone()).or_default();
             let slot = self.providers.entry(name).or_default();
             for (k, v) in table {
                 origins.insert(k.clone(), idx);
+                layers.insert(k.clone(), format!("{label}/provision.toml"));
                 slot.insert(k, v);
             }
         }

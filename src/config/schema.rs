@@ -119,6 +119,23 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// `[vars]` values are strings, numbers, booleans or dates: what all three template engines
+/// can substitute. An array or table would reach a script as TOML text (`[1, 2]`), so it is
+/// refused with the variable's name instead of being turned into a string silently.
+pub fn check_vars(display: &str, lc: &LayerConfig) -> Result<()> {
+    for (k, v) in &lc.vars {
+        if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
+            return Err(Error::config(format!(
+                "{display}: [vars] {k}: is {} {}; variables are strings, numbers or booleans \
+                 (for a list, use a string such as \"a b c\" and split it in the script)",
+                if v.is_array() { "an" } else { "a" },
+                v.type_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A TOML value as the string a template sees (strings unquoted, others as TOML writes them).
 pub fn value_to_string(v: &toml::Value) -> String {
     match v {

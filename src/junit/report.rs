@@ -19,6 +19,8 @@ pub struct StepResult {
     pub failure: Option<String>,
     /// Not run (an earlier step failed).
     pub skipped: bool,
+    /// `--log-dir`: the files holding the whole stdout and stderr, named in the report.
+    pub log: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// One node's deployment.
@@ -58,11 +60,19 @@ pub fn build(nodes: &[NodeResult]) -> Report {
             let mut case = TestCase::new(step.name.as_str(), status);
             case.set_classname(format!("provision.{}", n.node));
             case.set_time(step.duration);
-            if !step.stdout.is_empty() {
-                case.set_system_out(tail(&step.stdout, OUTPUT_LIMIT));
+            let whole = |file: Option<&std::path::PathBuf>| {
+                file.map(|f| format!("[whole output: {}]\n", f.display()))
+                    .unwrap_or_default()
+            };
+            let (out_log, err_log) = match &step.log {
+                Some((o, e)) => (whole(Some(o)), whole(Some(e))),
+                None => (String::new(), String::new()),
+            };
+            if !step.stdout.is_empty() || !out_log.is_empty() {
+                case.set_system_out(out_log + &tail(&step.stdout, OUTPUT_LIMIT));
             }
-            if !step.stderr.is_empty() {
-                case.set_system_err(tail(&step.stderr, OUTPUT_LIMIT));
+            if !step.stderr.is_empty() || !err_log.is_empty() {
+                case.set_system_err(err_log + &tail(&step.stderr, OUTPUT_LIMIT));
             }
             suite.add_test_case(case);
         }
@@ -88,6 +98,7 @@ mod tests {
             stderr: String::new(),
             failure: failure.map(str::to_string),
             skipped,
+            log: None,
         }
     }
 

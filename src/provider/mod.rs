@@ -19,6 +19,7 @@ use std::time::Duration;
 
 pub mod local;
 pub mod static_hosts;
+pub mod tables;
 
 /// The tag every node we create carries, so `destroy-node` knows it may destroy it.
 pub const TAG_MANAGED: &str = "provision";

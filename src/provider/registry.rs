@@ -77,7 +77,10 @@ pub fn help() -> String {
     s.push_str("ENVIRONMENT:\n");
     s.push_str("  PROVISION_CONFIG_PATH   extra config layer directories, colon-separated\n");
     s.push_str(
-        "  PROVISION_STATE_DIR     local nodes, journal, known_hosts (default ~/.local/state/provision)\n",
+        "  PROVISION_STATE_DIR     local nodes, journal, node records, known_hosts (default\n",
+    );
+    s.push_str(
+        "                          $XDG_STATE_HOME/provision, else ~/.local/state/provision)\n",
     );
     let urls: Vec<&str> = DRIVERS.iter().flat_map(|r| r.env.iter().copied()).collect();
     if !urls.is_empty() {

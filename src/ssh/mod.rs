@@ -16,6 +16,7 @@
 mod connect;
 mod hostkey;
 pub mod known_hosts;
+pub mod login;
 mod negotiate;
 mod pump;
 mod remote;

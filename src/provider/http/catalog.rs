@@ -123,6 +123,25 @@ pub fn not_found<'a>(
     want: &str,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Error {
+    if want.is_empty() {
+        // nothing given (no flag, no config): say which flag, with a few real values
+        let deploy_flag = match flag {
+            "--images" => "-i",
+            "--sizes" => "-s",
+            _ => "-l",
+        };
+        let some: Vec<&str> = names.into_iter().take(3).collect();
+        return Error::config(format!(
+            "{deploy_flag} is required for {provider} (or `{}` in provision.toml); e.g. {} \
+             (list-nodes -p {provider} {flag} lists them)",
+            match deploy_flag {
+                "-i" => "image",
+                "-s" => "size",
+                _ => "location",
+            },
+            some.join(", ")
+        ));
+    }
     let near = near_matches(want, names, 5);
     let hint = if near.is_empty() {
         String::new()
@@ -228,6 +247,21 @@ mod tests {
         );
         assert_eq!(pick_image("3", &imgs).unwrap().0.id, "3");
         assert!(pick_image("fedora", &imgs).is_none());
+    }
+
+    #[test]
+    fn nothing_given_names_the_flag() {
+        let e = not_found(
+            "digitalocean",
+            "image",
+            "--images",
+            "",
+            ["ubuntu-24-04-x64", "debian-12-x64"],
+        )
+        .to_string();
+        assert!(e.starts_with("-i is required for digitalocean"), "{e}");
+        assert!(e.contains("e.g. ubuntu-24-04-x64, debian-12-x64"), "{e}");
+        assert!(!e.contains("no image ''"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-/// The node's init, run by `sh -c` inside the new namespaces.
+/// The node's init, written to the node's directory and run by `sh` inside the new namespaces.
 const LAUNCHER: &str = include_str!("launch.sh");
 
 /// Test and debug knob: when set (and not `0` or empty), [`isolation_available`] says no, as
@@ -222,18 +222,15 @@ pub(super) fn launch(
     let err_log = log
         .try_clone()
         .map_err(|e| Error::io("cannot duplicate the log file", e))?;
+    // from a file, not an argv: `ps` shows a short command line, not 1.5 KB of script
+    let script = dir.join("launch.sh");
+    crate::state::write_atomic(&script, LAUNCHER.as_bytes(), 0o600)?;
     let status = Command::new("setsid")
         .arg("-f")
         .arg("unshare")
         .args(["--mount", "--uts", "--ipc", "--pid", "--fork"])
-        .args([
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            LAUNCHER,
-            "provision-node",
-        ])
+        .args(["--propagation", "private", "sh"])
+        .arg(&script)
         .arg(dir)
         .arg(hostname)
         .arg(addr.to_string())

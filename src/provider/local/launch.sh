@@ -1,5 +1,5 @@
 # The init of an isolated local node (see isolate.rs). Run by
-#   unshare --mount --uts --ipc --pid --fork --propagation private sh -c THIS provision-node \
+#   unshare --mount --uts --ipc --pid --fork --propagation private sh NODE_DIR/launch.sh \
 #       NODE_DIR NAME ADDRESS HIDE_DIR SSHD SETENV
 # as PID 1 of fresh mount, PID, UTS and IPC namespaces; stdout and stderr go to sshd.log.
 # Builds the node's root (the host's / seen through an overlay whose upper layer is in

@@ -1,0 +1,129 @@
+//! deploy-node's flags turned into typed values once, before anything is spent (ripgrep's
+//! `HiArgs`): the config loaded and its provider tables checked, one Plan per node built,
+//! output paths probed, login credentials found. Every mistake the user can make shows up
+//! here as exit 2; what runs afterwards (the provider, the deploys, the reports) takes these
+//! values and never looks at a flag or a config string again.
+
+use super::DeployArgs;
+use crate::config::Config;
+use crate::deploy;
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::provider::local::Isolation;
+use crate::{pool, provider, state};
+use std::path::PathBuf;
+
+/// Where the results of a run go besides stdout.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// `-d FILE`: the JSON description.
+    pub description: Option<PathBuf>,
+    /// `--junit FILE`: the JUnit report.
+    pub junit: Option<PathBuf>,
+    /// `--log-dir DIR`: every script's whole output, `DIR/NODE/NN-script.{out,err}`.
+    pub log_dir: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Every output path must be writable before a node is created: a node whose report
+    /// cannot be written is a node nobody hears about.
+    pub fn check(&self) -> Result<()> {
+        if let Some(p) = &self.description {
+            state::check_writable("-d", p)?;
+        }
+        if let Some(p) = &self.junit {
+            state::check_writable("--junit", p)?;
+        }
+        if let Some(p) = &self.log_dir {
+            state::check_writable_dir("--log-dir", p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything deploy-node needs, typed and checked.
+pub struct DeployOptions {
+    pub common: super::Common,
+    pub cfg: Config,
+    /// One per node, in index order; never empty.
+    pub plans: Vec<Plan>,
+    /// For stderr before anything runs (bundle replaced, same target twice...).
+    pub warnings: Vec<String>,
+    /// The provider every plan uses.
+    pub provider: String,
+    /// `--isolation`, handed to the local driver as a value (not through its config table).
+    pub isolation: Option<Isolation>,
+    pub outputs: Outputs,
+    pub json: bool,
+    pub dry_run: bool,
+    pub parallel: usize,
+    /// The per-node options; `prepared` is filled in once the provider resolved names.
+    pub deploy: deploy::Options,
+}
+
+impl DeployOptions {
+    /// Loads the config and checks everything that can be checked without the network.
+    pub fn from_args(args: DeployArgs) -> Result<DeployOptions> {
+        let cfg = args.common.load_config()?;
+        let requests = pool::requests(&args.request(), usize::from(args.count))?;
+        // plans know nothing of providers: the name is checked here, before any plan is built
+        provider::check_chosen(&cfg, &crate::plan::chosen_provider(&cfg, &requests[0]))?;
+        let plans = requests
+            .iter()
+            .map(|r| Plan::build(&cfg, r))
+            .collect::<Result<Vec<Plan>>>()?;
+        pool::check_unique(&plans)?;
+        if plans[0].provider.value == "static" && args.name.is_none() {
+            let hosts = provider::static_hosts::parse_hosts(&cfg.provider_table("static"))?;
+            let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
+            return Err(crate::Error::usage(format!(
+                "static needs -n NAME, one of the configured hosts ({})",
+                if names.is_empty() {
+                    "none: add them under [providers.static.hosts]".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        let warnings = plans[0].warnings.clone();
+        let outputs = Outputs {
+            description: args.description_file.clone(),
+            junit: args.junit.clone(),
+            // absolute, so the paths -d and JUnit name work from any directory
+            log_dir: args
+                .log_dir
+                .clone()
+                .map(|d| std::path::absolute(&d).unwrap_or(d)),
+        };
+        outputs.check()?;
+        crate::ssh::login::check(args.identity.as_deref())?;
+        let wait_for_cloud_init = cfg.wait_for_cloud_init.unwrap_or(true);
+        Ok(DeployOptions {
+            provider: plans[0].provider.value.clone(),
+            common: args.common,
+            cfg,
+            plans,
+            warnings,
+            isolation: args.isolation,
+            outputs,
+            json: args.json,
+            dry_run: args.dry_run,
+            parallel: usize::from(args.parallel),
+            deploy: deploy::Options {
+                ssh_timeout: args.ssh_timeout,
+                script_timeout: args.script_timeout,
+                keep_going: args.keep_going,
+                wait_for_cloud_init,
+                keep_on_failure: args.keep_on_failure,
+                insecure_host_key: args.insecure_host_key,
+                identity: args.identity,
+                prepared: None,
+            },
+        })
+    }
+
+    /// More than one node.
+    pub fn many(&self) -> bool {
+        self.plans.len() > 1
+    }
+}
