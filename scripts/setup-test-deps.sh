@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the quick start need when it is missing: openssh-server (sshd
-# for local nodes and the test harness) and sudo (the non-root-login tests). Idempotent and
-# quiet when all is present.
+# for local nodes and the test harness), sudo (the non-root-login tests) and, in a venv,
+# python-openstackclient (the OpenStack fake's test). Idempotent and quiet when all is present.
 set -euo pipefail
 need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
 pkgs=""
@@ -17,3 +17,5 @@ if [ -n "$pkgs" ]; then
   # the package's own service is not wanted: local nodes start their own sshd
   $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true
 fi
+# the official OpenStack client, which proves the OpenStack fake speaks the real API
+"$(dirname "$0")/setup-openstackclient.sh" >/dev/null
