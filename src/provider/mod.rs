@@ -8,6 +8,7 @@ pub mod coalesce;
 pub mod digitalocean;
 pub mod hetzner;
 pub mod http;
+pub mod openstack;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
