@@ -1,8 +1,7 @@
 //! deploy-node --dry-run end to end: layered config, bundles, templates, and every bad input
 //! exiting 2 with one clear line, with the real binary.
 
-mod support;
-use support::cli::Sandbox;
+use crate::support::cli::Sandbox;
 
 /// Two layers: `base` defines bundles and vars, `site` overrides some of them.
 fn layered() -> Sandbox {

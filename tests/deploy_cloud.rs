@@ -13,20 +13,16 @@
 //! Nodes are isolated local nodes on their own 127.x.y.z port 22 (the cloud APIs report no
 //! port): this needs root, as in CI; otherwise the tests fail saying so.
 
-#[path = "support/cloudnodes.rs"]
-mod cloudnodes;
-#[path = "support/fakecloud/mod.rs"]
-mod fakecloud;
-#[path = "support/prism.rs"]
-mod prism;
-mod support;
+use crate::support::cloudnodes;
+use crate::support::fakecloud;
+use crate::support::prism;
 
+use crate::support::cli::{Run, Sandbox};
 use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
 use fakecloud::{Api, FakeCloud, Fault};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::cli::{Run, Sandbox};
 
 const DO_TOKEN: &str = "dop_v1_e2e0123456789abcdef0123456789abcdef0123456789abcdef";
 const HZ_TOKEN: &str = "hz-e2e-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789ab";
@@ -129,14 +125,20 @@ fn sandbox() -> Sandbox {
     s
 }
 
-fn cmd(s: &Sandbox, c: &Cloud, url: &str, bin: &str) -> support::cli::Cmd {
+fn cmd(s: &Sandbox, c: &Cloud, url: &str, bin: &str) -> crate::support::cli::Cmd {
     s.cmd(bin)
         .env(c.url_env, url)
         .env(c.token_env, c.token)
         .args(["-c", "site", "-p", c.provider])
 }
 
-fn deploy(s: &Sandbox, c: &Cloud, url: &str, name: &str, extra: &[&str]) -> support::cli::Cmd {
+fn deploy(
+    s: &Sandbox,
+    c: &Cloud,
+    url: &str,
+    name: &str,
+    extra: &[&str],
+) -> crate::support::cli::Cmd {
     deploy_image(s, c, url, name, c.image, extra)
 }
 
@@ -147,7 +149,7 @@ fn deploy_image(
     name: &str,
     image: &str,
     extra: &[&str],
-) -> support::cli::Cmd {
+) -> crate::support::cli::Cmd {
     cmd(s, c, url, "deploy-node")
         .args([
             "-i", image, "-s", c.size, "-l", c.location, "-b", "hello", "-n", name,

@@ -3,11 +3,10 @@
 //! failure policy (script failure keeps the node, unreachable nodes are cleaned up, Ctrl-C
 //! leaves nothing behind).
 
-mod support;
+use crate::support::cli::{Run, Sandbox};
+use crate::support::sshd::{self, Sshd};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::cli::{Run, Sandbox};
-use support::sshd::{self, Sshd};
 
 /// A config layer with a bundle whose files land inside the sandbox (the node shares this
 /// machine's filesystem unless it is isolated).
@@ -334,10 +333,9 @@ fn script_timeout_ends_a_hanging_script() {
     s.cmd("destroy-node").args(["hang-node"]).run().code(0);
 }
 
-#[test]
-fn static_host_provisioned_and_changed_host_key_refused() {
-    let s = Sandbox::new();
-    let site = site(&s);
+/// A test sshd on a free port that takes the sandbox user's key for root, and a layer
+/// declaring it as the static host `box1`: (server, port, the user's public key, layer dir).
+fn static_box1(s: &Sandbox) -> (Sshd, u16, String, String) {
     let port = sshd::free_port();
     let server = Sshd::start_with(port, true);
     let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
@@ -349,6 +347,14 @@ fn static_host_provisioned_and_changed_host_key_refused() {
         ),
     );
     let st = s.path().join("static").display().to_string();
+    (server, port, own, st)
+}
+
+#[test]
+fn static_host_provisioned_and_changed_host_key_refused() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let (server, port, own, st) = static_box1(&s);
     s.cmd("deploy-node")
         .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
         .run()
@@ -835,4 +841,54 @@ fn non_root_logins_use_sudo_or_say_why_not() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "carol\n1\n");
     s.cmd("destroy-node").args(["users-host"]).run().code(0);
+}
+
+#[test]
+fn static_host_checked_against_the_users_openssh_known_hosts() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let (server, port, _, st) = static_box1(&s);
+    let deploy = || {
+        s.cmd("deploy-node")
+            .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+            .run()
+    };
+    let known = s.home().join(".ssh/known_hosts");
+    let host_pub = server.host_pub.trim().to_string();
+
+    // 1. hashed by OpenSSH's own ssh-keygen -H, recording another key: refused, nothing ran
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{port} {}\n", sshd::other_public_key().trim()),
+    )
+    .unwrap();
+    let hashed = Command::new("ssh-keygen")
+        .args(["-H", "-f"])
+        .arg(&known)
+        .output()
+        .unwrap();
+    assert!(hashed.status.success(), "{hashed:?}");
+    let text = std::fs::read_to_string(&known).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    deploy()
+        .code(14)
+        .stderr_has("has CHANGED")
+        .stderr_has(".ssh/known_hosts:1");
+    assert!(!s.path().join("targets/etc/app/app.conf").exists());
+
+    // 2. a wildcard pattern with the server's real key: trusted, not recorded again
+    std::fs::write(&known, format!("[127.0.0.*]:*,!10.* {host_pub}\n")).unwrap();
+    deploy().code(0);
+    assert!(s.path().join("targets/etc/app/app.conf").exists());
+    let ours = std::fs::read_to_string(s.state().join("known_hosts")).unwrap_or_default();
+    assert!(!ours.contains(&format!(":{port}")), "{ours}");
+
+    // 3. the same key revoked in the user's file: refused
+    std::fs::write(
+        &known,
+        format!("[127.0.0.*]:* {host_pub}\n@revoked * {host_pub}\n"),
+    )
+    .unwrap();
+    deploy().code(14).stderr_has("REVOKED");
+    drop(server);
 }

@@ -6,12 +6,7 @@
 //!
 //! Nodes are isolated local nodes on their own 127.x.y.z port 22: this needs root, as in CI.
 
-#[path = "support/cloudnodes.rs"]
-mod cloudnodes;
-#[path = "support/fakecloud/mod.rs"]
-mod fakecloud;
-#[path = "support/tools.rs"]
-mod tools;
+use crate::support::{cloudnodes, fakecloud, tools};
 
 use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
 use fakecloud::openstack::{PROJECT, USER};

@@ -3,8 +3,7 @@
 //! destroying it leaves no process, mount or file behind. Checked with the real ssh client,
 //! like a user would. The tests need root (CI runs them as root) and skip, saying so, without.
 
-#[path = "support/procs.rs"]
-mod procs;
+use crate::support::procs;
 use procs::pids_with_cmdline;
 use provision::provider::local::{self, Isolation, LocalProvider, NO_ISOLATION_ENV};
 use provision::provider::{Destroyed, Node, NodeSpec, NodeState, Provider};

@@ -1,5 +1,5 @@
 //! The man pages in man/ are generated from the clap definitions; this test fails when they
-//! drift. Regenerate with `PROVISION_UPDATE_MAN=1 cargo test --test man_pages`.
+//! drift. Regenerate with `PROVISION_UPDATE_MAN=1 cargo test --test integration man_pages`.
 
 use clap::CommandFactory;
 use provision::cli::{DeployArgs, DestroyArgs, ListArgs};
@@ -30,7 +30,7 @@ fn man_pages_match_the_flags() {
     }
     assert!(
         stale.is_empty(),
-        "stale man pages {stale:?}: run PROVISION_UPDATE_MAN=1 cargo test --test man_pages"
+        "stale man pages {stale:?}: run PROVISION_UPDATE_MAN=1 cargo test --test integration man_pages"
     );
 }
 

@@ -2,10 +2,8 @@
 //! (flows, lookups, errors), against the fake alone (injected faults), and against libcloud's
 //! recorded responses (parsing).
 
-#[path = "support/fakecloud/mod.rs"]
-mod fakecloud;
-#[path = "support/prism.rs"]
-mod prism;
+use crate::support::fakecloud;
+use crate::support::prism;
 
 use fakecloud::{Api, FakeCloud, Fault};
 use prism::{Prism, Violations};

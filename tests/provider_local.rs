@@ -5,8 +5,7 @@
 //! sshd scripts in a temporary directory turn isolation off, since such a script is not
 //! visible inside a node.
 
-#[path = "support/procs.rs"]
-mod procs;
+use crate::support::procs;
 use procs::pids_with_cmdline;
 use provision::provider::local::{self, Isolation, LocalProvider};
 use provision::provider::{build, Credentials, Destroyed, Node, NodeSpec, NodeState, Provider};

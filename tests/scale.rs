@@ -9,18 +9,15 @@
 //! bound), and that nothing is left, neither server nor sshd. The wall time is printed, not
 //! asserted: timed tests are flaky. Needs root, as in CI.
 
-#[path = "support/cloudnodes.rs"]
-mod cloudnodes;
-#[path = "support/fakecloud/mod.rs"]
-mod fakecloud;
-mod support;
+use crate::support::cloudnodes;
+use crate::support::fakecloud;
 
+use crate::support::cli::Sandbox;
 use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
 use fakecloud::{Api, FakeCloud};
 use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::cli::Sandbox;
 
 const TOKEN: &str = "dop_v1_5ca1e0123456789abcdef0123456789abcdef0123456789abcdef";
 const NODES: usize = 100;

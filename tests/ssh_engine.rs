@@ -1,8 +1,7 @@
 //! The SSH engine against a real OpenSSH sshd on loopback: connecting and host-key checks,
 //! authentication failures, timeouts, and provisioning (keys, files, scripts) in one exec.
 
-mod support;
-
+use crate::support::sshd::{client_key, free_port, other_public_key, ClientKey, Sshd};
 use provision::config::Sourced;
 use provision::error::Error;
 use provision::plan::{Plan, PlannedFile, PlannedKey, PlannedScript};
@@ -14,7 +13,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::sshd::{client_key, free_port, other_public_key, ClientKey, Sshd};
 
 fn target(sshd: &Sshd, key: &ClientKey, host_key: HostKeyCheck) -> Target {
     Target {

@@ -1,6 +1,9 @@
-//! Host-key checks: a pinned key must match; a known_hosts file (the tool's own, OpenSSH
-//! format) records a key on first use and refuses a changed one; insecure mode says so.
+//! Host-key checks: a pinned key must match; otherwise the known_hosts files — the tool's own
+//! and every one OpenSSH reads ([`super::known_hosts`]) — must agree, a key unknown to all is
+//! recorded in the tool's own file on first use, and a changed or revoked one is refused;
+//! insecure mode says so.
 
+use super::known_hosts::{self, Verdict};
 use super::{b64, fingerprint, key_type, HostKeyCheck, Target};
 use crate::output;
 use std::fs::{self, OpenOptions};
@@ -34,7 +37,9 @@ pub(super) fn check(target: &Target, blob: &[u8], warned: &mut bool) -> Result<(
                 ))
             }
         }
-        HostKeyCheck::KnownHosts(file) => known_hosts(&target.node, file, &addr, blob),
+        HostKeyCheck::KnownHosts(file) => {
+            known_hosts(&target.node, file, &target.host, target.port, blob)
+        }
         HostKeyCheck::Insecure => {
             if !*warned {
                 *warned = true;
@@ -59,7 +64,8 @@ pub(super) fn host_pattern(host: &str, port: u16) -> String {
     }
 }
 
-fn known_hosts(node: &str, file: &Path, pattern: &str, blob: &[u8]) -> Result<(), String> {
+fn known_hosts(node: &str, file: &Path, host: &str, port: u16, blob: &[u8]) -> Result<(), String> {
+    let pattern = &host_pattern(host, port);
     let io = |e: std::io::Error| format!("known_hosts file {}: {e}", file.display());
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()
@@ -82,42 +88,35 @@ fn known_hosts(node: &str, file: &Path, pattern: &str, blob: &[u8]) -> Result<()
     }
     let mut text = String::new();
     f.read_to_string(&mut text).map_err(io)?;
-    let mut recorded = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut fields = line.split_whitespace();
-        let Some(hosts) = fields.next() else { continue };
-        if hosts.starts_with('#') || hosts.starts_with('@') {
-            continue;
-        }
-        let matches = hosts
-            .split(',')
-            .any(|h| h == pattern || (!pattern.starts_with('[') && h == format!("[{pattern}]:22")));
-        if !matches {
-            continue;
-        }
-        let rest: Vec<&str> = fields.collect();
-        let Some(known) = super::openssh_blob(&rest.join(" ")) else {
-            continue;
-        };
-        if known == blob {
+    // The tool's own file first, then every file OpenSSH itself would read.
+    let mut files = vec![file.to_path_buf()];
+    files.extend(known_hosts::openssh_files());
+    let offered = format!("{} {}", key_type(blob).unwrap_or("?"), fingerprint(blob));
+    match known_hosts::check(&files, &known_hosts::lookup_name(host, port), blob) {
+        Verdict::Known(at) => {
+            output::debug(&format!("{node}: host key {offered} of {pattern} is known ({at})"));
             return Ok(());
         }
-        recorded.push(format!(
-            "line {}: {} {}",
-            n + 1,
-            key_type(&known).unwrap_or("?"),
-            fingerprint(&known)
-        ));
-    }
-    if !recorded.is_empty() {
-        return Err(format!(
-            "the host key of {pattern} has CHANGED: the server offers {} {}, but {} records {}. \
-             If the node was re-created, remove that line; refusing to connect",
-            key_type(blob).unwrap_or("?"),
-            fingerprint(blob),
-            file.display(),
-            recorded.join(", ")
-        ));
+        Verdict::Revoked(at) => {
+            return Err(format!(
+                "the host key of {pattern} ({offered}) is REVOKED in {at}; refusing to connect"
+            ))
+        }
+        Verdict::Mismatch(recorded) => {
+            return Err(format!(
+                "the host key of {pattern} has CHANGED: the server offers {offered}, but known_hosts records {}. \
+                 If the node was re-created, remove those lines; refusing to connect",
+                recorded.join(", ")
+            ))
+        }
+        Verdict::CertAuthorityOnly(at) => {
+            return Err(format!(
+                "{at} trusts a certificate authority for {pattern}, but host certificates cannot be \
+                 checked by this SSH engine; pin the host's key ({offered}) or add it to known_hosts \
+                 (ssh-keyscan); refusing to connect"
+            ))
+        }
+        Verdict::Unknown => {}
     }
     let Some(kt) = key_type(blob) else {
         return Err(format!("the server's host key for {pattern} is malformed"));

@@ -15,6 +15,7 @@
 
 mod connect;
 mod hostkey;
+pub mod known_hosts;
 mod pump;
 mod remote;
 

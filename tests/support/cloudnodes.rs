@@ -3,7 +3,7 @@
 //! delete destroys it. Shared by the end-to-end and scale tests; needs root, as in CI.
 #![allow(dead_code)]
 
-use crate::fakecloud::FakeCloud;
+use super::fakecloud::FakeCloud;
 use provision::provider::local::LocalProvider;
 use provision::provider::{NodeSpec, Provider};
 use serde_json::Value;

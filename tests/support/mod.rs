@@ -1,6 +1,10 @@
 //! Shared test support: real OpenSSH servers on loopback, client keys, and a runner for the
 //! real binaries. Each integration test binary includes what it needs.
-#![allow(dead_code)]
 
 pub mod cli;
+pub mod cloudnodes;
+pub mod fakecloud;
+pub mod prism;
+pub mod procs;
 pub mod sshd;
+pub mod tools;

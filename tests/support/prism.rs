@@ -7,9 +7,7 @@
 //! to the repository; when absent the tests fail saying so (they are not skipped).
 #![allow(dead_code)]
 
-#[path = "tools.rs"]
-mod tools;
-
+use super::tools;
 use provision::provider::http::{Inspector, ResponseInfo};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

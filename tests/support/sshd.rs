@@ -131,7 +131,8 @@ impl Drop for Sshd {
 
 /// A client key pair in a temp HOME: `home/.ssh/id_ed25519` and `.pub`.
 pub struct ClientKey {
-    pub home: TempDir,
+    /// Keeps the temp HOME (and so the key files) alive as long as the key.
+    _home: TempDir,
     pub private: PathBuf,
     /// The public key line.
     pub public: String,
@@ -149,7 +150,7 @@ pub fn client_key() -> ClientKey {
         .trim()
         .to_string();
     ClientKey {
-        home,
+        _home: home,
         private,
         public,
     }

@@ -1,7 +1,6 @@
 //! The external tools some tests run (Prism, python-openstackclient), found through the script
 //! that installs each when it is missing and prints its path, so a fresh machine needs no step
 //! by hand.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -171,7 +171,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
             if !REGIONS.iter().any(|r| r.0 == region) {
                 return invalid("You specified an invalid region for Droplet creation.");
             }
-            let (ip, port) = inner.place(&name, &s("user_data").unwrap_or_default());
+            let (ip, _port) = inner.place(&name, &s("user_data").unwrap_or_default());
             let server = Server {
                 id: inner.next_id(),
                 name,
@@ -187,7 +187,6 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 size,
                 region,
                 ip,
-                port,
                 user_data: s("user_data").unwrap_or_default(),
                 ssh_keys: b["ssh_keys"].as_array().cloned().unwrap_or_default(),
                 created: now_rfc3339(),

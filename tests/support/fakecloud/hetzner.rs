@@ -241,7 +241,7 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 .flatten()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
                 .collect();
-            let (ip, port) = inner.place(&name, &s("user_data").unwrap_or_default());
+            let (ip, _port) = inner.place(&name, &s("user_data").unwrap_or_default());
             let server = Server {
                 id: inner.next_id(),
                 name,
@@ -252,7 +252,6 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 size,
                 region,
                 ip,
-                port,
                 user_data: s("user_data").unwrap_or_default(),
                 ssh_keys: b["ssh_keys"].as_array().cloned().unwrap_or_default(),
                 created: now_rfc3339(),

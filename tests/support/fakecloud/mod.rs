@@ -15,7 +15,6 @@
 //! a thread per connection, hooks called without holding a lock, so concurrent creates start
 //! their nodes concurrently) keeps full control over the wire: a dropped connection is really
 //! dropped.
-#![allow(dead_code)]
 
 mod digitalocean;
 mod hetzner;
@@ -136,7 +135,6 @@ pub struct Server {
     pub size: String,
     pub region: String,
     pub ip: String,
-    pub port: Option<u16>,
     pub user_data: String,
     pub ssh_keys: Vec<Value>,
     pub created: String,
@@ -374,7 +372,6 @@ impl FakeCloud {
                 Api::OpenStack => "nova".into(),
             },
             ip: "127.0.0.9".into(),
-            port: None,
             user_data: String::new(),
             ssh_keys: vec![],
             created: now_rfc3339(),

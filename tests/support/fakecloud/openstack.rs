@@ -675,7 +675,7 @@ fn create_server(inner: &Inner, req: &Req) -> Resp {
         },
         None => String::new(),
     };
-    let (ip, port) = inner.place(&name, &user_data);
+    let (ip, _) = inner.place(&name, &user_data);
     let id = inner.next_id();
     let server = Server {
         id,
@@ -687,7 +687,6 @@ fn create_server(inner: &Inner, req: &Req) -> Resp {
         size: flavor,
         region: zone.clone(),
         ip,
-        port,
         user_data,
         ssh_keys: vec![],
         created: now_rfc3339(),
