@@ -11,44 +11,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Providers, credentials and environment: the tail of every command's `--help` and man page.
-macro_rules! providers_help {
-    () => {
-        "\
-PROVIDERS:
-  local         (default) each node is a private sshd on a loopback address; isolated in its
-                own namespaces when run as root on Linux (--isolation)
-  static        existing hosts from [providers.static.hosts]; destroy only forgets them
-  digitalocean  token: -k, DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN, or config `token`
-  hetzner       token: -k, HCLOUD_TOKEN, or config `token`
-  Valid -i/-s/-l values: list-nodes -p PROVIDER --images | --sizes | --locations
-
-ENVIRONMENT:
-  PROVISION_CONFIG_PATH   extra config layer directories, colon-separated
-  PROVISION_STATE_DIR     local nodes, journal, known_hosts (default ~/.local/state/provision)
-  PROVISION_DIGITALOCEAN_URL, PROVISION_HETZNER_URL   API base-URL overrides
-  NO_COLOR                no colour
-
-See provision.toml(5) for config layers, bundles and templates."
-    };
+/// Providers, credentials and environment: the tail of every command's `--help` and man
+/// page, from the provider registry.
+fn providers_help() -> String {
+    provider::registry::help()
 }
 
-const PROVIDERS_HELP: &str = providers_help!();
-
-const DEPLOY_HELP: &str = concat!(
+const DEPLOY_STATUS: &str = concat!(
     "EXIT STATUS:\n",
     "  0 success; 2 usage or config error, nothing created; 11 unexpected error;\n",
     "  12 malformed provider response; 13 provider unavailable; 14 deployment error (a failing\n",
     "  script keeps the node); 15 timeout; 130 interrupted (what was created is destroyed)\n\n",
-    providers_help!()
 );
 
-const DESTROY_HELP: &str = concat!(
+const DESTROY_STATUS: &str = concat!(
     "EXIT STATUS:\n",
     "  0 destroyed (or already gone); 1 could not destroy, not found, or refused (untagged without\n",
     "  --force); 2 test results unreadable, nothing destroyed; 3 not every test passed (or none\n",
     "  ran), nothing destroyed; 130 interrupted\n\n",
-    providers_help!()
 );
 
 /// Flags shared by deploy-node, list-nodes and destroy-node.
@@ -101,7 +81,7 @@ impl Common {
 ///
 /// Prints `NAME PUBLIC_IP` on stdout when the node is ready.
 #[derive(Debug, Parser)]
-#[command(name = "deploy-node", version, max_term_width = 100, after_long_help = DEPLOY_HELP)]
+#[command(name = "deploy-node", version, max_term_width = 100, after_long_help = format!("{DEPLOY_STATUS}{}", providers_help()))]
 pub struct DeployArgs {
     #[command(flatten)]
     pub common: Common,
@@ -209,7 +189,7 @@ impl DeployArgs {
 
 /// List nodes: `NAME PUBLIC_IP` per line.
 #[derive(Debug, Parser)]
-#[command(name = "list-nodes", version, max_term_width = 100, after_long_help = PROVIDERS_HELP)]
+#[command(name = "list-nodes", version, max_term_width = 100, after_long_help = providers_help())]
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
@@ -242,7 +222,7 @@ pub enum ListFormat {
 
 /// Destroy nodes by name — only when every test in the -t result files passed.
 #[derive(Debug, Parser)]
-#[command(name = "destroy-node", version, max_term_width = 100, after_long_help = DESTROY_HELP)]
+#[command(name = "destroy-node", version, max_term_width = 100, after_long_help = format!("{DESTROY_STATUS}{}", providers_help()))]
 pub struct DestroyArgs {
     #[command(flatten)]
     pub common: Common,

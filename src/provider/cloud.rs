@@ -4,17 +4,20 @@
 //! tests use to point a driver at a loopback fake. One copy, so the drivers cannot drift.
 
 use super::cloudinit;
-use super::http::{self, Client, Credential, Dialect, HttpConfig};
+use super::http::{self, Auth, Client, Credential, CredentialSource, Hooks, HttpConfig};
 use crate::error::Result;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A driver's fixed facts.
 pub struct DriverInfo {
     pub name: &'static str,
-    pub dialect: Dialect,
+    /// How the driver authenticates with its token.
+    pub auth: fn(Credential) -> Arc<dyn Auth>,
+    /// How the driver's API answers.
+    pub hooks: fn() -> Arc<dyn Hooks>,
     /// Environment variables holding the token, in the order they are tried.
     pub token_envs: &'static [&'static str],
     pub url_env: &'static str,
@@ -27,6 +30,8 @@ pub struct CloudCore {
     /// The user's own cloud-config from `user_data`, merged into what we send.
     pub user: Option<Map<String, Value>>,
     pub poll: Duration,
+    /// Where the credential came from, for errors.
+    pub source: CredentialSource,
     host_keys: Mutex<HashMap<String, String>>,
     /// The account's references (ids, names) of the public keys of a create, per key set.
     account_keys: Mutex<HashMap<Vec<String>, Vec<Value>>>,
@@ -49,13 +54,26 @@ impl CloudCore {
         secret_flag: Option<&str>,
     ) -> Result<Self> {
         let token = Credential::find(info.name, secret_flag, info.token_envs, table)?;
+        let source = token.source.clone();
+        Self::with_auth(info, table, (info.auth)(token), source)
+    }
+
+    /// Like [`CloudCore::from_config`] for a driver that finds its own credentials and signs
+    /// its requests itself (`auth`); `source` names where the credentials came from.
+    pub fn with_auth(
+        info: &DriverInfo,
+        table: &toml::Table,
+        auth: Arc<dyn Auth>,
+        source: CredentialSource,
+    ) -> Result<Self> {
         let base = http::base_url(table, info.url_env, info.default_url);
         let cfg = HttpConfig::from_table(info.name, table)?;
         let poll = http::seconds(info.name, table, "poll_interval")?.unwrap_or(info.default_poll);
         Ok(CloudCore {
-            client: Client::new(info.name, info.dialect, base, token, cfg)?,
+            client: Client::new(info.name, auth, (info.hooks)(), base, cfg)?,
             user: cloudinit::user_config(info.name, table)?,
             poll,
+            source,
             host_keys: Mutex::new(HashMap::new()),
             account_keys: Mutex::new(HashMap::new()),
         })
@@ -131,9 +149,32 @@ macro_rules! cloud_builders {
             }
 
             pub fn credential_source(&self) -> &super::http::CredentialSource {
-                self.core.client.credential_source()
+                &self.core.source
             }
         }
     };
 }
 pub(crate) use cloud_builders;
+
+/// `from_config` and the registry's constructor of a driver that is a [`CloudCore`] with a
+/// token (`core` its only field, `INFO` its facts).
+macro_rules! token_driver {
+    ($ty:ident) => {
+        impl $ty {
+            /// From `[providers.NAME]` (see [`CloudCore::from_config`]) and the `-k` flag.
+            pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
+                Ok($ty {
+                    core: CloudCore::from_config(&INFO, table, secret_flag)?,
+                })
+            }
+        }
+
+        fn build_driver(
+            table: &toml::Table,
+            creds: &super::Credentials,
+        ) -> Result<Box<dyn super::Provider>> {
+            Ok(Box::new($ty::from_config(table, creds.secret.as_deref())?))
+        }
+    };
+}
+pub(crate) use token_driver;

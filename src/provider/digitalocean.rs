@@ -6,14 +6,17 @@
 //! `token` in `[providers.digitalocean]`. Base URL: `PROVISION_DIGITALOCEAN_URL`, then config
 //! `api_url`, then <https://api.digitalocean.com>.
 
-use super::cloud::{cloud_builders, CloudCore, DriverInfo};
+use super::cloud::{cloud_builders, token_driver, CloudCore, DriverInfo};
 use super::cloudinit::{self, HostKey};
-use super::http::{self, Candidate, Dialect, Resolved};
+use super::http::{self, Bearer, Candidate, ErrorFields, Hooks, Resolved};
+use super::registry::Registration;
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
 use super::{TAG_CREATED, TAG_MANAGED};
 use crate::error::{Error, Result};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const NAME: &str = "digitalocean";
@@ -41,10 +44,75 @@ impl std::fmt::Debug for DigitalOcean {
     }
 }
 
+/// This driver's registry entry.
+pub const DRIVER: Registration = Registration {
+    name: NAME,
+    help: "token: -k, DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN, or config `token`",
+    env: &[URL_ENV],
+    declarable: false,
+    build: build_driver,
+};
+
+/// DigitalOcean's answers: errors `{"id","message","request_id"}`; pages
+/// by `links.pages.next`.
+struct Api;
+
+/// An error body.
+#[derive(Deserialize)]
+struct ErrorBody {
+    id: Option<String>,
+    message: Option<String>,
+    request_id: Option<String>,
+}
+
+/// The part of a list answer that names the next page.
+#[derive(Deserialize)]
+struct Paged {
+    links: Option<Links>,
+}
+
+#[derive(Deserialize)]
+struct Links {
+    pages: Option<Pages>,
+}
+
+#[derive(Deserialize)]
+struct Pages {
+    next: Option<String>,
+}
+
+impl Hooks for Api {
+    fn error_fields(&self, body: &[u8]) -> ErrorFields {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => ErrorFields {
+                message: b.message,
+                code: b.id,
+                request_id: b.request_id,
+            },
+            Err(_) => ErrorFields::default(),
+        }
+    }
+
+    fn per_page(&self) -> u32 {
+        200
+    }
+
+    fn next_page(&self, body: &Value, _page: u64) -> std::result::Result<Option<u64>, String> {
+        let paged = Paged::deserialize(body).map_err(|e| format!("page links: {e}"))?;
+        match paged.links.and_then(|l| l.pages).and_then(|p| p.next) {
+            None => Ok(None),
+            Some(n) => http::page_of(&n)
+                .map(Some)
+                .ok_or_else(|| format!("next page link without page: {n}")),
+        }
+    }
+}
+
 /// This driver's fixed facts.
 pub const INFO: DriverInfo = DriverInfo {
     name: NAME,
-    dialect: Dialect::DigitalOcean,
+    auth: |token| Arc::new(Bearer(token)),
+    hooks: || Arc::new(Api),
     token_envs: TOKEN_ENVS,
     url_env: URL_ENV,
     default_url: DEFAULT_URL,
@@ -52,15 +120,9 @@ pub const INFO: DriverInfo = DriverInfo {
 };
 
 cloud_builders!(DigitalOcean);
+token_driver!(DigitalOcean);
 
 impl DigitalOcean {
-    /// From `[providers.digitalocean]` (see [`CloudCore::from_config`]) and the `-k` flag.
-    pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
-        Ok(DigitalOcean {
-            core: CloudCore::from_config(&INFO, table, secret_flag)?,
-        })
-    }
-
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
         let list = self.core.client.get_all("/v2/images", "images", &[])?;
         Ok(list

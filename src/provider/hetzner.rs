@@ -5,14 +5,17 @@
 //! Credentials: `-k`, `HCLOUD_TOKEN` (as the hcloud CLI), then `token` in `[providers.hetzner]`.
 //! Base URL: `PROVISION_HETZNER_URL`, then config `api_url`, then <https://api.hetzner.cloud/v1>.
 
-use super::cloud::{cloud_builders, CloudCore, DriverInfo};
+use super::cloud::{cloud_builders, token_driver, CloudCore, DriverInfo};
 use super::cloudinit::{self, HostKey};
-use super::http::{self, Candidate, Dialect, Resolved};
+use super::http::{self, Bearer, Candidate, ErrorFields, Hooks, Resolved};
+use super::registry::Registration;
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
 use super::{TAG_CREATED, TAG_MANAGED};
 use crate::error::{Error, Result};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const NAME: &str = "hetzner";
@@ -42,10 +45,71 @@ impl std::fmt::Debug for Hetzner {
     }
 }
 
+/// This driver's registry entry.
+pub const DRIVER: Registration = Registration {
+    name: NAME,
+    help: "token: -k, HCLOUD_TOKEN, or config `token`",
+    env: &[URL_ENV],
+    declarable: false,
+    build: build_driver,
+};
+
+/// Hetzner's answers: errors `{"error":{"code","message"}}`; pages by
+/// `meta.pagination.next_page`.
+struct Api;
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Paged {
+    meta: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    next_page: Option<u64>,
+}
+
+impl Hooks for Api {
+    fn error_fields(&self, body: &[u8]) -> ErrorFields {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(b) => ErrorFields {
+                message: b.error.message,
+                code: b.error.code,
+                request_id: None,
+            },
+            Err(_) => ErrorFields::default(),
+        }
+    }
+
+    fn next_page(&self, body: &Value, _page: u64) -> std::result::Result<Option<u64>, String> {
+        let paged = Paged::deserialize(body).map_err(|e| format!("pagination: {e}"))?;
+        Ok(paged
+            .meta
+            .and_then(|m| m.pagination)
+            .and_then(|p| p.next_page))
+    }
+}
+
 /// This driver's fixed facts.
 pub const INFO: DriverInfo = DriverInfo {
     name: NAME,
-    dialect: Dialect::Hetzner,
+    auth: |token| Arc::new(Bearer(token)),
+    hooks: || Arc::new(Api),
     token_envs: TOKEN_ENVS,
     url_env: URL_ENV,
     default_url: DEFAULT_URL,
@@ -53,15 +117,9 @@ pub const INFO: DriverInfo = DriverInfo {
 };
 
 cloud_builders!(Hetzner);
+token_driver!(Hetzner);
 
 impl Hetzner {
-    /// From `[providers.hetzner]` (see [`CloudCore::from_config`]) and the `-k` flag.
-    pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
-        Ok(Hetzner {
-            core: CloudCore::from_config(&INFO, table, secret_flag)?,
-        })
-    }
-
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
         let list =
             self.core

@@ -9,6 +9,9 @@
 //!   first asks the driver's lookup whether the resource exists.
 //! - Provider error bodies become one line: provider, HTTP status, the provider's message,
 //!   request id. Tokens and registered secrets are redacted from every error and log line.
+//!
+//! The client knows no provider: authentication, error-body fields, throttling codes, page
+//! links and rate-limit headers come from the driver's [`Hooks`].
 
 use crate::error::{Error, Result};
 use crate::output;
@@ -22,23 +25,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod catalog;
+pub mod hooks;
 mod ratelimit;
 mod settings;
 pub use catalog::{natural_cmp, near_matches, not_found, pick_image, Candidate, Resolved};
+pub use hooks::{Auth, Bearer, ErrorFields, Hooks};
 pub use ratelimit::{retry_after, RateBudget};
 pub use settings::{base_url, seconds, Credential, CredentialSource, HttpConfig};
 
 /// Sent with every request.
 pub const USER_AGENT: &str = concat!("provision/", env!("CARGO_PKG_VERSION"));
-
-/// How a provider shapes its error bodies, request ids and pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// `{"id","message","request_id"}`, `x-request-id`, `links.pages.next`.
-    DigitalOcean,
-    /// `{"error":{"code","message"}}`, `meta.pagination.next_page`.
-    Hetzner,
-}
 
 /// What every response looked like, for tests that check a validating proxy's verdict.
 pub struct ResponseInfo<'a> {
@@ -55,7 +51,14 @@ pub type Inspector = Arc<dyn Fn(&ResponseInfo<'_>) + Send + Sync>;
 pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// A request body: JSON, or a form (the EC2 Query API).
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    Json(&'a Value),
+    Form(&'a [(String, String)]),
 }
 
 /// Why one attempt did not produce a [`Reply`].
@@ -72,9 +75,9 @@ enum Failure {
 /// The shared client: one per driver instance (and so per account).
 pub struct Client {
     provider: &'static str,
-    dialect: Dialect,
+    auth: Arc<dyn Auth>,
+    hooks: Arc<dyn Hooks>,
     base: String,
-    token: Credential,
     cfg: HttpConfig,
     http: Reqwest,
     budget: Arc<RateBudget>,
@@ -87,7 +90,6 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("provider", &self.provider)
             .field("base", &self.base)
-            .field("token", &self.token)
             .finish_non_exhaustive()
     }
 }
@@ -104,17 +106,17 @@ fn build_http(cfg: &HttpConfig) -> Result<Reqwest> {
 impl Client {
     pub fn new(
         provider: &'static str,
-        dialect: Dialect,
+        auth: Arc<dyn Auth>,
+        hooks: Arc<dyn Hooks>,
         base: String,
-        token: Credential,
         cfg: HttpConfig,
     ) -> Result<Client> {
         let http = build_http(&cfg)?;
         Ok(Client {
             provider,
-            dialect,
+            auth,
+            hooks,
             base: base.trim_end_matches('/').to_string(),
-            token,
             cfg,
             http,
             budget: RateBudget::new(),
@@ -153,8 +155,8 @@ impl Client {
         self.inspector = Some(f);
     }
 
-    pub fn credential_source(&self) -> &CredentialSource {
-        &self.token.source
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     /// Something that must never appear in an error or log line (user-data, private keys):
@@ -178,10 +180,14 @@ impl Client {
 
     /// `s` with the token and every registered secret replaced by `<redacted>`.
     pub fn redact(&self, s: &str) -> String {
-        let mut out = s.replace(self.token.secret(), "<redacted>");
+        let mut out = s.to_string();
         let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let own = self.auth.secrets();
         // longest first, so a whole secret is replaced before any of its lines
-        let mut sorted: Vec<&String> = secrets.iter().collect();
+        let mut sorted: Vec<&String> = secrets
+            .iter()
+            .chain(own.iter().filter(|s| !s.is_empty()))
+            .collect();
         sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
         for secret in sorted {
             out = out.replace(secret.as_str(), "<redacted>");
@@ -203,7 +209,7 @@ impl Client {
         }
     }
 
-    fn unavailable(&self, msg: impl fmt::Display) -> Error {
+    pub fn unavailable(&self, msg: impl fmt::Display) -> Error {
         Error::Unavailable {
             provider: self.provider.to_string(),
             message: self.redact(&msg.to_string()),
@@ -234,7 +240,7 @@ impl Client {
     }
 
     /// One attempt; 2xx and 404 are replies, everything else a failure.
-    fn once(&self, method: &Method, url: &Url, body: Option<&Value>) -> Result<Reply, Failure> {
+    fn once(&self, method: &Method, url: &Url, body: Option<Body<'_>>) -> Result<Reply, Failure> {
         let wait = self.budget.delay();
         if wait > self.cfg.max_wait {
             return Err(Failure::Fatal(self.unavailable(format!(
@@ -247,14 +253,16 @@ impl Client {
             std::thread::sleep(wait);
         }
         let path = url.path();
-        let mut req = self
-            .http
-            .request(method.clone(), url.clone())
-            .bearer_auth(self.token.secret())
-            .header("Accept", "application/json");
-        if let Some(b) = body {
-            req = req.json(b);
-        }
+        let mut req = self.http.request(method.clone(), url.clone());
+        req = match body {
+            Some(Body::Json(b)) => req.header("Accept", "application/json").json(b),
+            Some(Body::Form(f)) => req.form(f),
+            None => req.header("Accept", "application/json"),
+        };
+        let mut req = req
+            .build()
+            .map_err(|e| Failure::Fatal(Error::unexpected(format!("{method} {path}: {e}"))))?;
+        self.auth.authorize(&mut req).map_err(Failure::Fatal)?;
         let started = Instant::now();
         let transport = |e: reqwest::Error| {
             let why = if e.is_timeout() {
@@ -268,7 +276,7 @@ impl Client {
                 sent: !e.is_connect(),
             }
         };
-        let resp = req.send().map_err(transport)?;
+        let resp = self.http.execute(req).map_err(transport)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().map_err(transport)?.to_vec();
@@ -277,7 +285,8 @@ impl Client {
             self.provider,
             started.elapsed().as_millis()
         ));
-        self.budget.observe(&headers);
+        let (remaining, reset) = self.hooks.rate_limit(&headers);
+        self.budget.record(remaining, reset);
         if let Some(f) = &self.inspector {
             f(&ResponseInfo {
                 method: method.as_str(),
@@ -293,24 +302,24 @@ impl Client {
                 body,
             });
         }
-        let line = self.error_line(method, path, status, &headers, &body);
-        if status == 429 || status >= 500 {
-            let wait =
-                retry_after(&headers).or_else(|| (status == 429).then(|| self.budget.delay()));
+        let fields = self.hooks.error_fields(&body);
+        let line = self.error_line(method, path, status, &headers, &body, &fields);
+        let throttled = self.hooks.throttled(status, &fields);
+        if self.hooks.retryable(status, &fields) {
+            let wait = retry_after(&headers).or_else(|| throttled.then(|| self.budget.delay()));
             if let Some(w) = wait.filter(|w| !w.is_zero()) {
                 self.budget.pause(w.min(self.cfg.max_wait));
             }
             return Err(Failure::Retry {
                 why: line,
                 wait,
-                sent: status != 429,
+                sent: !throttled,
             });
         }
         if status == 401 {
-            return Err(Failure::Fatal(self.api_error(format!(
-                "{line}; the token from {} was refused (wrong or expired?)",
-                self.token.source
-            ))));
+            return Err(Failure::Fatal(
+                self.api_error(format!("{line}; {}", self.auth.refused())),
+            ));
         }
         Err(Failure::Fatal(self.api_error(line)))
     }
@@ -323,20 +332,15 @@ impl Client {
         status: u16,
         headers: &HeaderMap,
         body: &[u8],
+        fields: &ErrorFields,
     ) -> String {
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let s = |v: Option<&Value>| v.and_then(|v| v.as_str()).map(String::from);
-        let (msg, code, mut rid) = match (&json, self.dialect) {
-            (Some(j), Dialect::DigitalOcean) => {
-                (s(j.get("message")), s(j.get("id")), s(j.get("request_id")))
-            }
-            (Some(j), Dialect::Hetzner) => (
-                s(j.pointer("/error/message")),
-                s(j.pointer("/error/code")),
-                None,
-            ),
-            _ => (None, None, None),
-        };
+        let (msg, code, mut rid) = (
+            fields.message.clone(),
+            fields.code.clone(),
+            fields.request_id.clone(),
+        );
         // anything else that explains itself (e.g. problem+json from a proxy)
         let msg = msg
             .or_else(|| {
@@ -379,10 +383,23 @@ impl Client {
 
     /// An idempotent call, retried on 429/5xx/connection errors.
     fn idempotent(&self, method: Method, path: &str, query: &[(&str, String)]) -> Result<Reply> {
+        self.send_idempotent(method, path, query, None)
+    }
+
+    /// An idempotent call with an optional body (a Query-API read, or a create carrying an
+    /// idempotency token), retried on throttling, 5xx and connection errors. 2xx and 404 are
+    /// replies; the caller reads [`Reply::body`].
+    pub fn send_idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body<'_>>,
+    ) -> Result<Reply> {
         let url = self.url(path, query)?;
         let mut last = String::new();
         for attempt in 0..=self.cfg.retries {
-            match self.once(&method, &url, None) {
+            match self.once(&method, &url, body) {
                 Ok(r) => return Ok(r),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry { why, wait, .. }) => {
@@ -450,15 +467,12 @@ impl Client {
 
     /// Every item under `key` across all pages of a list call.
     pub fn get_all(&self, path: &str, key: &str, query: &[(&str, String)]) -> Result<Vec<Value>> {
-        let per_page = match self.dialect {
-            Dialect::DigitalOcean => "200",
-            Dialect::Hetzner => "50",
-        };
+        let per_page = self.hooks.per_page().to_string();
         let mut items = Vec::new();
         let mut page: u64 = 1;
         loop {
             let mut q = query.to_vec();
-            q.push(("per_page", per_page.to_string()));
+            q.push(("per_page", per_page.clone()));
             if page > 1 {
                 q.push(("page", page.to_string()));
             }
@@ -473,20 +487,10 @@ impl Client {
                     items.push(item.clone());
                 }
             }
-            let next = match self.dialect {
-                Dialect::DigitalOcean => v
-                    .pointer("/links/pages/next")
-                    .and_then(|n| n.as_str())
-                    .map(|n| {
-                        page_of(n).ok_or_else(|| {
-                            self.malformed(format!("GET {path}: next page link without page: {n}"))
-                        })
-                    })
-                    .transpose()?,
-                Dialect::Hetzner => v
-                    .pointer("/meta/pagination/next_page")
-                    .and_then(|n| n.as_u64()),
-            };
+            let next = self
+                .hooks
+                .next_page(&v, page)
+                .map_err(|m| self.malformed(format!("GET {path}: {m}")))?;
             match next {
                 Some(n) if n > page && n < 100_000 => page = n,
                 Some(n) => {
@@ -512,7 +516,7 @@ impl Client {
         let mut last = String::new();
         let mut unknown = false;
         for attempt in 0..=self.cfg.retries {
-            match self.once(&Method::POST, &url, Some(body)) {
+            match self.once(&Method::POST, &url, Some(Body::Json(body))) {
                 Ok(r) if r.status == 404 => {
                     return Err(self.api_error(format!("POST {path}: HTTP 404 Not Found")))
                 }
@@ -561,7 +565,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The `page` query parameter of a next-page link.
-fn page_of(link: &str) -> Option<u64> {
+pub fn page_of(link: &str) -> Option<u64> {
     let url = Url::parse(link)
         .or_else(|_| Url::parse("http://x/").and_then(|b| b.join(link)))
         .ok()?;

@@ -537,3 +537,17 @@ impl Provider for LocalProvider {
         Duration::from_millis(50)
     }
 }
+
+fn build_driver(table: &toml::Table, _: &super::Credentials) -> Result<Box<dyn Provider>> {
+    Ok(Box::new(LocalProvider::from_table(table)?))
+}
+
+/// This driver's registry entry.
+pub const DRIVER: super::registry::Registration = super::registry::Registration {
+    name: "local",
+    help: "(default) each node is a private sshd on a loopback address; isolated in its\n\
+           own namespaces when run as root on Linux (--isolation)",
+    env: &[],
+    declarable: false,
+    build: build_driver,
+};

@@ -9,6 +9,7 @@ pub mod digitalocean;
 pub mod hetzner;
 pub mod http;
 pub mod openstack;
+pub mod registry;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -23,9 +24,6 @@ pub mod static_hosts;
 pub const TAG_MANAGED: &str = "provision";
 /// The tag holding the node's creation time (RFC 3339).
 pub const TAG_CREATED: &str = "provision-created";
-
-/// Provider names this build knows, for `-p` and error messages.
-pub const KNOWN: &[&str] = &["local", "static", "digitalocean", "hetzner"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,15 +174,12 @@ pub trait Provider: Send + Sync {
 
 /// The error for a provider name this build does not know.
 pub fn unknown(name: &str) -> Error {
-    Error::config(format!(
-        "unknown provider '{name}' (known: {})",
-        KNOWN.join(", ")
-    ))
+    registry::unknown(name)
 }
 
 /// Checks a provider name without constructing anything.
 pub fn check_name(name: &str) -> Result<()> {
-    if KNOWN.contains(&name) {
+    if registry::names().contains(&name) {
         Ok(())
     } else {
         Err(unknown(name))
@@ -208,29 +203,16 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// Constructs the driver `name` from its `[providers.NAME]` config table and credentials.
-/// Unknown names are a config error (exit 2), like [`check_name`].
+/// Constructs the driver `name` from its `[providers.NAME]` config table and credentials,
+/// through the [`registry`]. Unknown names are a config error (exit 2), like [`check_name`].
 pub fn build(
     name: &str,
     cfg: &crate::config::Config,
     creds: &Credentials,
 ) -> Result<Box<dyn Provider>> {
-    let secret = creds.secret.as_deref();
-    match name {
-        "digitalocean" => Ok(Box::new(digitalocean::DigitalOcean::from_config(
-            &cfg.provider_table("digitalocean"),
-            secret,
-        )?)),
-        "hetzner" => Ok(Box::new(hetzner::Hetzner::from_config(
-            &cfg.provider_table("hetzner"),
-            secret,
-        )?)),
-        "local" => Ok(Box::new(local::LocalProvider::from_table(
-            &cfg.provider_table("local"),
-        )?)),
-        "static" => Ok(Box::new(static_hosts::StaticProvider::from_table(
-            &cfg.provider_table("static"),
-        )?)),
-        _ => Err(unknown(name)),
+    let table = cfg.provider_table(name);
+    match registry::find(name, &table) {
+        Some(r) => (r.build)(&table, creds),
+        None => Err(unknown(name)),
     }
 }

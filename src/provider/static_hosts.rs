@@ -356,3 +356,16 @@ impl Provider for StaticProvider {
         std::time::Duration::from_millis(10)
     }
 }
+
+fn build_driver(table: &toml::Table, _: &super::Credentials) -> Result<Box<dyn Provider>> {
+    Ok(Box::new(StaticProvider::from_table(table)?))
+}
+
+/// This driver's registry entry.
+pub const DRIVER: super::registry::Registration = super::registry::Registration {
+    name: "static",
+    help: "existing hosts from [providers.static.hosts]; destroy only forgets them",
+    env: &[],
+    declarable: false,
+    build: build_driver,
+};

@@ -44,19 +44,14 @@ impl RateBudget {
         wait
     }
 
-    /// Records the provider's `ratelimit-remaining` / `ratelimit-reset` headers.
-    pub fn observe(&self, headers: &HeaderMap) {
-        let num = |name| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+    /// Records what the provider's rate-limit headers said (read by the driver's hooks):
+    /// requests remaining, and when the quota resets.
+    pub fn record(&self, remaining: Option<u64>, reset: Option<u64>) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = num("ratelimit-remaining") {
+        if let Some(r) = remaining {
             st.remaining = Some(r);
         }
-        if let Some(reset) = num("ratelimit-reset") {
+        if let Some(reset) = reset {
             // Unix time; a small number is a relative delay in seconds.
             st.reset = Some(if reset > 1_000_000_000 {
                 UNIX_EPOCH + Duration::from_secs(reset)
@@ -116,10 +111,7 @@ mod tests {
     #[test]
     fn budget_waits_for_reset_when_spent() {
         let b = RateBudget::new();
-        let mut h = HeaderMap::new();
-        h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert("ratelimit-reset", HeaderValue::from_static("3"));
-        b.observe(&h);
+        b.record(Some(0), Some(3));
         assert!(b.delay() > Duration::from_secs(1));
         b.pause(Duration::from_secs(10));
         assert!(b.delay() > Duration::from_secs(5));
