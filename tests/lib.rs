@@ -8,6 +8,7 @@ mod support;
 mod cli_plan;
 mod deploy_cloud;
 mod deploy_local;
+mod deploy_openstack;
 mod fake_openstack;
 mod junit_corpus;
 mod local_isolation;
