@@ -20,7 +20,6 @@ use crate::support::prism;
 use crate::support::cli::{Run, Sandbox};
 use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
 use fakecloud::{Api, FakeCloud, Fault};
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -409,25 +408,8 @@ fn interrupted(c: &Cloud) {
     let s = sandbox();
     let name = format!("e2e-{}-sigint", c.provider);
     let _g = Cleanup(name.clone());
-    let mut cmd = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).cmd;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fake.count_named(&name) == 0 {
-        assert!(Instant::now() < deadline, "the server never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // let it get into the wait
-    std::thread::sleep(Duration::from_millis(400));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
-    assert!(out.stdout.is_empty());
-    assert_eq!(fake.count(), 0);
-    assert_node_gone(&name, None);
+    let cmd = deploy(&s, c, &fake.url, &name, &["--ssh-timeout", "60s"]).cmd;
+    cloudnodes::ctrl_c_while_waiting(cmd, &fake, &name);
 }
 
 macro_rules! both {

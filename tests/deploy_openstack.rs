@@ -16,9 +16,8 @@
 use crate::support::cli::{Cmd, Run, Sandbox};
 use crate::support::{cloudnodes, fakecloud};
 use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
-use fakecloud::openstack::{APP_CRED_ID, FAULT, PROJECT, PROJECT_ID, USER};
+use fakecloud::openstack::{APP_CRED_ID, FAULT, PROJECT_ID};
 use fakecloud::{Api, FakeCloud, Fault};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "os-e2e-password-0123456789abcdef";
@@ -56,16 +55,11 @@ fn sandbox(extra: &str) -> Sandbox {
 
 /// A binary with an openrc's worth of OS_* variables pointing at the fake.
 fn cmd(s: &Sandbox, fake: &FakeCloud, bin: &str) -> Cmd {
-    s.cmd(bin)
-        .env("OS_AUTH_URL", format!("{}/v3", fake.url))
-        .env("OS_USERNAME", USER)
-        .env("OS_PASSWORD", PASSWORD)
-        .env("OS_PROJECT_NAME", PROJECT)
-        .env("OS_USER_DOMAIN_NAME", "Default")
-        .env("OS_PROJECT_DOMAIN_NAME", "Default")
-        .env("OS_REGION_NAME", "RegionOne")
-        .env("OS_INTERFACE", "public")
-        .args(["-c", "site", "-p", "openstack"])
+    let mut c = s.cmd(bin);
+    for (k, v) in fake.os_env(PASSWORD) {
+        c = c.env(k, v);
+    }
+    c.args(["-c", "site", "-p", "openstack"])
 }
 
 fn deploy(s: &Sandbox, fake: &FakeCloud, name: &str, extra: &[&str]) -> Cmd {
@@ -478,22 +472,6 @@ fn openstack_ctrl_c_exits_130_and_destroys() {
     let s = sandbox("");
     let name = "e2e-openstack-sigint";
     let _g = Cleanup(name.into());
-    let mut cmd = deploy(&s, &fake, name, &["--ssh-timeout", "60s"]).cmd;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fake.count_named(name) == 0 {
-        assert!(Instant::now() < deadline, "the server never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(400));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
-    assert!(out.stdout.is_empty());
-    assert_eq!(fake.count(), 0);
-    assert_node_gone(name, None);
+    let cmd = deploy(&s, &fake, name, &["--ssh-timeout", "60s"]).cmd;
+    cloudnodes::ctrl_c_while_waiting(cmd, &fake, name);
 }

@@ -9,7 +9,6 @@
 use crate::support::{cloudnodes, fakecloud, tools};
 
 use cloudnodes::{assert_node_gone, assert_node_started, attach_nodes, node_pid, Cleanup};
-use fakecloud::openstack::{PROJECT, USER};
 use fakecloud::{Api, FakeCloud};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -26,7 +25,7 @@ fn openstack_path() -> PathBuf {
 
 struct Client {
     exe: PathBuf,
-    url: String,
+    env: Vec<(&'static str, String)>,
     home: tempfile::TempDir,
 }
 
@@ -39,15 +38,8 @@ impl Client {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
-            .env("OS_AUTH_URL", format!("{}/v3", self.url))
             .env("OS_IDENTITY_API_VERSION", "3")
-            .env("OS_USERNAME", USER)
-            .env("OS_PASSWORD", PASSWORD)
-            .env("OS_PROJECT_NAME", PROJECT)
-            .env("OS_USER_DOMAIN_NAME", "Default")
-            .env("OS_PROJECT_DOMAIN_NAME", "Default")
-            .env("OS_REGION_NAME", "RegionOne")
-            .env("OS_INTERFACE", "public")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.home.path())
             .stdin(Stdio::null())
             .output()
@@ -105,7 +97,7 @@ fn openstackclient_runs_against_the_fake() {
     fake.set_polls_until_active(1);
     let os = Client {
         exe: openstack_path(),
-        url: fake.url.clone(),
+        env: fake.os_env(PASSWORD),
         home: tempfile::tempdir().unwrap(),
     };
 

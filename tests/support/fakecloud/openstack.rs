@@ -86,6 +86,20 @@ pub struct OsState {
 }
 
 impl FakeCloud {
+    /// An openrc's worth of `OS_*` variables for this fake, with `password`.
+    pub fn os_env(&self, password: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("OS_AUTH_URL", format!("{}/v3", self.url)),
+            ("OS_USERNAME", USER.into()),
+            ("OS_PASSWORD", password.into()),
+            ("OS_PROJECT_NAME", PROJECT.into()),
+            ("OS_USER_DOMAIN_NAME", "Default".into()),
+            ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+            ("OS_REGION_NAME", "RegionOne".into()),
+            ("OS_INTERFACE", "public".into()),
+        ]
+    }
+
     /// Tokens issued from now on expire after `ttl`.
     pub fn set_token_ttl(&self, ttl: Duration) {
         self.inner.os.lock().unwrap().ttl_ms = ttl.as_millis().max(1) as u64;
