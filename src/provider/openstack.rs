@@ -63,6 +63,10 @@ pub const STATES: &[(&str, NodeState)] = &[
     ("ERROR", NodeState::Error),
 ];
 
+/// The tag holding the create attempt's id (issue 10's `TAG_CREATE_ID`): a lost create is
+/// only taken for ours when it carries this run's id.
+const CREATE_ID: &str = "provision-create-id";
+
 /// Nova's limit for metadata keys and values.
 const META_MAX: usize = 255;
 
@@ -615,10 +619,7 @@ impl OpenStack {
 
     /// Our server named `name`, for a create whose answer was lost.
     fn find_ours(&self, spec: &NodeSpec) -> Result<Option<Value>> {
-        let create_id = spec
-            .tags
-            .iter()
-            .find(|(k, _)| k.as_str() == "provision-create-id");
+        let create_id = spec.tags.iter().find(|(k, _)| k.as_str() == CREATE_ID);
         Ok(self
             .servers(Some(&spec.name))?
             .into_iter()
