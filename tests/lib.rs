@@ -16,6 +16,7 @@ mod man_pages;
 mod provider_digitalocean;
 mod provider_hetzner;
 mod provider_local;
+mod provider_openstack;
 mod provider_static;
 mod scale;
 mod ssh_engine;
