@@ -14,6 +14,7 @@
 //! server's addresses to connect to), `key_name` (a Nova key pair to add besides user-data).
 //! A server in ERROR is reported with Nova's fault message.
 
+mod api;
 mod keystone;
 mod settings;
 
@@ -23,6 +24,7 @@ use super::http::{self, Auth, Candidate, CredentialSource, ErrorFields, Hooks};
 use super::{map_state, Catalog, Destroyed, Node, NodeSpec, NodeState, Prepared, Provider};
 use super::{SshEndpoint, TAG_CREATED, TAG_MANAGED};
 use crate::error::{Error, Result};
+use api::*;
 use base64::Engine;
 use keystone::Keystone;
 use reqwest::blocking::Request;
@@ -198,181 +200,6 @@ impl Hooks for NovaAnswers {
     fn rate_limit(&self, _: &reqwest::header::HeaderMap) -> (Option<u64>, Option<u64>) {
         (None, None)
     }
-}
-
-// ---- what the driver reads ----
-
-#[derive(Debug, Deserialize)]
-struct ServerReply {
-    server: Server,
-}
-
-#[derive(Debug, Deserialize)]
-struct ServersReply {
-    servers: Vec<Server>,
-    #[serde(default)]
-    servers_links: Vec<Link>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Link {
-    rel: String,
-    href: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct CreatedReply {
-    server: Created,
-}
-
-#[derive(Debug, Deserialize)]
-struct Created {
-    id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Server {
-    #[serde(deserialize_with = "id_string")]
-    id: String,
-    name: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    addresses: BTreeMap<String, Vec<Address>>,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-    /// The image id; `""` for a server booted from a volume.
-    #[serde(default, deserialize_with = "image_id")]
-    image: Option<String>,
-    #[serde(default)]
-    flavor: Option<FlavorRef>,
-    #[serde(default)]
-    created: Option<String>,
-    #[serde(default, rename = "OS-EXT-AZ:availability_zone")]
-    zone: Option<String>,
-    #[serde(default)]
-    fault: Option<Fault>,
-}
-
-#[derive(Deserialize)]
-struct IdRef {
-    #[serde(deserialize_with = "id_string")]
-    id: String,
-}
-
-/// An id: a string, or a number in older (Rackspace-era) answers.
-fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
-    match Value::deserialize(d)? {
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!("an id, not {other}"))),
-    }
-}
-
-fn opt_id_string<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<String>, D::Error> {
-    id_string(d).map(Some)
-}
-
-/// `{"id": ...}` → the id; anything else (`""`) → none.
-fn image_id<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<String>, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(serde_json::from_value::<IdRef>(v).ok().map(|r| r.id))
-}
-
-#[derive(Debug, Deserialize)]
-struct FlavorRef {
-    #[serde(default, deserialize_with = "opt_id_string")]
-    id: Option<String>,
-    #[serde(default)]
-    original_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Address {
-    addr: String,
-    #[serde(default)]
-    version: u8,
-    #[serde(default, rename = "OS-EXT-IPS:type")]
-    kind: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Fault {
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    details: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FlavorsReply {
-    flavors: Vec<Flavor>,
-    #[serde(default)]
-    flavors_links: Vec<Link>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Flavor {
-    #[serde(deserialize_with = "id_string")]
-    id: String,
-    name: String,
-    #[serde(default)]
-    vcpus: u64,
-    #[serde(default)]
-    ram: u64,
-    #[serde(default)]
-    disk: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct ImagesReply {
-    images: Vec<Image>,
-    #[serde(default)]
-    next: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Image {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    status: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct NetworksReply {
-    networks: Vec<Network>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Network {
-    id: String,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ZonesReply {
-    #[serde(rename = "availabilityZoneInfo")]
-    zones: Vec<Zone>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Zone {
-    #[serde(rename = "zoneName")]
-    name: String,
-    #[serde(rename = "zoneState")]
-    state: ZoneState,
-}
-
-#[derive(Debug, Deserialize)]
-struct ZoneState {
-    available: bool,
 }
 
 // ---- the driver ----
