@@ -2,7 +2,9 @@
 # Installs what the tests and the quick start need when it is missing: openssh-server (sshd
 # for local nodes and the test harness), sudo (the non-root-login tests), shellcheck (CI lints
 # the remote runner) and the compatibility matrix's nodes (tests/node_matrix.rs): dropbear-bin,
-# busybox-static, tcsh, fish; jq (the exec provider examples). Idempotent and quiet when all is present.
+# busybox-static, tcsh, fish; jq (the exec provider examples);
+# in a venv, python-openstackclient (the OpenStack fake's test). Idempotent and quiet when all is
+# present.
 set -euo pipefail
 need_sshd() { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; }
 pkgs=""
@@ -25,3 +27,5 @@ if [ -n "$pkgs" ]; then
   # the package's own service is not wanted: local nodes start their own sshd
   $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true
 fi
+# the official OpenStack client, which proves the OpenStack fake speaks the real API
+"$(dirname "$0")/setup-openstackclient.sh" >/dev/null

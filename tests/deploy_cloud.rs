@@ -88,6 +88,7 @@ fn proxied(c: &Cloud) -> &'static Shared {
     let cell = match c.api {
         Api::DigitalOcean => &DO_S,
         Api::Hetzner => &HZ_S,
+        Api::OpenStack => unreachable!("OpenStack has no OpenAPI spec: tests/deploy_openstack.rs"),
     };
     cell.get_or_init(|| {
         let fake = FakeCloud::start(c.api, c.token);

@@ -9,6 +9,7 @@ pub mod digitalocean;
 pub mod exec;
 pub mod hetzner;
 pub mod http;
+pub mod openstack;
 pub mod registry;
 
 use crate::error::{Error, Result};

@@ -29,6 +29,7 @@ pub static DRIVERS: &[&Registration] = &[
     &super::static_hosts::DRIVER,
     &super::digitalocean::DRIVER,
     &super::hetzner::DRIVER,
+    &super::openstack::DRIVER,
 ];
 
 /// The registration `name` refers to: a built-in driver, else the declarable kind named by
@@ -55,6 +56,9 @@ pub fn names() -> Vec<&'static str> {
 
 /// The error for a provider name this build does not know.
 pub fn unknown(name: &str) -> Error {
+    if name == "rackspace" {
+        return Error::config("provider 'rackspace' of the original tool is now 'openstack' (Rackspace's cloud speaks OpenStack): use -p openstack with your OS_* credentials or OS_CLOUD");
+    }
     Error::config(format!(
         "unknown provider '{name}' (known: {})",
         names().join(", ")

@@ -122,3 +122,28 @@ pub fn assert_node_gone(name: &str, pid: Option<u32>) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs a deploy `cmd` whose server never starts, sends it Ctrl-C once the server exists and
+/// the deploy waits for it, and checks: exit 130, the node named destroyed on stderr, nothing
+/// on stdout, no server and no local node left.
+pub fn ctrl_c_while_waiting(mut cmd: std::process::Command, fake: &FakeCloud, name: &str) {
+    use std::process::Stdio;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.count_named(name) == 0 {
+        assert!(Instant::now() < deadline, "the server never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // let it get into the wait
+    std::thread::sleep(Duration::from_millis(400));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(fake.count(), 0);
+    assert_node_gone(name, None);
+}

@@ -7,3 +7,4 @@ pub mod fakecloud;
 pub mod prism;
 pub mod procs;
 pub mod sshd;
+pub mod tools;

@@ -7,6 +7,7 @@
 //! to the repository; when absent the tests fail saying so (they are not skipped).
 #![allow(dead_code, unreachable_pub)]
 
+use super::tools;
 use provision::provider::http::{Inspector, ResponseInfo};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -44,18 +45,10 @@ pub fn conformance_dir() -> PathBuf {
 }
 
 fn prism_path() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-prism.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: Prism (npm @stoplight/prism-cli) is needed for the conformance tests",
-        script.display()
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    tools::installed(
+        "setup-prism.sh",
+        "Prism (npm @stoplight/prism-cli) is needed for the conformance tests",
+    )
 }
 
 fn free_port() -> u16 {

@@ -18,6 +18,7 @@
 
 mod digitalocean;
 mod hetzner;
+pub mod openstack;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 pub enum Api {
     DigitalOcean,
     Hetzner,
+    /// Keystone v3 + Nova + Glance + Neutron on one port; the fake's token is the password.
+    OpenStack,
 }
 
 /// What to do instead of (or besides) answering normally.
@@ -181,6 +184,8 @@ pub struct Inner {
     canned: Mutex<Vec<Canned>>,
     /// `METHOD /path?query` of every request, in order.
     pub log: Mutex<Vec<String>>,
+    /// OpenStack's tokens and per-server extras.
+    pub os: Mutex<openstack::OsState>,
 }
 
 impl Inner {
@@ -253,6 +258,7 @@ impl FakeCloud {
             per_page_cap: AtomicUsize::new(2),
             canned: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            os: Mutex::new(Default::default()),
         });
         let i = inner.clone();
         std::thread::spawn(move || {
@@ -353,14 +359,17 @@ impl FakeCloud {
             image: match self.inner.api {
                 Api::DigitalOcean => "ubuntu-24-04-x64".into(),
                 Api::Hetzner => "ubuntu-24.04".into(),
+                Api::OpenStack => "f24a3c1b-d52a-4116-91da-25b3eee8f55e".into(),
             },
             size: match self.inner.api {
                 Api::DigitalOcean => "s-1vcpu-1gb".into(),
                 Api::Hetzner => "cx22".into(),
+                Api::OpenStack => "1".into(),
             },
             region: match self.inner.api {
                 Api::DigitalOcean => "fra1".into(),
                 Api::Hetzner => "fsn1".into(),
+                Api::OpenStack => "nova".into(),
             },
             ip: "127.0.0.9".into(),
             user_data: String::new(),
@@ -461,18 +470,24 @@ fn route(inner: &Inner, req: &Req) -> Resp {
             };
         }
     }
+    if inner.api == Api::OpenStack {
+        return openstack::route(inner, req);
+    }
     let auth = req.header("authorization").unwrap_or("");
     if auth != format!("Bearer {}", inner.token) {
         return match inner.api {
             Api::DigitalOcean => {
                 error(inner.api, 401, "Unauthorized", "Unable to authenticate you")
             }
-            Api::Hetzner => error(inner.api, 401, "unauthorized", "unable to authenticate"),
+            Api::Hetzner | Api::OpenStack => {
+                error(inner.api, 401, "unauthorized", "unable to authenticate")
+            }
         };
     }
     match inner.api {
         Api::DigitalOcean => digitalocean::route(inner, req),
         Api::Hetzner => hetzner::route(inner, req),
+        Api::OpenStack => openstack::route(inner, req),
     }
 }
 
@@ -487,6 +502,7 @@ pub fn error(api: Api, status: u16, code: &str, message: &str) -> Resp {
             status,
             serde_json::json!({"error": {"code": code, "message": message, "details": null}}),
         ),
+        Api::OpenStack => openstack::nova_error(status, message),
     }
 }
 
@@ -603,6 +619,8 @@ fn reason(status: u16) -> &'static str {
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
+        300 => "Multiple Choices",
+        400 => "Bad Request",
         _ => "Status",
     }
 }
@@ -651,4 +669,32 @@ pub fn page_of<T: Clone>(items: &[T], req: &Req, cap: usize) -> (Vec<T>, u64, u6
     let start = ((page - 1) as usize * per).min(items.len());
     let end = (start + per).min(items.len());
     (items[start..end].to_vec(), page, last, per as u64)
+}
+
+/// Items after `marker` (by `id_of`), at most `limit` (capped at `cap`), and the marker of the
+/// next page when there is one: OpenStack's paging.
+pub fn page_of_marker<T: Clone>(
+    items: &[T],
+    req: &Req,
+    cap: usize,
+    id_of: impl Fn(&T) -> Option<String>,
+) -> (Vec<T>, Option<String>) {
+    let limit = req
+        .q("limit")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(cap)
+        .clamp(1, cap);
+    let start = match req.q("marker") {
+        Some(m) => items
+            .iter()
+            .position(|i| id_of(i).as_deref() == Some(m))
+            .map_or(items.len(), |p| p + 1),
+        None => 0,
+    };
+    let end = (start + limit).min(items.len());
+    let page = items[start..end].to_vec();
+    let next = (end < items.len())
+        .then(|| page.last().and_then(&id_of))
+        .flatten();
+    (page, next)
 }
