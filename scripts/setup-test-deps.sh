@@ -17,3 +17,5 @@ if [ -n "$pkgs" ]; then
   # the package's own service is not wanted: local nodes start their own sshd
   $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true
 fi
+# moto (a stateful EC2 Query API) for the EC2 driver's tests, in a venv of its own
+"$(dirname "$0")/setup-moto.sh" >/dev/null

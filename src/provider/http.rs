@@ -263,12 +263,16 @@ impl Client {
             .build()
             .map_err(|e| Failure::Fatal(Error::unexpected(format!("{method} {path}: {e}"))))?;
         self.auth.authorize(&mut req).map_err(Failure::Fatal)?;
+        let what = self
+            .hooks
+            .operation(&req)
+            .unwrap_or_else(|| format!("{method} {path}"));
         let started = Instant::now();
         let transport = |e: reqwest::Error| {
             let why = if e.is_timeout() {
-                format!("{method} {path}: no answer within {:?}", self.cfg.timeout)
+                format!("{what}: no answer within {:?}", self.cfg.timeout)
             } else {
-                format!("{method} {path}: {}", error_chain(&e))
+                format!("{what}: {}", error_chain(&e))
             };
             Failure::Retry {
                 why: self.redact(&why),
@@ -281,7 +285,7 @@ impl Client {
         let headers = resp.headers().clone();
         let body = resp.bytes().map_err(transport)?.to_vec();
         output::debug(&format!(
-            "{}: {method} {path} -> {status} ({} ms)",
+            "{}: {what} -> {status} ({} ms)",
             self.provider,
             started.elapsed().as_millis()
         ));
@@ -303,7 +307,7 @@ impl Client {
             });
         }
         let fields = self.hooks.error_fields(&body);
-        let line = self.error_line(method, path, status, &headers, &body, &fields);
+        let line = self.error_line(&what, status, &headers, &body, &fields);
         let throttled = self.hooks.throttled(status, &fields);
         if self.hooks.retryable(status, &fields) {
             let wait = retry_after(&headers).or_else(|| throttled.then(|| self.budget.delay()));
@@ -327,8 +331,7 @@ impl Client {
     /// `HTTP 422 Unprocessable Entity: <provider's message> (request id X)`, one line.
     fn error_line(
         &self,
-        method: &Method,
-        path: &str,
+        what: &str,
         status: u16,
         headers: &HeaderMap,
         body: &[u8],
@@ -364,7 +367,7 @@ impl Client {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        let mut line = format!("{method} {path}: HTTP {status} {reason}");
+        let mut line = format!("{what}: HTTP {status} {reason}");
         if !msg.is_empty() {
             line.push_str(&format!(": {msg}"));
         }
