@@ -635,11 +635,7 @@ impl Ec2 {
 
     /// Sets the region requests go to and are signed for.
     pub fn with_region(self, region: &str) -> Self {
-        *self
-            .signer
-            .region
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = region.to_string();
+        self.set_region(region);
         self
     }
 
@@ -662,22 +658,30 @@ impl Ec2 {
         })
     }
 
-    /// One Query API call; retried (every EC2 call we make is idempotent: reads, and creates
-    /// carrying a ClientToken). 404 never happens on the Query API.
-    fn call<T: DeserializeOwned>(&self, action: &str, params: &[(String, String)]) -> Result<T> {
+    fn form(action: &str, params: &[(String, String)]) -> Vec<(String, String)> {
         let mut form = vec![
             ("Action".to_string(), action.to_string()),
             ("Version".to_string(), VERSION.to_string()),
         ];
         form.extend(params.iter().cloned());
+        form
+    }
+
+    fn read<T: DeserializeOwned>(&self, action: &str, reply: &http::Reply) -> Result<T> {
+        let text = String::from_utf8_lossy(&reply.body);
+        parse(&text).map_err(|e| self.core.client.malformed(format!("ec2 {action}: {e}")))
+    }
+
+    /// One read-only Query API call, retried on throttling, 5xx and connection errors.
+    fn call<T: DeserializeOwned>(&self, action: &str, params: &[(String, String)]) -> Result<T> {
+        let form = Self::form(action, params);
         let reply = self.core.client.send_idempotent(
             Method::POST,
             &self.endpoint()?,
             &[],
             Some(Body::Form(&form)),
         )?;
-        let text = String::from_utf8_lossy(&reply.body);
-        parse(&text).map_err(|e| self.core.client.malformed(format!("ec2 {action}: {e}")))
+        self.read(action, &reply)
     }
 
     /// Instances matching `filters` (name → values), every page.
@@ -854,9 +858,13 @@ impl Ec2 {
             .collect())
     }
 
-    /// `-l`: a region this account can use, or an availability zone of one.
+    /// `-l`: a region this account can use (asked of the current region, else us-east-1:
+    /// every region lists them all), or an availability zone of one. Then requests go there.
     fn check_location(&self, location: &str) -> Result<()> {
         let (region, zone) = region_of(location);
+        if self.signer.region().is_empty() {
+            self.set_region("us-east-1");
+        }
         let regions = self.regions()?;
         if !regions.contains(&region) {
             return Err(http::not_found(
@@ -867,6 +875,7 @@ impl Ec2 {
                 regions.iter().map(String::as_str),
             ));
         }
+        self.set_region(&region);
         if let Some(z) = zone {
             let zones = self.zones()?;
             if !zones.iter().any(|(n, _)| *n == z) {
@@ -882,8 +891,18 @@ impl Ec2 {
         Ok(())
     }
 
+    fn set_region(&self, region: &str) {
+        *self
+            .signer
+            .region
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = region.to_string();
+    }
+
+    /// The instance of a create attempt, by its create-id tag.
     fn find_by_token(&self, token: &str) -> Result<Option<Instance>> {
-        let list = self.describe(&[("client-token", vec![token.to_string()])], &[])?;
+        let filter = format!("tag:{TAG_CREATE_ID}");
+        let list = self.describe(&[(filter.as_str(), vec![token.to_string()])], &[])?;
         Ok(list.into_iter().next())
     }
 
@@ -915,6 +934,7 @@ impl Ec2 {
             ("Name".into(), spec.name.clone()),
             (TAG_MANAGED.into(), String::new()),
             (TAG_CREATED.into(), created),
+            (TAG_CREATE_ID.into(), token.to_string()),
         ];
         for (k, v) in &spec.tags {
             if !tags.iter().any(|(t, _)| t == k) {
@@ -1028,22 +1048,16 @@ impl Provider for Ec2 {
     }
 
     fn prepare(&self, image: &str, size: &str, location: &str) -> Result<Prepared> {
-        if !location.is_empty() {
-            let (region, _) = region_of(location);
-            *self
-                .signer
-                .region
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = region;
+        if location.is_empty() {
+            self.region()?;
         }
-        let region = self.region()?;
         if image.is_empty() || size.is_empty() {
             return Err(Error::config(
                 "ec2: -i (AMI id or name) and -s (instance type) are needed",
             ));
         }
         let location = if location.is_empty() {
-            region
+            self.region()?
         } else {
             location.to_string()
         };
@@ -1059,12 +1073,7 @@ impl Provider for Ec2 {
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         if !spec.location.is_empty() {
-            let (region, _) = region_of(&spec.location);
-            *self
-                .signer
-                .region
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = region;
+            self.set_region(&region_of(&spec.location).0);
         }
         let host = HostKey::generate()?;
         let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
@@ -1076,16 +1085,21 @@ impl Provider for Ec2 {
         let params = self.run_params(spec, &user_data, &token)?;
         // the ClientToken makes RunInstances idempotent: a re-sent create whose first answer
         // was lost returns the same instance instead of a second one
-        let run: RunInstances = match self.call("RunInstances", &params) {
-            Ok(r) => r,
-            Err(e @ Error::Unavailable { .. }) => match self.find_by_token(&token)? {
-                Some(i) => RunInstances {
-                    instances_set: Items { item: vec![i] },
-                },
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
+        // A lost answer is never simply re-sent: the instance is first looked up by its
+        // create-id tag (EC2 would also dedupe by ClientToken; EC2-compatible clouds and moto
+        // may not), and only re-sent when it does not exist.
+        let form = Self::form("RunInstances", &params);
+        let lookup = || {
+            Ok(self.find_by_token(&token)?.map(|i| RunInstances {
+                instances_set: Items { item: vec![i] },
+            }))
         };
+        let run: RunInstances =
+            self.core
+                .client
+                .create_with(&self.endpoint()?, Body::Form(&form), &lookup, &|r| {
+                    self.read("RunInstances", r)
+                })?;
         let i = run.instances_set.item.into_iter().next().ok_or_else(|| {
             self.core
                 .client

@@ -515,15 +515,28 @@ impl Client {
         body: &Value,
         lookup: &dyn Fn() -> Result<Option<Value>>,
     ) -> Result<Value> {
+        self.create_with(path, Body::Json(body), lookup, &|r| {
+            self.json(&format!("POST {path}"), r)
+        })
+    }
+
+    /// [`Client::create`] for any body and answer: `read` turns the reply into the result.
+    pub fn create_with<T>(
+        &self,
+        path: &str,
+        body: Body<'_>,
+        lookup: &dyn Fn() -> Result<Option<T>>,
+        read: &dyn Fn(&Reply) -> Result<T>,
+    ) -> Result<T> {
         let url = self.url(path, &[])?;
         let mut last = String::new();
         let mut unknown = false;
         for attempt in 0..=self.cfg.retries {
-            match self.once(&Method::POST, &url, Some(Body::Json(body))) {
+            match self.once(&Method::POST, &url, Some(body)) {
                 Ok(r) if r.status == 404 => {
                     return Err(self.api_error(format!("POST {path}: HTTP 404 Not Found")))
                 }
-                Ok(r) => return self.json(&format!("POST {path}"), &r),
+                Ok(r) => return read(&r),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry { why, wait, sent }) => {
                     last = why;
