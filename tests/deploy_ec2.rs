@@ -16,7 +16,17 @@ mod motoproxy;
 mod support;
 
 use cloudnodes::{assert_node_gone, assert_node_started, node_pid, Cleanup};
-use support::cli::Sandbox;
+use motoproxy::{Fault, MotoProxy};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::cli::{Run, Sandbox};
+
+/// One moto per test binary; each test has its own proxy (and faults), and its own names.
+fn shared() -> &'static moto::Moto {
+    static M: OnceLock<moto::Moto> = OnceLock::new();
+    M.get_or_init(|| moto::start(&[]))
+}
 
 const RESULTS: &str = "<testsuite tests=\"1\"><testcase name=\"works\"/></testsuite>";
 
@@ -48,8 +58,7 @@ fn cmd(s: &Sandbox, url: &str, bin: &str) -> support::cli::Cmd {
 
 #[test]
 fn ec2_deploy_list_destroy_against_moto() {
-    let m = moto::start(&[]);
-    let proxy = motoproxy::start(&m.url);
+    let proxy = motoproxy::start(&shared().url);
     let url = proxy.url.as_str();
     let name = "e2e-ec2-flow";
     let _g = Cleanup(name.into());
@@ -104,4 +113,160 @@ fn ec2_deploy_list_destroy_against_moto() {
 
 fn cmdlist(s: &Sandbox, url: &str) -> String {
     cmd(s, url, "list-nodes").run().code(0).stdout
+}
+
+fn deploy(s: &Sandbox, p: &MotoProxy, name: &str, timeout: &str) -> support::cli::Cmd {
+    cmd(s, &p.url, "deploy-node").args([
+        "-i",
+        "ubuntu/images/hvm-ssd/ubuntu-trusty",
+        "-s",
+        "t3.micro",
+        "-l",
+        "us-east-1",
+        "-b",
+        "hello",
+        "-n",
+        name,
+        "--ssh-timeout",
+        timeout,
+    ])
+}
+
+fn live(p: &MotoProxy) -> usize {
+    p.nodes.lock().unwrap().len()
+}
+
+fn creates(p: &MotoProxy) -> u32 {
+    p.faults.lock().unwrap().creates
+}
+
+/// A deploy that succeeded: one instance, then destroyed cleanly.
+fn deployed_once(s: &Sandbox, p: &MotoProxy, name: &str, r: Run) {
+    assert_node_started(name);
+    r.code(0).stderr_has(&format!("[{name}] hello from {name}"));
+    assert_eq!(live(p), 1, "duplicate instances");
+    cmd(s, &p.url, "destroy-node")
+        .args(["-t", "results.xml", name])
+        .run()
+        .code(0);
+    assert_eq!(live(p), 0);
+    assert_node_gone(name, None);
+}
+
+#[test]
+fn throttled_create_is_retried_like_429() {
+    let p = motoproxy::start(&shared().url);
+    let (s, name) = (sandbox(), "e2e-ec2-throttled");
+    let _g = Cleanup(name.into());
+    p.fault("RunInstances", Fault::Throttle, 1);
+    p.fault("DescribeInstances", Fault::Throttle, 1);
+    let r = deploy(&s, &p, name, "60s").run();
+    assert_eq!(creates(&p), 1, "the throttled create was not processed");
+    deployed_once(&s, &p, name, r);
+}
+
+#[test]
+fn lost_create_answer_finds_the_instance_not_a_second_one() {
+    let p = motoproxy::start(&shared().url);
+    let (s, name) = (sandbox(), "e2e-ec2-lost");
+    let _g = Cleanup(name.into());
+    p.fault("RunInstances", Fault::LoseAnswer, 1);
+    let r = deploy(&s, &p, name, "60s").run();
+    assert_eq!(creates(&p), 1, "re-sent although the instance existed");
+    deployed_once(&s, &p, name, r);
+}
+
+#[test]
+fn unavailable_create_exits_13_and_creates_nothing() {
+    let p = motoproxy::start(&shared().url);
+    let (s, name) = (sandbox(), "e2e-ec2-503");
+    let _g = Cleanup(name.into());
+    p.fault("RunInstances", Fault::Status(503), 1000);
+    deploy(&s, &p, name, "60s")
+        .run()
+        .code(13)
+        .one_line_error()
+        .stderr_has("RunInstances")
+        .stderr_has("503")
+        .stdout_empty();
+    assert_eq!(creates(&p), 0);
+    assert_eq!(live(&p), 0);
+}
+
+#[test]
+fn garbled_create_answer_exits_12_and_leaks_nothing() {
+    let p = motoproxy::start(&shared().url);
+    let (s, name) = (sandbox(), "e2e-ec2-garbled");
+    let _g = Cleanup(name.into());
+    p.fault("RunInstances", Fault::GarbleAfterProcessing, 1);
+    deploy(&s, &p, name, "60s")
+        .run()
+        .code(12)
+        .one_line_error()
+        .stderr_has("malformed")
+        .stdout_empty();
+    assert_eq!(creates(&p), 1);
+    assert_eq!(live(&p), 0, "the created instance leaked");
+    assert_node_gone(name, None);
+}
+
+#[test]
+fn stuck_pending_exits_15_and_is_destroyed() {
+    let p = motoproxy::start(&shared().url);
+    p.faults.lock().unwrap().stuck = true;
+    let (s, name) = (sandbox(), "e2e-ec2-stuck");
+    let _g = Cleanup(name.into());
+    deploy(&s, &p, name, "5s")
+        .run()
+        .code(15)
+        .one_line_error()
+        .stderr_has("--ssh-timeout")
+        .stderr_has(&format!("{name}: destroying it"))
+        .stdout_empty();
+    assert_eq!(live(&p), 0);
+    assert_node_gone(name, None);
+}
+
+#[test]
+fn failed_instance_exits_14_and_is_destroyed() {
+    let p = motoproxy::start(&shared().url);
+    p.faults.lock().unwrap().failed = true;
+    let (s, name) = (sandbox(), "e2e-ec2-failed");
+    let _g = Cleanup(name.into());
+    deploy(&s, &p, name, "60s")
+        .run()
+        .code(14)
+        .one_line_error()
+        .stderr_has("terminated")
+        .stdout_empty();
+    assert_eq!(live(&p), 0);
+    assert_node_gone(name, None);
+}
+
+#[test]
+fn ctrl_c_while_pending_exits_130_and_destroys() {
+    let p = motoproxy::start(&shared().url);
+    p.faults.lock().unwrap().stuck = true;
+    let (s, name) = (sandbox(), "e2e-ec2-sigint");
+    let _g = Cleanup(name.into());
+    let mut c = deploy(&s, &p, name, "60s").cmd;
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live(&p) == 0 {
+        assert!(Instant::now() < deadline, "the instance never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(live(&p), 0, "the instance leaked");
+    assert_node_gone(name, None);
 }

@@ -1,6 +1,6 @@
 //! moto (PyPI `moto[server]`), a stateful EC2 Query API nobody here wrote, started on a free
 //! loopback port for the EC2 driver's tests; installed by scripts/setup-moto.sh when missing.
-//! Killed when dropped.
+//! Killed when dropped, and dies with the test process (PR_SET_PDEATHSIG).
 #![allow(dead_code)]
 
 use std::net::TcpStream;
@@ -48,6 +48,15 @@ pub fn start(env: &[(&str, &str)]) -> Moto {
         .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    // dies with the test process even when the Moto is in a static and never dropped
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
     }
     let child = cmd.spawn().expect("start moto_server");
     let moto = Moto {

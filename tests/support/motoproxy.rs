@@ -18,26 +18,60 @@ pub struct MotoProxy {
     pub url: String,
     /// instance id → (node name, loopback address)
     pub nodes: Arc<Mutex<HashMap<String, (String, String)>>>,
+    pub faults: Arc<Mutex<Faults>>,
 }
 
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(h, 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// What the proxy does wrong, per action.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// 503 RequestLimitExceeded, not forwarded.
+    Throttle,
+    /// This status with an EC2 error body, not forwarded.
+    Status(u16),
+    /// Forwarded, then the connection closes without an answer.
+    LoseAnswer,
+    /// Forwarded, then 200 with a body that is not XML.
+    GarbleAfterProcessing,
 }
+
+#[derive(Default)]
+pub struct Faults {
+    /// (action, fault, times left)
+    pub rules: Vec<(String, Fault, u32)>,
+    /// Instances stay `pending` in every answer.
+    pub stuck: bool,
+    /// Instances report `terminated` with a state reason, as a failed launch.
+    pub failed: bool,
+    /// RunInstances calls that reached moto.
+    pub creates: u32,
+}
+
+impl MotoProxy {
+    pub fn fault(&self, action: &str, f: Fault, times: u32) {
+        self.faults
+            .lock()
+            .unwrap()
+            .rules
+            .push((action.into(), f, times));
+    }
+}
+
+fn take(faults: &Mutex<Faults>, action: &str) -> Option<Fault> {
+    let mut f = faults.lock().unwrap();
+    let rule = f.rules.iter_mut().find(|(a, _, n)| a == action && *n > 0)?;
+    rule.2 -= 1;
+    Some(rule.1)
+}
+
+fn answer(conn: &mut TcpStream, status: u16, text: &str) {
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+use crate::fakecloud::decode;
 
 fn params(body: &str) -> Vec<(String, String)> {
     body.split('&')
@@ -78,7 +112,12 @@ fn rewrite(xml: &str, nodes: &HashMap<String, (String, String)>) -> String {
     out
 }
 
-fn serve(mut conn: TcpStream, upstream: &str, nodes: &Mutex<HashMap<String, (String, String)>>) {
+fn serve(
+    mut conn: TcpStream,
+    upstream: &str,
+    nodes: &Mutex<HashMap<String, (String, String)>>,
+    faults: &Mutex<Faults>,
+) {
     let mut r = BufReader::new(conn.try_clone().unwrap());
     let mut headers = Vec::new();
     let mut len = 0usize;
@@ -104,6 +143,21 @@ fn serve(mut conn: TcpStream, upstream: &str, nodes: &Mutex<HashMap<String, (Str
     let p = params(&body);
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let action = get("Action").unwrap_or_default();
+    let fault = take(faults, &action);
+    match fault {
+        Some(Fault::Throttle) => {
+            let body = "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>t-1</RequestID></Response>";
+            return answer(&mut conn, 503, body);
+        }
+        Some(Fault::Status(code)) => {
+            let body = "<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred</Message></Error></Errors><RequestID>t-2</RequestID></Response>";
+            return answer(&mut conn, code, body);
+        }
+        _ => {}
+    }
+    if action == "RunInstances" {
+        faults.lock().unwrap().creates += 1;
+    }
     if action == "TerminateInstances" {
         for (k, id) in &p {
             if k.starts_with("InstanceId.") {
@@ -155,12 +209,20 @@ fn serve(mut conn: TcpStream, upstream: &str, nodes: &Mutex<HashMap<String, (Str
     }
     if action.starts_with("RunInstances") || action.starts_with("DescribeInstances") {
         text = rewrite(&text, &nodes.lock().unwrap());
+        let f = faults.lock().unwrap();
+        for state in ["<name>running</name>", "<name>pending</name>"] {
+            if f.stuck {
+                text = text.replace(state, "<name>pending</name>");
+            } else if f.failed {
+                text = text.replace(state, "<name>terminated</name>");
+            }
+        }
     }
-    let _ = write!(
-        conn,
-        "HTTP/1.1 {status} X\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
+    match fault {
+        Some(Fault::LoseAnswer) => drop(conn),
+        Some(Fault::GarbleAfterProcessing) => answer(&mut conn, 200, "<html>oops"),
+        _ => answer(&mut conn, status, &text),
+    }
 }
 
 /// Starts the proxy in front of moto at `upstream`.
@@ -168,12 +230,13 @@ pub fn start(upstream: &str) -> MotoProxy {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let nodes: Arc<Mutex<HashMap<String, (String, String)>>> = Arc::default();
-    let (n, up) = (nodes.clone(), upstream.to_string());
+    let faults: Arc<Mutex<Faults>> = Arc::default();
+    let (n, f, up) = (nodes.clone(), faults.clone(), upstream.to_string());
     std::thread::spawn(move || {
         for conn in l.incoming().flatten() {
-            let (n, up) = (n.clone(), up.clone());
-            std::thread::spawn(move || serve(conn, &up, &n));
+            let (n, f, up) = (n.clone(), f.clone(), up.clone());
+            std::thread::spawn(move || serve(conn, &up, &n, &f));
         }
     });
-    MotoProxy { url, nodes }
+    MotoProxy { url, nodes, faults }
 }
