@@ -621,7 +621,14 @@ impl Ec2 {
         let profile = Profile::find(table);
         let keys = profile.keys(userid, secret)?;
         let region = profile.region(table)?.unwrap_or_default();
-        let source = CredentialSource::Config(format!("{NAME}: {}", keys.source));
+        // where the keys came from, in the shared type (the full story is in `keys.source`)
+        let source = if keys.source.starts_with("flags") {
+            CredentialSource::Flag
+        } else if keys.source.starts_with("environment") {
+            CredentialSource::Env("AWS_ACCESS_KEY_ID")
+        } else {
+            CredentialSource::Env("AWS_PROFILE")
+        };
         let signer = Arc::new(SigV4 {
             keys,
             region: RwLock::new(region),
