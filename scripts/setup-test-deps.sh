@@ -29,3 +29,5 @@ if [ -n "$pkgs" ]; then
 fi
 # the official OpenStack client, which proves the OpenStack fake speaks the real API
 "$(dirname "$0")/setup-openstackclient.sh" >/dev/null
+# moto (a stateful EC2 Query API) for the EC2 driver's tests, in a venv of its own
+"$(dirname "$0")/setup-moto.sh" >/dev/null

@@ -263,12 +263,16 @@ impl Client {
             .build()
             .map_err(|e| Failure::Fatal(Error::unexpected(format!("{method} {path}: {e}"))))?;
         self.auth.authorize(&mut req).map_err(Failure::Fatal)?;
+        let what = self
+            .hooks
+            .operation(&req)
+            .unwrap_or_else(|| format!("{method} {path}"));
         let started = Instant::now();
         let transport = |e: reqwest::Error| {
             let why = if e.is_timeout() {
-                format!("{method} {path}: no answer within {:?}", self.cfg.timeout)
+                format!("{what}: no answer within {:?}", self.cfg.timeout)
             } else {
-                format!("{method} {path}: {}", crate::error::chain(&e))
+                format!("{what}: {}", crate::error::chain(&e))
             };
             Failure::Retry {
                 why: self.redact(&why),
@@ -281,7 +285,7 @@ impl Client {
         let headers = resp.headers().clone();
         let body = resp.bytes().map_err(transport)?.to_vec();
         output::debug(&format!(
-            "{}: {method} {path} -> {status} ({} ms)",
+            "{}: {what} -> {status} ({} ms)",
             self.provider,
             started.elapsed().as_millis()
         ));
@@ -303,7 +307,7 @@ impl Client {
             });
         }
         let fields = self.hooks.error_fields(&body);
-        let line = self.error_line(method, path, status, &headers, &body, &fields);
+        let line = self.error_line(&what, status, &headers, &body, &fields);
         let throttled = self.hooks.throttled(status, &fields);
         if self.hooks.retryable(status, &fields) {
             let wait = retry_after(&headers).or_else(|| throttled.then(|| self.budget.delay()));
@@ -330,8 +334,7 @@ impl Client {
     /// `HTTP 422 Unprocessable Entity: <provider's message> (request id X)`, one line.
     fn error_line(
         &self,
-        method: &Method,
-        path: &str,
+        what: &str,
         status: u16,
         headers: &HeaderMap,
         body: &[u8],
@@ -367,7 +370,7 @@ impl Client {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        let mut line = format!("{method} {path}: HTTP {status} {reason}");
+        let mut line = format!("{what}: HTTP {status} {reason}");
         if !msg.is_empty() {
             line.push_str(&format!(": {msg}"));
         }
@@ -515,15 +518,28 @@ impl Client {
         body: &Value,
         lookup: &dyn Fn() -> Result<Option<Value>>,
     ) -> Result<Value> {
+        self.create_with(path, Body::Json(body), lookup, &|r| {
+            self.json(&format!("POST {path}"), r)
+        })
+    }
+
+    /// [`Client::create`] for any body and answer: `read` turns the reply into the result.
+    pub fn create_with<T>(
+        &self,
+        path: &str,
+        body: Body<'_>,
+        lookup: &dyn Fn() -> Result<Option<T>>,
+        read: &dyn Fn(&Reply) -> Result<T>,
+    ) -> Result<T> {
         let url = self.url(path, &[])?;
         let mut last = String::new();
         let mut unknown = false;
         for attempt in 0..=self.cfg.retries {
-            match self.once(&Method::POST, &url, Some(Body::Json(body))) {
+            match self.once(&Method::POST, &url, Some(body)) {
                 Ok(r) if r.status == 404 => {
                     return Err(self.api_error(format!("POST {path}: HTTP 404 Not Found")))
                 }
-                Ok(r) => return self.json(&format!("POST {path}"), &r),
+                Ok(r) => return read(&r),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Retry { why, wait, sent }) => {
                     last = why;

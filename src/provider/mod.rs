@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod cloudinit;
 pub mod coalesce;
 pub mod digitalocean;
+pub mod ec2;
 pub mod exec;
 pub mod hetzner;
 pub mod http;

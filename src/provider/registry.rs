@@ -29,6 +29,7 @@ pub static DRIVERS: &[&Registration] = &[
     &super::static_hosts::DRIVER,
     &super::digitalocean::DRIVER,
     &super::hetzner::DRIVER,
+    &super::ec2::DRIVER,
     &super::openstack::DRIVER,
 ];
 

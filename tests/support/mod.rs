@@ -4,6 +4,8 @@
 pub mod cli;
 pub mod cloudnodes;
 pub mod fakecloud;
+pub mod moto;
+pub mod motoproxy;
 pub mod prism;
 pub mod procs;
 pub mod sshd;

@@ -35,6 +35,12 @@ pub trait Auth: Send + Sync {
 
 /// How a driver's API answers. Every method has a default that fits a plain JSON API.
 pub trait Hooks: Send + Sync {
+    /// How a request is named in error lines, when `METHOD /path` says too little (a Query
+    /// API's `Action`).
+    fn operation(&self, _req: &Request) -> Option<String> {
+        None
+    }
+
     /// The message, code and request id of an error body.
     fn error_fields(&self, _body: &[u8]) -> ErrorFields {
         ErrorFields::default()

@@ -585,7 +585,7 @@ fn read_request(conn: &TcpStream, api: Api) -> Option<Req> {
     })
 }
 
-fn decode(s: &str) -> String {
+pub fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
