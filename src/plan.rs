@@ -130,7 +130,9 @@ impl Plan {
         });
         let node_name = node_name(cfg, req)?;
         let destroyable = cfg.destroyable_prefixes();
+        // static hosts are only forgotten by destroy-node: the guard does not apply to them
         if req.name.is_some()
+            && provider.value != "static"
             && !destroyable
                 .iter()
                 .any(|p| node_name.starts_with(p.as_str()))

@@ -28,7 +28,7 @@ fn sandbox() -> Sandbox {
     let s = Sandbox::new();
     s.write(
         "site/provision.toml",
-        "[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.ec2]\nregion = \"us-east-1\"\npoll_interval = 0.2\nretries = 2\ntimeout = 20\n",
+        "destroyable_prefixes = [\"e2e-\"]\n[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.ec2]\nregion = \"us-east-1\"\npoll_interval = 0.2\nretries = 2\ntimeout = 20\n",
     );
     s.write(
         "site/scripts/hello.sh",
@@ -215,7 +215,7 @@ fn stuck_pending_exits_15_and_is_destroyed() {
         .code(15)
         .one_line_error()
         .stderr_has("--ssh-timeout")
-        .stderr_has(&format!("{name}: destroying it"))
+        .stderr_has(&format!("{name}: never became ready; destroyed"))
         .stdout_empty();
     assert_eq!(live(&p), 0);
     assert_node_gone(name, None);

@@ -52,7 +52,8 @@ fn site() -> Site {
     let s = Sandbox::new();
     s.write(
         "site/provision.toml",
-        "[bundles.app]\nscripts = [\"hello.sh\"]\n[bundles.bg]\nscripts = [\"bg.sh\"]\n[bundles.hangs]\nscripts = [\"hang.sh\"]\n",
+        // every name here may be destroyed without --force (the prefix guard is not tested here)
+        "destroyable_prefixes = [\"\"]\n[bundles.app]\nscripts = [\"hello.sh\"]\n[bundles.bg]\nscripts = [\"bg.sh\"]\n[bundles.hangs]\nscripts = [\"hang.sh\"]\n",
     );
     s.write(
         "site/scripts/hello.sh",
@@ -120,6 +121,7 @@ fn deploy_list_and_gated_destroy_through_local_sshd() {
     let s = site();
     let r = deploy(&s, &["-b", "app", "-b", "bg", "-n", "ex1", "--json"]).code(0);
     let d: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let d = &d["nodes"][0];
     assert_eq!(d["name"], "ex1");
     assert!(r.stderr.contains("hello from ex1"), "{}", r.stderr);
     assert_eq!(node_dirs(&s).len(), 1);
@@ -532,7 +534,7 @@ fn without_a_host_key_the_first_key_is_trusted_and_recorded() {
     assert!(kh.contains("[127.0.0.1]:"), "{kh}");
     assert!(kh.contains("ssh-ed25519"), "{kh}");
     s.cmd("destroy-node")
-        .args(["-c", &l, "-p", "bad", "b1"])
+        .args(["-c", &l, "-p", "bad", "--force", "b1"])
         .run()
         .code(0);
     nothing_left(&s);
@@ -615,7 +617,7 @@ fn the_hcloud_example_maps_recorded_cli_output() {
     s.cmd("destroy-node")
         .env("PATH", &path)
         .args(args)
-        .args(["web-1"])
+        .args(["--force", "web-1"])
         .run()
         .code(0);
     assert!(std::fs::read_to_string(&log)

@@ -42,7 +42,7 @@ fn sandbox(extra: &str) -> Sandbox {
     s.write(
         "site/provision.toml",
         &format!(
-            "[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.openstack]\npoll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\n{network}{extra}"
+            "destroyable_prefixes = [\"e2e-\"]\n[bundles.hello]\nscripts = [\"hello.sh\"]\n\n[providers.openstack]\npoll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\n{network}{extra}"
         ),
     );
     s.write(
@@ -437,7 +437,7 @@ fn openstack_stuck_build_times_out_and_is_destroyed() {
         .code(15)
         .one_line_error()
         .stderr_has("--ssh-timeout")
-        .stderr_has(&format!("{name}: destroying it"))
+        .stderr_has(&format!("{name}: never became ready; destroyed"))
         .stdout_empty();
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(fake.count(), 0);
@@ -457,7 +457,7 @@ fn openstack_error_state_reports_novas_fault_and_is_destroyed() {
         .code(14)
         .one_line_error()
         .stderr_has(FAULT)
-        .stderr_has(&format!("{name}: destroying it"))
+        .stderr_has(&format!("{name}: never became ready; destroyed"))
         .stdout_empty();
     assert_eq!(creates(&fake), 1);
     assert_eq!(fake.count(), 0);

@@ -39,7 +39,12 @@ fn destroy_all(s: &Sandbox) {
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
     if !names.is_empty() {
-        s.cmd("destroy-node").args(&names).run().code(0);
+        // custom names are outside destroyable_prefixes (issue 15): --force
+        s.cmd("destroy-node")
+            .args(["--force"])
+            .args(&names)
+            .run()
+            .code(0);
     }
 }
 
@@ -354,14 +359,17 @@ fn destroying_a_destroyed_node_again_is_already_gone_and_a_typo_is_not() {
         .args(["-b", "hello", "-n", "twice"])
         .run()
         .code(0);
-    s.cmd("destroy-node").args(["twice"]).run().code(0);
     s.cmd("destroy-node")
-        .args(["twice"])
+        .args(["--force", "twice"])
+        .run()
+        .code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "twice"])
         .run()
         .code(0)
         .stderr_has("twice: already gone");
     s.cmd("destroy-node")
-        .args(["twise"])
+        .args(["--force", "twise"])
         .run()
         .code(1)
         .stderr_has("node 'twise' not found on local");
@@ -396,13 +404,16 @@ fn destroy_messages_name_what_is_kept_and_what_a_dry_run_does() {
     assert!(!r.stderr.contains("node  kept"), "{}", r.stderr);
     let r = s
         .cmd("destroy-node")
-        .args(["--dry-run", "-t", "pass.xml", "jt-1"])
+        .args(["--dry-run", "--force", "-t", "pass.xml", "jt-1"])
         .run()
         .code(0)
         .stderr_has("would destroy");
     assert!(!r.stderr.contains("destroying"), "{}", r.stderr);
     assert!(list(&s).contains("jt-1"));
-    s.cmd("destroy-node").args(["jt-1"]).run().code(0);
+    s.cmd("destroy-node")
+        .args(["--force", "jt-1"])
+        .run()
+        .code(0);
 }
 
 #[test]
@@ -432,7 +443,7 @@ fn static_hosts_say_what_happens() {
         .run();
     assert_ne!(r.code, 0);
     let r = r.stderr_has("box: never became ready; forgotten (the machine itself was not touched)");
-    assert!(!r.stderr.contains("destroying it"), "{}", r.stderr);
+    assert!(!r.stderr.contains("destroying it,"), "{}", r.stderr);
 }
 
 #[test]

@@ -24,7 +24,8 @@ fn plan_json(s: &Sandbox, config: &str) -> Value {
         .code(0)
         .stdout_lacks(SECRET)
         .stderr_lacks(SECRET);
-    serde_json::from_str(&r.stdout).unwrap()
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    doc["plans"][0].clone()
 }
 
 fn strs(v: &Value, key: &str) -> Vec<String> {
@@ -317,7 +318,8 @@ fn virtual_env_provision_secrets_is_a_layer_after_home_secrets() {
         .args(["--dry-run", "--json"])
         .run()
         .code(0);
-    let p: Value = serde_json::from_str(&r.stdout).unwrap();
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    let p = &doc["plans"][0];
     assert_eq!(p["vars"]["a"]["value"], "home");
     assert_eq!(p["vars"]["b"]["value"], "venv");
     assert!(p["vars"]["b"]["layer"]

@@ -139,7 +139,7 @@ fn a_wrong_secret_is_one_clear_credential_error_with_signatures_checked() {
     let bad = driver(&m.url, &id, SECRET);
     let e = bad.list(false).unwrap_err();
     let s = e.to_string();
-    assert!(matches!(e, Error::Api { .. }), "{s}");
+    assert!(matches!(e, Error::Config(_)), "{s}");
     assert!(s.contains("were refused") && s.contains("-u/-k"), "{s}");
     assert!(
         !s.contains(SECRET) && !s.contains(&secret),
