@@ -630,7 +630,7 @@ impl Interrupts {
                     Ok(_) => {
                         journal::clear(provider.name(), &node.name);
                         known_nodes::forget(provider.name(), &node.name);
-                        output::info(&format!("{}: destroyed", node.name));
+                        output::status(&node.name, "destroyed");
                     }
                     Err(e) => output::warn(&format!(
                         "{}: could not be destroyed ({e}); it still exists: id {}; `list-nodes -p {} --orphans` shows it",

@@ -149,9 +149,10 @@ struct Progress {
 
 static PROGRESS: Mutex<Option<Progress>> = Mutex::new(None);
 
-/// Starts the multi-progress view for `names` when stderr is a terminal and there are many.
+/// Starts the progress view (a row per node showing its phase and current script) when
+/// stderr is a terminal, for one node as for many.
 pub(crate) fn start_progress(names: &[String]) {
-    if names.len() < 2 || !stderr_is_terminal() || verbosity() < 0 {
+    if names.is_empty() || !stderr_is_terminal() || verbosity() < 0 {
         return;
     }
     let mp = indicatif::MultiProgress::new();

@@ -604,3 +604,43 @@ fn a_file_target_ending_in_a_slash_says_so() {
         .stderr_has("file target '/etc/app/' ends in '/'");
     assert!(!r.stderr.contains("without '..'"), "{}", r.stderr);
 }
+
+/// On a terminal every node, a single one too, gets a row that shows its phase and the script
+/// it is running (issue 11 item 14). `script` gives deploy-node a real pseudo-terminal.
+#[test]
+fn a_terminal_shows_the_nodes_phase_and_script() {
+    let s = Sandbox::new();
+    s.write(
+        "site/provision.toml",
+        "[bundles.nap]\nscripts = [\"nap.sh\"]\n",
+    );
+    s.write("site/scripts/nap.sh", "#!/bin/sh\nsleep 1\necho napped\n");
+    let inner = s
+        .cmd("deploy-node")
+        .args(["-c", "site", "-b", "nap", "-n", "deploy-test-tty"])
+        .cmd;
+    let line: Vec<String> = std::iter::once(inner.get_program())
+        .chain(inner.get_args())
+        .map(|a| shlex::try_quote(&a.to_string_lossy()).unwrap().into_owned())
+        .collect();
+    let mut tty = std::process::Command::new("script");
+    tty.args(["-qec", &line.join(" "), "/dev/null"]);
+    if let Some(dir) = inner.get_current_dir() {
+        tty.current_dir(dir);
+    }
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => tty.env(k, v),
+            None => tty.env_remove(k),
+        };
+    }
+    let out = tty.stdin(std::process::Stdio::null()).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("running nap.sh"), "{screen}");
+    assert!(screen.contains("[deploy-test-tty] napped"), "{screen}");
+    s.cmd("destroy-node")
+        .args(["deploy-test-tty"])
+        .run()
+        .code(0);
+}

@@ -438,6 +438,13 @@ impl<'a> Demux<'a> {
                 stream.current = i;
                 if !is_err {
                     self.steps[i].started = Some(Instant::now());
+                    if self.steps[i].report.kind == StepKind::Script {
+                        // the node's row on a terminal shows the script it is in
+                        output::status(
+                            &self.node,
+                            &format!("running {}", self.steps[i].report.name),
+                        );
+                    }
                 }
             }
             ("end", Some(i)) if i < self.steps.len() && !is_err => {
