@@ -294,6 +294,7 @@ impl DeployArgs {
             prefix: self.prefix.clone(),
             bundles: self.bundle.clone(),
             subvars: self.subvar.clone(),
+            env: crate::vars::env_overrides(std::env::vars()),
             ssh_user: self.ssh_user.clone(),
             index: 1,
         }

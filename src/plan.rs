@@ -38,6 +38,8 @@ pub struct Request {
     pub bundles: Vec<String>,
     /// Raw `-t KEY=VALUE` arguments, in order.
     pub subvars: Vec<String>,
+    /// `PROVISION_VAR_<NAME>` environment variables (name, value): above `[vars]`, below `-t`.
+    pub env: Vec<(String, String)>,
     pub ssh_user: Option<String>,
     /// The node's 1-based index in a `--count` pool (1 for a single node): `node_index`.
     pub index: usize,
@@ -153,8 +155,26 @@ impl Plan {
             }
             vars.insert(k.clone(), v.clone());
         }
+        let mut typed = cfg.typed_vars.clone();
+        for (env_name, value) in &req.env {
+            let k = crate::vars::env_target(env_name, vars.keys().chain(cfg.required_vars.keys()));
+            if BUILTIN_VARS.contains(&k.as_str()) {
+                return Err(Error::usage(format!(
+                    "{env_name}: '{k}' is a built-in variable and cannot be set"
+                )));
+            }
+            typed.remove(&k);
+            vars.insert(
+                k,
+                Sourced {
+                    value: value.clone(),
+                    layer: format!("env {env_name}"),
+                },
+            );
+        }
         for kv in &req.subvars {
             let (k, v) = parse_subvar(kv)?;
+            typed.remove(&k);
             vars.insert(
                 k,
                 Sourced {
@@ -175,6 +195,8 @@ impl Plan {
         vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
         vars.insert("node_index".into(), builtin(&req.index.max(1).to_string()));
+        crate::vars::check_required(&cfg.required_vars, &vars)?;
+        crate::vars::resolve_references(&mut vars)?;
         // template-string scripts replace bare `$name` only for what the user defined (and
         // node_name, as the original); the built-in layer's scripts also see its own [vars]
         let user_defined = |v: &Sourced<String>| v.layer != "defaults" && v.layer != "built-in";
@@ -191,6 +213,7 @@ impl Plan {
                 .collect(),
             bundles: bundle_names,
             bare: bare.clone(),
+            typed,
         };
         let mut builtin_vars = user_vars.clone();
         builtin_vars.bare.extend(

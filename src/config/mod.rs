@@ -53,6 +53,11 @@ pub struct Config {
     pub bootstrap_bundles: Vec<String>,
     pub bootstrapped_images: Vec<String>,
     pub vars: BTreeMap<String, Sourced<String>>,
+    /// `[vars]` values that are not strings (numbers, booleans, arrays, tables), as TOML typed
+    /// them, for tera; `vars` holds their string form.
+    pub typed_vars: BTreeMap<String, toml::Value>,
+    /// `[required_vars]`: name → description, and the layer that declared it.
+    pub required_vars: BTreeMap<String, Sourced<String>>,
     pub bundles: BTreeMap<String, Bundle>,
     /// `[providers.NAME]` tables, merged key by key (later wins). May hold secrets: never print.
     pub providers: BTreeMap<String, toml::Table>,
@@ -209,7 +214,22 @@ impl Config {
         for (k, v) in lc.vars {
             let value = schema::value_to_string(&v);
             let layer = origin(&format!("vars.{k}"));
+            if v.is_str() || v.is_datetime() {
+                self.typed_vars.remove(&k);
+            } else {
+                self.typed_vars.insert(k.clone(), v);
+            }
             self.vars.insert(k, Sourced { value, layer });
+        }
+        for (k, description) in lc.required_vars {
+            let layer = origin(&format!("required_vars.{k}"));
+            self.required_vars.insert(
+                k,
+                Sourced {
+                    value: description,
+                    layer,
+                },
+            );
         }
         for (name, def) in lc.bundles {
             if let Some(prev) = self.bundles.get(&name) {
