@@ -40,6 +40,8 @@ pub struct Request {
     pub subvars: Vec<String>,
     /// `PROVISION_VAR_<NAME>` environment variables (name, value): above `[vars]`, below `-t`.
     pub env: Vec<(String, String)>,
+    /// Raw `-T KEY=VALUE` secret variables (VALUE may be `env:NAME` or `file:PATH`).
+    pub secrets: Vec<String>,
     pub ssh_user: Option<String>,
     /// The node's 1-based index in a `--count` pool (1 for a single node): `node_index`.
     pub index: usize,
@@ -172,6 +174,53 @@ impl Plan {
                 },
             );
         }
+        let mut secrets: Vec<(String, Sourced<String>)> = cfg
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for kv in &req.secrets {
+            let (k, v) = parse_subvar(kv).map_err(|_| {
+                Error::usage(format!(
+                    "-T {}: expected KEY=VALUE with KEY a variable name other than a built-in",
+                    kv.split_once('=').map(|(k, _)| k).unwrap_or("")
+                ))
+            })?;
+            secrets.push((
+                k,
+                Sourced {
+                    value: v,
+                    layer: "-T".into(),
+                },
+            ));
+        }
+        let mut secret_names = std::collections::BTreeSet::new();
+        for (k, raw) in secrets {
+            if BUILTIN_VARS.contains(&k.as_str()) {
+                return Err(Error::config(format!(
+                    "{}: [secrets] {k}: '{k}' is a built-in variable and cannot be set",
+                    raw.layer
+                )));
+            }
+            secret_names.insert(k.clone());
+            if let Some(env) = vars.get(&k).filter(|v| v.layer.starts_with("env ")) {
+                // the environment overrides a layer's secret, and stays secret
+                if raw.layer != "-T" {
+                    crate::output::secret(&env.value);
+                    continue;
+                }
+            }
+            let value = crate::vars::secret_value(&k, &raw)?;
+            crate::output::secret(&value);
+            typed.remove(&k);
+            vars.insert(
+                k,
+                Sourced {
+                    value,
+                    layer: raw.layer,
+                },
+            );
+        }
         for kv in &req.subvars {
             let (k, v) = parse_subvar(kv)?;
             typed.remove(&k);
@@ -297,6 +346,17 @@ impl Plan {
             }
         }
 
+        // secrets reach the scripts (`content`) but nothing shown: the plan's values and texts
+        for k in &secret_names {
+            if let Some(v) = vars.get_mut(k) {
+                v.value = "***".into();
+            }
+        }
+        if !secret_names.is_empty() {
+            for sc in &mut scripts {
+                sc.rendered = crate::output::redact(&sc.rendered);
+            }
+        }
         Ok(Plan {
             node_name,
             provider,

@@ -127,6 +127,38 @@ pub fn check_required(
     )))
 }
 
+/// A secret's value from its raw form: `env:NAME` (that environment variable, which must be
+/// set), `file:PATH` (the file's content without its trailing newline; `~/` is the home
+/// directory), or the value itself.
+pub fn secret_value(name: &str, raw: &Sourced<String>) -> Result<String> {
+    if let Some(var) = raw.value.strip_prefix("env:") {
+        return std::env::var(var).map_err(|_| {
+            Error::config(format!(
+                "{}: secret '{name}': environment variable {var} is not set",
+                raw.layer
+            ))
+        });
+    }
+    if let Some(path) = raw.value.strip_prefix("file:") {
+        let path = match path.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(rest))
+                .unwrap_or_else(|| path.into()),
+            None => path.into(),
+        };
+        return std::fs::read_to_string(&path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| {
+                Error::config(format!(
+                    "{}: secret '{name}': cannot read {}: {e}",
+                    raw.layer,
+                    path.display()
+                ))
+            });
+    }
+    Ok(raw.value.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

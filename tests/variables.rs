@@ -195,3 +195,92 @@ fn tera_receives_toml_types_and_other_engines_their_string_form() {
     assert!(fmt.contains("echo curl jq git 4 true\n"), "{fmt}");
     assert_eq!(v["vars"]["packages"]["value"], "curl jq git");
 }
+
+const SECRET: &str = "S3cretValue-9x";
+
+/// Issue 16 item 4: a secret reaches the script, and neither the dry run (text, JSON), the live
+/// output, a template error, the -d file nor the JUnit report shows it.
+#[test]
+fn a_secret_reaches_scripts_and_appears_nowhere() {
+    let s = Sandbox::new();
+    s.write(
+        "sec/provision.toml",
+        "[secrets]\ndb_password = \"env:APP_DB_PW\"\n[bundles.sec]\nscripts = [\"sec.sh\"]\n\
+         [bundles.bad]\nscripts = [\"bad.sh\"]\n",
+    );
+    // the script checks it got the whole value, prints it and fails (so its output is in the
+    // JUnit failure too)
+    s.write(
+        "sec/scripts/sec.sh",
+        "#!/bin/sh\n# provision-template-type: tera\n\
+         test \"$(printf %s '{{ db_password }}' | wc -c)\" -eq 14 || exit 9\n\
+         echo \"password is {{ db_password }} and token {{ token }}\"\nexit 3\n",
+    );
+    s.write(
+        "sec/scripts/bad.sh",
+        "#!/bin/sh\n# provision-template-type: tera\necho {{ db_password + 1 }}\n",
+    );
+    let tfile = s.write("token.txt", "TokenFromFile-77\n");
+    let token = format!("token=file:{}", tfile.display());
+    let mut seen = String::new();
+    for json in [false, true] {
+        let mut args = vec!["-c", "sec", "-b", "sec", "-T", &token, "--dry-run"];
+        if json {
+            args.push("--json");
+        }
+        let r = s
+            .cmd("deploy-node")
+            .args(args)
+            .env("APP_DB_PW", SECRET)
+            .run()
+            .code(0)
+            .stdout_has("***");
+        seen += &r.stdout;
+        seen += &r.stderr;
+    }
+    let r = s
+        .cmd("deploy-node")
+        .args(["-c", "sec", "-b", "bad", "--dry-run"])
+        .env("APP_DB_PW", SECRET)
+        .run()
+        .code(2)
+        .stderr_has("bad.sh");
+    seen += &r.stderr;
+    let d = s.path().join("d.json");
+    let junit = s.path().join("junit.xml");
+    let r = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            "sec",
+            "-b",
+            "sec",
+            "-T",
+            &token,
+            "-n",
+            "deploy-test-sec1",
+        ])
+        .args(["-d", &d.display().to_string()])
+        .args(["--junit", &junit.display().to_string()])
+        .env("APP_DB_PW", SECRET)
+        .run();
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    seen += &r.stdout;
+    seen += &r.stderr;
+    let junit_text = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        junit_text.contains("password is &lt;redacted&gt; and token &lt;redacted&gt;")
+            || junit_text.contains("password is <redacted> and token <redacted>"),
+        "the script got the whole secret and printed it, redacted: {junit_text}"
+    );
+    seen += &junit_text;
+    seen += &std::fs::read_to_string(&d).unwrap();
+    s.cmd("destroy-node")
+        .args(["--force", "deploy-test-sec1"])
+        .run()
+        .code(0);
+    assert!(seen.contains("redacted"), "{seen}");
+    for secret in [SECRET, "TokenFromFile-77"] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
+}

@@ -58,6 +58,8 @@ pub struct Config {
     pub typed_vars: BTreeMap<String, toml::Value>,
     /// `[required_vars]`: name → description, and the layer that declared it.
     pub required_vars: BTreeMap<String, Sourced<String>>,
+    /// `[secrets]`: name → raw value (`env:NAME`, `file:PATH` or literal) and its layer.
+    pub secrets: BTreeMap<String, Sourced<String>>,
     pub bundles: BTreeMap<String, Bundle>,
     /// `[providers.NAME]` tables, merged key by key (later wins). May hold secrets: never print.
     pub providers: BTreeMap<String, toml::Table>,
@@ -230,6 +232,10 @@ impl Config {
                     layer,
                 },
             );
+        }
+        for (k, value) in lc.secrets {
+            let layer = origin(&format!("secrets.{k}"));
+            self.secrets.insert(k, Sourced { value, layer });
         }
         for (name, def) in lc.bundles {
             if let Some(prev) = self.bundles.get(&name) {

@@ -30,6 +30,10 @@ pub struct LayerConfig {
     /// `PROVISION_VAR_<NAME>`; a `[vars]` value of the same name counts as set.
     #[serde(default)]
     pub required_vars: BTreeMap<String, String>,
+    /// Secret variables: like `[vars]` but never printed; a value is `env:NAME`, `file:PATH`
+    /// (read when the plan is built) or the secret itself.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub bundles: BTreeMap<String, BundleDef>,
     #[serde(default)]
