@@ -63,6 +63,10 @@ pub struct Plan {
     /// Things the user should hear about (bundle replaced, same target twice) for stderr.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Remove the placed scripts from the node after the run: they hold secret variables and
+    /// no layer set `keep_scripts = true`.
+    #[serde(skip)]
+    pub remove_scripts: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -357,7 +361,9 @@ impl Plan {
                 sc.rendered = crate::output::redact(&sc.rendered);
             }
         }
+        let remove_scripts = !secret_names.is_empty() && cfg.keep_scripts != Some(true);
         Ok(Plan {
+            remove_scripts,
             node_name,
             provider,
             image,

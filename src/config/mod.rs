@@ -49,6 +49,8 @@ pub struct Config {
     pub ssh_user: Option<Sourced<String>>,
     /// `wait_for_cloud_init` (later layer wins); `None`: not set (wait).
     pub wait_for_cloud_init: Option<bool>,
+    /// `keep_scripts` (later layer wins); `None`: not set (remove scripts that had secrets).
+    pub keep_scripts: Option<bool>,
     pub default_bundles: Vec<String>,
     pub bootstrap_bundles: Vec<String>,
     pub bootstrapped_images: Vec<String>,
@@ -198,6 +200,9 @@ impl Config {
         }
         if lc.replaces.contains(&"pubkeys") {
             self.pubkeys.clear();
+        }
+        if lc.keep_scripts.is_some() {
+            self.keep_scripts = lc.keep_scripts;
         }
         if lc.wait_for_cloud_init.is_some() {
             self.wait_for_cloud_init = lc.wait_for_cloud_init;

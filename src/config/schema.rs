@@ -16,6 +16,9 @@ pub struct LayerConfig {
     pub ssh_user: Option<String>,
     /// Wait for cloud-init before the first script (default true).
     pub wait_for_cloud_init: Option<bool>,
+    /// Keep the rendered scripts on the node after a run that had secret variables (default
+    /// false: such scripts are removed).
+    pub keep_scripts: Option<bool>,
     /// Bundles for images listed in `bootstrapped_images` (lists extend across layers).
     #[serde(default)]
     pub default_bundles: Vec<String>,
