@@ -177,6 +177,10 @@ pub struct DeployArgs {
         alias = "subvars"
     )]
     pub subvar: Vec<String>,
+    /// Secret template variable KEY=VALUE (repeatable): never printed (*** in plans, redacted
+    /// elsewhere). VALUE may be env:NAME or file:PATH to keep it out of the command line.
+    #[arg(short = 'T', long = "secret-var", value_name = "KEY=VALUE")]
+    pub secret_var: Vec<String>,
     /// Node name prefix when -n is not given [default: config name_prefix, else deploy-test-].
     #[arg(
         short = 'x',
@@ -294,6 +298,8 @@ impl DeployArgs {
             prefix: self.prefix.clone(),
             bundles: self.bundle.clone(),
             subvars: self.subvar.clone(),
+            env: crate::vars::env_overrides(std::env::vars()),
+            secrets: self.secret_var.clone(),
             ssh_user: self.ssh_user.clone(),
             index: 1,
         }

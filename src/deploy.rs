@@ -166,6 +166,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     };
     let run_opts = RunOptions {
         keep_going: opts.keep_going,
+        remove_scripts: plan.remove_scripts,
         script_timeout: opts.script_timeout,
         cloud_init: opts
             .wait_for_cloud_init

@@ -27,6 +27,7 @@ pub mod provider;
 pub mod ssh;
 pub(crate) mod state;
 pub mod template;
+pub mod vars;
 
 pub use error::{Error, Result};
 

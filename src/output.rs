@@ -244,7 +244,7 @@ pub(crate) fn node_line(node: &str, line: &str) {
     if verbosity() < 0 {
         return;
     }
-    let text = format!("[{node}] {line}");
+    let text = redact(&format!("[{node}] {line}"));
     if let Some(p) = lock_progress().as_ref() {
         let _ = p.mp.println(text);
         return;

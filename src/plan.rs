@@ -38,6 +38,10 @@ pub struct Request {
     pub bundles: Vec<String>,
     /// Raw `-t KEY=VALUE` arguments, in order.
     pub subvars: Vec<String>,
+    /// `PROVISION_VAR_<NAME>` environment variables (name, value): above `[vars]`, below `-t`.
+    pub env: Vec<(String, String)>,
+    /// Raw `-T KEY=VALUE` secret variables (VALUE may be `env:NAME` or `file:PATH`).
+    pub secrets: Vec<String>,
     pub ssh_user: Option<String>,
     /// The node's 1-based index in a `--count` pool (1 for a single node): `node_index`.
     pub index: usize,
@@ -59,6 +63,10 @@ pub struct Plan {
     /// Things the user should hear about (bundle replaced, same target twice) for stderr.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Remove the placed scripts from the node after the run: they hold secret variables and
+    /// no layer set `keep_scripts = true`.
+    #[serde(skip)]
+    pub remove_scripts: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,8 +163,73 @@ impl Plan {
             }
             vars.insert(k.clone(), v.clone());
         }
+        let mut typed = cfg.typed_vars.clone();
+        for (env_name, value) in &req.env {
+            let k = crate::vars::env_target(env_name, vars.keys().chain(cfg.required_vars.keys()));
+            if BUILTIN_VARS.contains(&k.as_str()) {
+                return Err(Error::usage(format!(
+                    "{env_name}: '{k}' is a built-in variable and cannot be set"
+                )));
+            }
+            typed.remove(&k);
+            vars.insert(
+                k,
+                Sourced {
+                    value: value.clone(),
+                    layer: format!("env {env_name}"),
+                },
+            );
+        }
+        let mut secrets: Vec<(String, Sourced<String>)> = cfg
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for kv in &req.secrets {
+            let (k, v) = parse_subvar(kv).map_err(|_| {
+                Error::usage(format!(
+                    "-T {}: expected KEY=VALUE with KEY a variable name other than a built-in",
+                    kv.split_once('=').map(|(k, _)| k).unwrap_or("")
+                ))
+            })?;
+            secrets.push((
+                k,
+                Sourced {
+                    value: v,
+                    layer: "-T".into(),
+                },
+            ));
+        }
+        let mut secret_names = std::collections::BTreeSet::new();
+        for (k, raw) in secrets {
+            if BUILTIN_VARS.contains(&k.as_str()) {
+                return Err(Error::config(format!(
+                    "{}: [secrets] {k}: '{k}' is a built-in variable and cannot be set",
+                    raw.layer
+                )));
+            }
+            secret_names.insert(k.clone());
+            if let Some(env) = vars.get(&k).filter(|v| v.layer.starts_with("env ")) {
+                // the environment overrides a layer's secret, and stays secret
+                if raw.layer != "-T" {
+                    crate::output::secret(&env.value);
+                    continue;
+                }
+            }
+            let value = crate::vars::secret_value(&k, &raw)?;
+            crate::output::secret(&value);
+            typed.remove(&k);
+            vars.insert(
+                k,
+                Sourced {
+                    value,
+                    layer: raw.layer,
+                },
+            );
+        }
         for kv in &req.subvars {
             let (k, v) = parse_subvar(kv)?;
+            typed.remove(&k);
             vars.insert(
                 k,
                 Sourced {
@@ -177,6 +250,8 @@ impl Plan {
         vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
         vars.insert("node_index".into(), builtin(&req.index.max(1).to_string()));
+        crate::vars::check_required(&cfg.required_vars, &vars)?;
+        crate::vars::resolve_references(&mut vars)?;
         // template-string scripts replace bare `$name` only for what the user defined (and
         // node_name, as the original); the built-in layer's scripts also see its own [vars]
         let user_defined = |v: &Sourced<String>| v.layer != "defaults" && v.layer != "built-in";
@@ -193,6 +268,7 @@ impl Plan {
                 .collect(),
             bundles: bundle_names,
             bare: bare.clone(),
+            typed,
         };
         let mut builtin_vars = user_vars.clone();
         builtin_vars.bare.extend(
@@ -276,7 +352,20 @@ impl Plan {
             }
         }
 
+        // secrets reach the scripts (`content`) but nothing shown: the plan's values and texts
+        for k in &secret_names {
+            if let Some(v) = vars.get_mut(k) {
+                v.value = "***".into();
+            }
+        }
+        if !secret_names.is_empty() {
+            for sc in &mut scripts {
+                sc.rendered = crate::output::redact(&sc.rendered);
+            }
+        }
+        let remove_scripts = !secret_names.is_empty() && cfg.keep_scripts != Some(true);
         Ok(Plan {
+            remove_scripts,
             node_name,
             provider,
             image,

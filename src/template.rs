@@ -78,6 +78,9 @@ pub struct Vars {
     pub bundles: Vec<String>,
     /// The names a `template-string` script's bare `$name` may replace.
     pub bare: BTreeSet<String>,
+    /// `[vars]` values TOML typed as numbers, booleans, arrays or tables: tera receives these
+    /// as such (`{% for p in packages %}`); the other engines see `strings`.
+    pub typed: BTreeMap<String, toml::Value>,
 }
 
 impl Vars {
@@ -128,11 +131,18 @@ pub fn render(engine: Engine, text: &str, vars: &Vars) -> Result<String, Templat
 
 fn render_tera(text: &str, vars: &Vars) -> Result<String, TemplateError> {
     let mut ctx = tera::Context::new();
+    let mut all: BTreeMap<&str, toml::Value> = BTreeMap::new();
     for (k, v) in &vars.strings {
-        ctx.insert(k.as_str(), v);
+        let v = vars
+            .typed
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| toml::Value::String(v.clone()));
+        ctx.insert(k.as_str(), &v);
+        all.insert(k.as_str(), v);
     }
     ctx.insert("bundles", &vars.bundles);
-    ctx.insert(NAMESPACE, &vars.strings);
+    ctx.insert(NAMESPACE, &all);
     let mut tera = tera::Tera::default();
     tera.autoescape_on(vec![]);
     if let Err(e) = tera.add_raw_template("script", text) {
@@ -534,6 +544,7 @@ mod tests {
                 .collect(),
             bundles: vec!["dev".into(), "tz".into()],
             bare: pairs.iter().map(|(k, _)| k.to_string()).collect(),
+            typed: BTreeMap::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::support::cli::Sandbox;
 
 /// The one plan of `--dry-run --json`: the document is `{"format": 1, "plans": [...]}`.
-fn plan_json(stdout: &str) -> serde_json::Value {
+pub(crate) fn plan_json(stdout: &str) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(stdout).unwrap();
     assert_eq!(v["format"], 1, "{stdout}");
     assert_eq!(v["plans"].as_array().map(Vec::len), Some(1), "{stdout}");

@@ -31,6 +31,7 @@ mod provider_static;
 mod scale;
 mod ssh_engine;
 mod template_compat;
+mod variables;
 
 /// `autotests = false` means a file in tests/ that is not declared above never runs.
 #[test]

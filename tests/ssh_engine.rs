@@ -221,6 +221,7 @@ fn plan() -> Plan {
         scripts: vec![],
         vars: BTreeMap::new(),
         warnings: vec![],
+        remove_scripts: false,
     }
 }
 
@@ -575,4 +576,30 @@ fn a_background_process_holding_stdout_does_not_hang_provision() {
     // The connection is still usable.
     assert_eq!(conn.exec("echo still here").unwrap().1, "still here\n");
     let _ = conn.exec("pkill -f 'sleep 20[.]4343'");
+}
+
+/// Issue 16 item 4: scripts that held secrets are mode 0700 in a 0700 directory while they
+/// run, and are gone afterwards unless the plan keeps them (`keep_scripts = true`).
+#[test]
+fn scripts_with_secrets_are_private_and_removed_after_the_run() {
+    let (_sshd, _key, mut conn) = server();
+    let remote = Remote::new(&mut conn);
+    let seen = remote.path("seen");
+    let mut p = plan();
+    let body = format!(
+        "#!/bin/sh\nstat -c %a \"$0\" \"$(dirname \"$0\")\" > '{}'\n",
+        seen.display()
+    );
+    add_script(&mut p, "secret.sh", &body);
+    for (remove, left) in [(true, false), (false, true)] {
+        let opts = RunOptions {
+            remove_scripts: remove,
+            ..Default::default()
+        };
+        let (report, _) = provision(&mut conn, &p, &opts);
+        assert!(report.failed_script().is_none(), "{report:?}");
+        let modes = std::fs::read_to_string(&seen).unwrap();
+        assert_eq!(modes, "700\n700\n", "script, then its directory");
+        assert_eq!(remote.path("deploy/01-secret.sh").exists(), left);
+    }
 }

@@ -35,8 +35,16 @@ pub(super) fn write(dir: &Path, plan: &Plan, outcome: &Outcome) -> Result<Vec<Sc
             stdout: base.with_extension(ext(&base, "out")),
             stderr: base.with_extension(ext(&base, "err")),
         };
-        crate::state::write_atomic(&log.stdout, step.stdout.as_bytes(), 0o600)?;
-        crate::state::write_atomic(&log.stderr, step.stderr.as_bytes(), 0o600)?;
+        crate::state::write_atomic(
+            &log.stdout,
+            crate::output::redact(&step.stdout).as_bytes(),
+            0o600,
+        )?;
+        crate::state::write_atomic(
+            &log.stderr,
+            crate::output::redact(&step.stderr).as_bytes(),
+            0o600,
+        )?;
         out.push(log);
     }
     Ok(out)

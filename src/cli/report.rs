@@ -73,6 +73,7 @@ pub(super) fn finish(opts: &DeployOptions, outcomes: Vec<Outcome>) -> Result<()>
             })
             .collect();
         if let Some(text) = crate::description::render(existing, opts.many()) {
+            let text = output::redact(&text);
             if let Err(e) = crate::state::write_atomic(path, text.as_bytes(), 0o644) {
                 errors.push(e);
             }
@@ -87,7 +88,7 @@ pub(super) fn finish(opts: &DeployOptions, outcomes: Vec<Outcome>) -> Result<()>
                 }
             }
         }
-        let xml = crate::junit::report::to_xml(&nodes);
+        let xml = output::redact(&crate::junit::report::to_xml(&nodes));
         if let Err(e) = crate::state::write_atomic(path, xml.as_bytes(), 0o644) {
             errors.push(e);
         }

@@ -82,7 +82,6 @@ impl Layer {
         };
         if let Some((display, text)) = self.provision_toml()? {
             let mut lc = super::schema::parse(&display, &text)?;
-            super::schema::check_vars(&display, &lc)?;
             if let Some(py) = py {
                 lc.warnings.push(format!(
                     "{}: not read, {display} is used instead",

@@ -49,10 +49,19 @@ pub struct Config {
     pub ssh_user: Option<Sourced<String>>,
     /// `wait_for_cloud_init` (later layer wins); `None`: not set (wait).
     pub wait_for_cloud_init: Option<bool>,
+    /// `keep_scripts` (later layer wins); `None`: not set (remove scripts that had secrets).
+    pub keep_scripts: Option<bool>,
     pub default_bundles: Vec<String>,
     pub bootstrap_bundles: Vec<String>,
     pub bootstrapped_images: Vec<String>,
     pub vars: BTreeMap<String, Sourced<String>>,
+    /// `[vars]` values that are not strings (numbers, booleans, arrays, tables), as TOML typed
+    /// them, for tera; `vars` holds their string form.
+    pub typed_vars: BTreeMap<String, toml::Value>,
+    /// `[required_vars]`: name → description, and the layer that declared it.
+    pub required_vars: BTreeMap<String, Sourced<String>>,
+    /// `[secrets]`: name → raw value (`env:NAME`, `file:PATH` or literal) and its layer.
+    pub secrets: BTreeMap<String, Sourced<String>>,
     pub bundles: BTreeMap<String, Bundle>,
     /// `[providers.NAME]` tables, merged key by key (later wins). May hold secrets: never print.
     pub providers: BTreeMap<String, toml::Table>,
@@ -192,6 +201,9 @@ impl Config {
         if lc.replaces.contains(&"pubkeys") {
             self.pubkeys.clear();
         }
+        if lc.keep_scripts.is_some() {
+            self.keep_scripts = lc.keep_scripts;
+        }
         if lc.wait_for_cloud_init.is_some() {
             self.wait_for_cloud_init = lc.wait_for_cloud_init;
         }
@@ -209,7 +221,26 @@ impl Config {
         for (k, v) in lc.vars {
             let value = schema::value_to_string(&v);
             let layer = origin(&format!("vars.{k}"));
+            if v.is_str() || v.is_datetime() {
+                self.typed_vars.remove(&k);
+            } else {
+                self.typed_vars.insert(k.clone(), v);
+            }
             self.vars.insert(k, Sourced { value, layer });
+        }
+        for (k, description) in lc.required_vars {
+            let layer = origin(&format!("required_vars.{k}"));
+            self.required_vars.insert(
+                k,
+                Sourced {
+                    value: description,
+                    layer,
+                },
+            );
+        }
+        for (k, value) in lc.secrets {
+            let layer = origin(&format!("secrets.{k}"));
+            self.secrets.insert(k, Sourced { value, layer });
         }
         for (name, def) in lc.bundles {
             if let Some(prev) = self.bundles.get(&name) {

@@ -16,6 +16,9 @@ pub struct LayerConfig {
     pub ssh_user: Option<String>,
     /// Wait for cloud-init before the first script (default true).
     pub wait_for_cloud_init: Option<bool>,
+    /// Keep the rendered scripts on the node after a run that had secret variables (default
+    /// false: such scripts are removed).
+    pub keep_scripts: Option<bool>,
     /// Bundles for images listed in `bootstrapped_images` (lists extend across layers).
     #[serde(default)]
     pub default_bundles: Vec<String>,
@@ -26,6 +29,14 @@ pub struct LayerConfig {
     pub bootstrapped_images: Vec<String>,
     #[serde(default)]
     pub vars: BTreeMap<String, toml::Value>,
+    /// Variables a deployment must set (name → description), by any layer, `-t` or
+    /// `PROVISION_VAR_<NAME>`; a `[vars]` value of the same name counts as set.
+    #[serde(default)]
+    pub required_vars: BTreeMap<String, String>,
+    /// Secret variables: like `[vars]` but never printed; a value is `env:NAME`, `file:PATH`
+    /// (read when the plan is built) or the secret itself.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub bundles: BTreeMap<String, BundleDef>,
     #[serde(default)]
@@ -119,27 +130,14 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// `[vars]` values are strings, numbers, booleans or dates: what all three template engines
-/// can substitute. An array or table would reach a script as TOML text (`[1, 2]`), so it is
-/// refused with the variable's name instead of being turned into a string silently.
-pub fn check_vars(display: &str, lc: &LayerConfig) -> Result<()> {
-    for (k, v) in &lc.vars {
-        if matches!(v, toml::Value::Array(_) | toml::Value::Table(_)) {
-            return Err(Error::config(format!(
-                "{display}: [vars] {k}: is {} {}; variables are strings, numbers or booleans \
-                 (for a list, use a string such as \"a b c\" and split it in the script)",
-                if v.is_array() { "an" } else { "a" },
-                v.type_str()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// A TOML value as the string a template sees (strings unquoted, others as TOML writes them).
+/// A TOML value as the string format-string and template-string see (and the plan shows):
+/// strings unquoted, an array as its elements' string forms joined by spaces (so
+/// `for p in $packages` works in a shell), others (numbers, booleans, dates, tables) as TOML
+/// writes them inline.
 pub fn value_to_string(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(value_to_string).collect::<Vec<_>>().join(" "),
         other => other.to_string(),
     }
 }

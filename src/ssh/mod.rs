@@ -92,6 +92,8 @@ impl Default for RemotePaths {
 pub struct RunOptions {
     /// Run every script even after one failed.
     pub keep_going: bool,
+    /// Remove the scripts placed by this run once they ran (they held secrets).
+    pub remove_scripts: bool,
     /// A script running longer is killed (with its process group) and reported with status
     /// [`TIMEOUT_STATUS`].
     pub script_timeout: Option<Duration>,

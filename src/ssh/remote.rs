@@ -224,6 +224,10 @@ fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Re
     let vars = [
         ("NONCE", nonce),
         ("KEEP_GOING", if opts.keep_going { "1" } else { "0" }),
+        (
+            "REMOVE_SCRIPTS",
+            if opts.remove_scripts { "1" } else { "0" },
+        ),
         ("SCRIPT_TIMEOUT", &timeout),
         ("LOGIN_KEYS", &paths.login_keys),
         ("ROOT_KEYS", &paths.root_keys),

@@ -6,7 +6,7 @@
 #   env LK=.. RK=.. SD=.. ROOT=.. sh run.sh root STAGING
 # to append root's keys, move the files into place, place the scripts and run them.
 # Settings come as named variables from vars.sh (generated, in the upload):
-#   NONCE KEEP_GOING SCRIPT_TIMEOUT LOGIN_KEYS ROOT_KEYS SCRIPT_DIR USER_SCRIPT_DIR
+#   NONCE KEEP_GOING REMOVE_SCRIPTS SCRIPT_TIMEOUT LOGIN_KEYS ROOT_KEYS SCRIPT_DIR USER_SCRIPT_DIR
 #   CLOUD_INIT_WAIT (seconds; 0: do not wait for cloud-init)
 # plan.sh (generated) calls notdir/stagefiles/movein/unstage/place/cloudinit/run.
 # Steps are framed by markers, `NONCE start I`, `NONCE end I STATUS`, `NONCE done` (and
@@ -64,6 +64,8 @@ movein() {
 }
 place() {
   [ -d "$SD" ] || (umask 077; mkdir -p "$SD") || { echo "provision: cannot create $SD" >&2; return 1; }
+  chmod 700 "$SD" || return 1
+  printf '%s\n' "$SD/$2" >> "$st/placed"
   tmp=$SD/.provision-$NONCE-$1
   if cp "$st/s/$1" "$tmp" && chmod 700 "$tmp" && mv -f "$tmp" "$SD/$2"; then return 0; fi
   rm -f "$tmp"; echo "provision: cannot write $SD/$2" >&2; return 1
@@ -157,4 +159,8 @@ SETSID=$(command -v setsid 2>/dev/null) || SETSID=
 failed=0
 # shellcheck source=/dev/null
 . "$st/plan.sh"
+# scripts that held secret variables do not outlive the run (unless keep_scripts = true)
+if [ "$REMOVE_SCRIPTS" = 1 ] && [ -s "$st/placed" ]; then
+  while read -r f; do rm -f "$f"; done < "$st/placed"
+fi
 mark 'done'
