@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod logs;
+mod node;
 mod options;
 mod report;
 
+pub use node::{run_node, NodeAction, NodeArgs};
 pub use options::{DeployOptions, Outputs};
 pub use report::{json_document, JSON_FORMAT};
 
