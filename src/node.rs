@@ -9,6 +9,8 @@
 //! needs a real terminal (pty, window resizes, escape sequences, agent forwarding with `-A`),
 //! which OpenSSH does well and the engine does not attempt.
 
+pub mod cp;
+
 use crate::error::{Error, Result};
 use crate::exit::print_stdout;
 use crate::provider::{Node, Provider};
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long `exec` waits for the node's SSH to accept a login.
-const CONNECT_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
 /// The one node named `name` among the provider's nodes (every node of the account, so a
 /// node made by hand is found too), annotated with its record. No node, or several of that

@@ -6,12 +6,8 @@
 use crate::support::cli::Sandbox;
 
 /// Deploys one local node with no bundle and returns its name.
-fn deploy(s: &Sandbox) -> String {
-    let r = s
-        .cmd("deploy-node")
-        .args(["-n", "deploy-test-loop"])
-        .run()
-        .code(0);
+fn deploy(s: &Sandbox, name: &str) -> String {
+    let r = s.cmd("deploy-node").args(["-n", name]).run().code(0);
     r.stdout
         .split_whitespace()
         .next()
@@ -22,7 +18,7 @@ fn deploy(s: &Sandbox) -> String {
 #[test]
 fn exec_show_ssh_and_unknown() {
     let s = Sandbox::new();
-    let name = deploy(&s);
+    let name = deploy(&s, "deploy-test-loop-exec");
 
     // exec: stdout and stderr apart, the remote status is node's, stdin is forwarded
     let r = s
@@ -99,4 +95,100 @@ fn exec_show_ssh_and_unknown() {
 
     s.cmd("destroy-node").args([&name]).run().code(0);
     s.cmd("node").args(["show", &name]).run().code(2);
+}
+
+/// The mode bits of a local file.
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// `stat -c '%a %s'` of a path on the node, through `node exec`.
+fn remote_stat(s: &Sandbox, name: &str, path: &str) -> String {
+    let r = s
+        .cmd("node")
+        .args(["exec", name, "--", "stat", "-c", "%a %s", path])
+        .run()
+        .code(0);
+    r.stdout.trim().to_string()
+}
+
+#[test]
+fn cp_both_ways_keeps_modes() {
+    let s = Sandbox::new();
+    let name = deploy(&s, "deploy-test-loop-cp");
+    // the node may be isolated (its own /tmp): check its side through node exec
+    s.write("src/tool", "#!/bin/sh\necho tool\n");
+    s.chmod("src/tool", 0o751);
+    s.write("src/tree/secret", "k\n");
+    s.chmod("src/tree/secret", 0o600);
+    s.write("src/tree/sub/readme", "r\n");
+    s.chmod("src/tree/sub/readme", 0o644);
+    let remote = format!("/tmp/node-cp-{}", std::process::id());
+    s.cmd("node")
+        .args(["exec", &name, "--", "mkdir", "-p", &remote])
+        .run()
+        .code(0);
+
+    // a file, to a new name and into a directory
+    let tool = s.path().join("src/tool").display().to_string();
+    let to = format!("{name}:{remote}/bin-tool");
+    s.cmd("node").args(["cp", &tool, &to]).run().code(0);
+    assert_eq!(
+        remote_stat(&s, &name, &format!("{remote}/bin-tool")),
+        "751 20"
+    );
+    let into = format!("{name}:{remote}");
+    s.cmd("node").args(["cp", &tool, &into]).run().code(0);
+    assert_eq!(remote_stat(&s, &name, &format!("{remote}/tool")), "751 20");
+    // a tree
+    let tree = s.path().join("src/tree").display().to_string();
+    s.cmd("node").args(["cp", &tree, &into]).run().code(0);
+    assert_eq!(
+        remote_stat(&s, &name, &format!("{remote}/tree/secret")),
+        "600 2"
+    );
+    assert_eq!(
+        remote_stat(&s, &name, &format!("{remote}/tree/sub/readme")),
+        "644 2"
+    );
+
+    // back: a file to a new local name, a tree into a local directory
+    let back = s.path().join("back");
+    std::fs::create_dir_all(&back).unwrap();
+    let from = format!("{name}:{remote}/bin-tool");
+    let local = back.join("t2").display().to_string();
+    s.cmd("node").args(["cp", &from, &local]).run().code(0);
+    assert_eq!(mode(&back.join("t2")), 0o751);
+    assert_eq!(
+        std::fs::read_to_string(back.join("t2")).unwrap(),
+        "#!/bin/sh\necho tool\n"
+    );
+    let from = format!("{name}:{remote}/tree");
+    s.cmd("node")
+        .args(["cp", &from, &back.display().to_string()])
+        .run()
+        .code(0);
+    assert_eq!(mode(&back.join("tree/secret")), 0o600);
+    assert_eq!(mode(&back.join("tree/sub/readme")), 0o644);
+
+    // a missing remote file: tar's status and message, nothing written
+    let missing = format!("{name}:{remote}/nothing");
+    let r = s
+        .cmd("node")
+        .args(["cp", &missing, &back.join("n").display().to_string()])
+        .run();
+    assert_ne!(r.code, 0);
+    assert!(!back.join("n").exists());
+    // both sides local: a usage error
+    s.cmd("node")
+        .args(["cp", &tool, &local])
+        .run()
+        .code(2)
+        .stderr_has("exactly one side must be NAME:/path");
+    s.cmd("node")
+        .args(["exec", &name, "--", "rm", "-rf", &remote])
+        .run()
+        .code(0);
+    s.cmd("destroy-node").args([&name]).run().code(0);
 }

@@ -8,8 +8,8 @@ use std::io::{IsTerminal, Read};
 
 const NODE_STATUS: &str = concat!(
     "EXIT STATUS:\n",
-    "  exec and ssh: the remote command's exit status (ssh: 255 when OpenSSH failed to connect);\n",
-    "  show: 0. 2: usage or config error, or NAME matches no node or several nodes of the\n",
+    "  exec and ssh: the remote command's exit status (ssh: 255 when OpenSSH failed to\n",
+    "  connect); cp: the remote tar's; show: 0. 2: usage or config error, or NAME matches no node or several nodes of the\n",
     "  provider; 14 SSH failed (refused host key, login); 15 SSH not ready in 30 s; 130\n",
     "  interrupted\n\n",
     "WHY TWO SSH CLIENTS:\n",
@@ -49,6 +49,14 @@ pub enum NodeAction {
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Copy a file or directory to or from a node (`NAME:/path`, as scp), modes kept, as one tar
+    /// stream through the built-in SSH engine.
+    Cp {
+        /// Source: a local path or NAME:/path.
+        src: String,
+        /// Destination: a local path or NAME:/path (an existing directory receives SRC by name).
+        dst: String,
+    },
     /// An interactive shell on the node through the system `ssh` (extra arguments go to ssh).
     Ssh {
         /// The node's name.
@@ -66,7 +74,7 @@ pub fn run_node(args: NodeArgs) -> Result<i32> {
         return Ok(0);
     }
     let Some(action) = args.action else {
-        return Err(Error::usage("node: name an action: show, exec or ssh"));
+        return Err(Error::usage("node: name an action: show, exec, cp or ssh"));
     };
     let cfg = args.common.load_config()?;
     let provider = provider_for(&args.common, &cfg, None)?;
@@ -86,6 +94,7 @@ pub fn run_node(args: NodeArgs) -> Result<i32> {
             }
             crate::node::exec(&node, &command, &stdin)
         }
+        NodeAction::Cp { src, dst } => crate::node::cp::copy(provider.as_ref(), &src, &dst),
         NodeAction::Ssh { name, args } => {
             let node = crate::node::find(provider.as_ref(), &name)?;
             crate::node::interactive(&node, &args)
