@@ -308,8 +308,9 @@ impl DeployArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Output format: `text` (NAME PUBLIC_IP), `json`, or `ssh-config` (Host blocks for `ssh -F`
-    /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`).
+    /// Output format: `text` (NAME PUBLIC_IP), `json`, `ssh-config` (Host blocks for `ssh -F`
+    /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`), or `table`
+    /// (a header and aligned columns: NAME STATE AGE IP PROVIDER).
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
     /// Every node of the account, not only the ones provision made.
@@ -483,6 +484,9 @@ pub fn run_list(args: ListArgs) -> Result<()> {
         provider.list(args.all)?
     };
     crate::known_nodes::annotate(provider.name(), &mut nodes);
+    if args.format == ListFormat::Table {
+        return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
+    }
     crate::listing::print_nodes(&nodes, args.format)
 }
 

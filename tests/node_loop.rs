@@ -80,6 +80,20 @@ fn exec_show_ssh_and_unknown() {
         .code(3);
     assert_eq!(r.stdout, "via-openssh\n");
 
+    // list-nodes --format table: a header, the node running, its loopback address, the provider
+    let r = s
+        .cmd("list-nodes")
+        .args(["--format", "table"])
+        .run()
+        .code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{}", r.stdout);
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], name);
+    assert_eq!(row[1], "running");
+    assert!(row[3].starts_with("127."), "{}", r.stdout);
+    assert_eq!(row[4], "local");
+
     // an unknown name: exit 2, one line naming it
     s.cmd("node")
         .args(["show", "deploy-test-nosuch"])
