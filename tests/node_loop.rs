@@ -1,5 +1,6 @@
 //! `node` on a kept local node (a real sshd): exec passes the remote exit status through and
-//! keeps stdin, stdout and stderr apart; show prints what is known, as text and JSON; a name
+//! keeps stdin, stdout and stderr apart; show prints what is known, as text and JSON, for a
+//! running and a stopped node; list-nodes --format table lines up its columns; a name
 //! that matches no node is a usage error naming it; `node ssh` reaches the node through the
 //! system OpenSSH client with the generated config.
 
@@ -93,6 +94,23 @@ fn exec_show_ssh_and_unknown() {
     assert_eq!(row[1], "running");
     assert!(row[3].starts_with("127."), "{}", r.stdout);
     assert_eq!(row[4], "local");
+
+    // a stopped node (its sshd killed): shown as stopped, no ssh line; exec fails with one line
+    let p = provision::provider::local::LocalProvider::with_state_dir(&s.state());
+    let pid = p.record(&name).unwrap().unwrap().pid;
+    // SAFETY: kill(2) on the node's sshd, which this test created.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(crate::support::procs::wait_until(
+        std::time::Duration::from_secs(10),
+        || s.cmd("node")
+            .args(["show", &name])
+            .run()
+            .stdout
+            .contains("state       stopped")
+    ));
+    let r = s.cmd("node").args(["show", &name, "--json"]).run().code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["node"]["state"], "stopped");
 
     // an unknown name: exit 2, one line naming it
     s.cmd("node")
