@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod logs;
+mod node;
 mod options;
 mod report;
 
+pub use node::{run_node, NodeAction, NodeArgs};
 pub use options::{DeployOptions, Outputs};
 pub use report::{json_document, JSON_FORMAT};
 
@@ -312,8 +314,9 @@ impl DeployArgs {
 pub struct ListArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Output format: `text` (NAME PUBLIC_IP), `json`, or `ssh-config` (Host blocks for `ssh -F`
-    /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`).
+    /// Output format: `text` (NAME PUBLIC_IP), `json`, `ssh-config` (Host blocks for `ssh -F`
+    /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`), or `table`
+    /// (a header and aligned columns: NAME STATE AGE IP PROVIDER).
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
     /// Every node of the account, not only the ones provision made.
@@ -487,6 +490,9 @@ pub fn run_list(args: ListArgs) -> Result<()> {
         provider.list(args.all)?
     };
     crate::known_nodes::annotate(provider.name(), &mut nodes);
+    if args.format == ListFormat::Table {
+        return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
+    }
     crate::listing::print_nodes(&nodes, args.format)
 }
 

@@ -25,6 +25,19 @@ pub fn run(program: &str, body: impl FnOnce() -> Result<()>) -> ! {
     std::process::exit(status)
 }
 
+/// As [`run`], for a body whose success carries the exit status to pass through (`node exec`:
+/// the remote command's).
+pub fn run_status(program: &str, body: impl FnOnce() -> Result<i32>) -> ! {
+    let status = match body() {
+        Ok(status) => {
+            let _ = io::stdout().flush();
+            status
+        }
+        Err(err) => report(program, &err),
+    };
+    std::process::exit(status)
+}
+
 /// True when a write to stdout found the reader gone.
 pub fn stdout_closed() -> bool {
     STDOUT_CLOSED.load(Ordering::Relaxed)

@@ -1,6 +1,6 @@
 //! provision: create machines on clouds and make them ready over SSH.
 //!
-//! Three thin binaries (`deploy-node`, `list-nodes`, `destroy-node`) parse flags in [`cli`]
+//! Thin binaries (`deploy-node`, `list-nodes`, `destroy-node`, `node`) parse flags in [`cli`]
 //! and call into this library. Data flows: flags + env + config layers ([`config`]) → a
 //! validated [`plan::Plan`] (templates rendered by `template`) → a [`provider`] creates the
 //! node → SSH makes it ready → `output` reports. [`exit`] is the one place errors become
@@ -20,6 +20,7 @@ pub mod journal;
 pub mod junit;
 pub mod known_nodes;
 pub(crate) mod listing;
+pub mod node;
 pub(crate) mod output;
 pub mod plan;
 pub(crate) mod pool;

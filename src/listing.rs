@@ -14,6 +14,8 @@ pub enum ListFormat {
     Text,
     Json,
     SshConfig,
+    /// Aligned columns with a header: NAME STATE AGE IP PROVIDER.
+    Table,
 }
 
 /// list-nodes output in the chosen format.
@@ -28,6 +30,52 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
             print_stdout(&s)
         }
         ListFormat::SshConfig => print_stdout(&ssh_config(nodes)?),
+        ListFormat::Table => print_stdout(&table(nodes, "")),
+    }
+}
+
+/// `--format table`: a header and aligned columns (name, state, age, public ip, provider).
+pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let mut rows = vec![["NAME", "STATE", "AGE", "IP", "PROVIDER"].map(String::from)];
+    for n in nodes {
+        rows.push([
+            n.name.clone(),
+            n.state.to_string(),
+            n.created.as_deref().map_or("-".into(), |c| age(c, now)),
+            n.public_ip.clone().unwrap_or_else(|| "-".into()),
+            provider.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(s, "{}", line.join("  ").trim_end());
+    }
+    s
+}
+
+/// How long ago an RFC 3339 time was, in the largest whole unit (`42s`, `5m`, `3h`, `2d`);
+/// `-` when it does not parse.
+fn age(created: &str, now: time::OffsetDateTime) -> String {
+    let Ok(t) =
+        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+    else {
+        return "-".into();
+    };
+    let secs = (now - t).whole_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     }
 }
 
@@ -91,4 +139,34 @@ pub(crate) fn print_catalog(items: &[(String, String)], format: ListFormat) -> R
         let _ = writeln!(s, "{name:<width$}  {desc}");
     }
     print_stdout(&s)
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_align_and_age_is_in_the_largest_unit() {
+        let now = time::OffsetDateTime::now_utc();
+        let two_hours_ago = (now - time::Duration::hours(2))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let mut a = crate::provider::test_node("1", "web-long-name");
+        a.created = Some(two_hours_ago);
+        a.public_ip = Some("127.0.0.5".into());
+        let b = crate::provider::test_node("2", "db");
+        let t = table(&[a, b], "local");
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("NAME           STATE"), "{t}");
+        assert!(
+            lines[1].starts_with("web-long-name  running  2h   127.0.0.5  local"),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("db             running  -    -"),
+            "{t}"
+        );
+        assert_eq!(age("nonsense", now), "-");
+    }
 }

@@ -20,6 +20,7 @@ mod junit_corpus;
 mod local_isolation;
 mod man_pages;
 mod new_user;
+mod node_loop;
 mod node_matrix;
 mod original_compat;
 mod provider_digitalocean;

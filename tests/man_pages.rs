@@ -8,7 +8,7 @@
 //! (`.nf`), instead of one EXTRA section reflowed into a paragraph.
 
 use clap::{ArgAction, CommandFactory};
-use provision::cli::{DeployArgs, DestroyArgs, ListArgs};
+use provision::cli::{DeployArgs, DestroyArgs, ListArgs, NodeArgs};
 
 /// Text for roff: backslashes and hyphens escaped, no line starting a request.
 fn esc(text: &str) -> String {
@@ -103,6 +103,9 @@ fn render(cmd: clap::Command) -> String {
     out.extend_from_slice(synopsis(&cmd).as_bytes());
     man.render_description_section(&mut out).unwrap();
     man.render_options_section(&mut out).unwrap();
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(&mut out).unwrap();
+    }
     out.extend_from_slice(sections(&cmd).as_bytes());
     man.render_version_section(&mut out).unwrap();
     String::from_utf8(out).unwrap()
@@ -117,6 +120,7 @@ fn man_pages_match_the_flags() {
         ("deploy-node", DeployArgs::command()),
         ("list-nodes", ListArgs::command()),
         ("destroy-node", DestroyArgs::command()),
+        ("node", NodeArgs::command()),
     ] {
         let path = dir.join(format!("{name}.1"));
         let want = render(cmd);
@@ -162,6 +166,7 @@ fn every_flag_has_help_text() {
         DeployArgs::command(),
         ListArgs::command(),
         DestroyArgs::command(),
+        NodeArgs::command(),
     ] {
         for arg in cmd.get_arguments() {
             let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();

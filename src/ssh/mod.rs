@@ -209,6 +209,27 @@ impl Connection {
         ))
     }
 
+    /// Runs `command` with the login user's shell on one exec channel, sending `stdin` (then
+    /// EOF) and handing stdout (`false`) and stderr (`true`) data to `sink` as it arrives, kept
+    /// apart. Returns the remote exit status (-1 when the node reported none, e.g. a signal).
+    pub fn exec_streamed(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        sink: &mut dyn FnMut(bool, &[u8]),
+    ) -> Result<i32> {
+        let mut channel = self.open_exec(command)?;
+        let mut each = |is_err: bool, data: &[u8]| {
+            sink(is_err, data);
+            false
+        };
+        pump::pump(&self.session, self.fd, &mut channel, stdin, None, &mut each)
+            .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
+        let status = pump::finish(&self.session, &mut channel)
+            .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
+        Ok(status.unwrap_or(-1))
+    }
+
     /// Installs the plan on the node over one exec channel:
     /// (1) appends every plan public key to the login user's and root's authorized_keys (no
     /// duplicates; `.ssh` 0700, file 0600; root's only when root is reachable: the login is root

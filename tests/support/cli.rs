@@ -73,6 +73,7 @@ impl Sandbox {
             "deploy-node" => env!("CARGO_BIN_EXE_deploy-node"),
             "list-nodes" => env!("CARGO_BIN_EXE_list-nodes"),
             "destroy-node" => env!("CARGO_BIN_EXE_destroy-node"),
+            "node" => env!("CARGO_BIN_EXE_node"),
             other => panic!("unknown binary {other}"),
         };
         let mut c = Command::new(exe);
