@@ -183,6 +183,11 @@ pub struct DeployArgs {
     /// elsewhere). VALUE may be env:NAME or file:PATH to keep it out of the command line.
     #[arg(short = 'T', long = "secret-var", value_name = "KEY=VALUE")]
     pub secret_var: Vec<String>,
+    /// Ask on the terminal for every required variable not set by a layer, the environment or
+    /// a flag (input hidden for those declared `secret = true`); without a terminal on stdin,
+    /// missing ones are exit 2 as usual.
+    #[arg(long)]
+    pub interactive: bool,
     /// Node name prefix when -n is not given [default: config name_prefix, else deploy-test-].
     #[arg(
         short = 'x',

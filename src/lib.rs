@@ -24,6 +24,7 @@ pub mod node;
 pub(crate) mod output;
 pub mod plan;
 pub(crate) mod pool;
+pub(crate) mod prompt;
 pub mod provider;
 pub mod ssh;
 pub(crate) mod state;

@@ -137,6 +137,10 @@ fn wrong_client_key_fails_at_once() {
     assert!(matches!(err, Error::Deploy { .. }), "{msg}");
     assert!(msg.contains("authentication failed"), "{msg}");
     assert!(
+        msg.contains("set ssh_user"),
+        "root logins name the fix: {msg}"
+    );
+    assert!(
         msg.contains(&format!("root@127.0.0.1:{}", sshd.port)),
         "{msg}"
     );

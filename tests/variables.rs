@@ -284,3 +284,106 @@ fn a_secret_reaches_scripts_and_appears_nowhere() {
         assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
     }
 }
+
+/// `--interactive` on a terminal (a real pty from `script`) asks for each missing required
+/// variable; what is typed for a `secret = true` one is not echoed, reaches the script, and is
+/// printed nowhere. The answers are typed only once their prompt is on screen, so an echo
+/// would show.
+#[test]
+fn interactive_asks_for_missing_required_variables_hiding_secrets() {
+    use std::io::{Read, Write};
+    let s = Sandbox::new();
+    s.write(
+        "site/provision.toml",
+        "[required_vars]\nregion = \"the region\"\n\
+         db_password = { description = \"password of the app database\", secret = true }\n\
+         [bundles.show]\nscripts = [\"show.sh\"]\n",
+    );
+    s.write(
+        "site/scripts/show.sh",
+        "#!/bin/sh\n# provision-template-type: format-string\n\
+         echo \"region={region} pw-length=$(printf %s '{db_password}' | wc -c)\"\n",
+    );
+    let inner = s
+        .cmd("deploy-node")
+        .args([
+            "-c",
+            "site",
+            "-b",
+            "show",
+            "-n",
+            "deploy-test-ask",
+            "--interactive",
+        ])
+        .cmd;
+    let line: Vec<String> = std::iter::once(inner.get_program())
+        .chain(inner.get_args())
+        .map(|a| shlex::try_quote(&a.to_string_lossy()).unwrap().into_owned())
+        .collect();
+    let mut tty = std::process::Command::new("script");
+    tty.args(["-qec", &line.join(" "), "/dev/null"]);
+    if let Some(dir) = inner.get_current_dir() {
+        tty.current_dir(dir);
+    }
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => tty.env(k, v),
+            None => tty.env_remove(k),
+        };
+    }
+    let mut child = tty
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = String::new();
+    let wait_for = |what: &str, screen: &mut String| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !screen.contains(what) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "never saw {what:?} in {screen}");
+            if let Ok(chunk) = rx.recv_timeout(left) {
+                screen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    // asked in name order
+    wait_for("db_password (password of the app database): ", &mut screen);
+    stdin.write_all(b"hunter2hunter2\n").unwrap();
+    wait_for("region (the region): ", &mut screen);
+    stdin.write_all(b"eu-west\n").unwrap();
+    wait_for("deploy-test-ask 127.", &mut screen);
+    drop(stdin);
+    let status = child.wait().unwrap();
+    while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        screen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(status.success(), "{screen}");
+    assert!(
+        screen.contains("eu-west"),
+        "the plain answer is echoed: {screen}"
+    );
+    assert!(
+        screen.contains("region=eu-west pw-length=14"),
+        "the script got both: {screen}"
+    );
+    assert!(
+        !screen.contains("hunter2hunter2"),
+        "the secret showed: {screen}"
+    );
+    s.cmd("destroy-node")
+        .args(["deploy-test-ask"])
+        .run()
+        .code(0);
+}

@@ -65,7 +65,11 @@ impl DeployOptions {
     /// Loads the config and checks everything that can be checked without the network.
     pub fn from_args(args: DeployArgs) -> Result<DeployOptions> {
         let cfg = args.common.load_config()?;
-        let requests = pool::requests(&args.request(), usize::from(args.count))?;
+        let mut request = args.request();
+        if args.interactive {
+            crate::prompt::ask_missing(&cfg, &mut request)?;
+        }
+        let requests = pool::requests(&request, usize::from(args.count))?;
         // plans know nothing of providers: the name is checked here, before any plan is built
         provider::check_chosen(&cfg, &crate::plan::chosen_provider(&cfg, &requests[0]))?;
         let plans = requests

@@ -60,6 +60,8 @@ pub struct Config {
     pub typed_vars: BTreeMap<String, toml::Value>,
     /// `[required_vars]`: name → description, and the layer that declared it.
     pub required_vars: BTreeMap<String, Sourced<String>>,
+    /// The required variables declared `secret = true`: asked for without echo, never printed.
+    pub secret_required: std::collections::BTreeSet<String>,
     /// `[secrets]`: name → raw value (`env:NAME`, `file:PATH` or literal) and its layer.
     pub secrets: BTreeMap<String, Sourced<String>>,
     pub bundles: BTreeMap<String, Bundle>,
@@ -228,12 +230,17 @@ impl Config {
             }
             self.vars.insert(k, Sourced { value, layer });
         }
-        for (k, description) in lc.required_vars {
+        for (k, required) in lc.required_vars {
             let layer = origin(&format!("required_vars.{k}"));
+            if required.secret() {
+                self.secret_required.insert(k.clone());
+            } else {
+                self.secret_required.remove(&k);
+            }
             self.required_vars.insert(
                 k,
                 Sourced {
-                    value: description,
+                    value: required.description().to_string(),
                     layer,
                 },
             );

@@ -31,8 +31,10 @@ pub struct LayerConfig {
     pub vars: BTreeMap<String, toml::Value>,
     /// Variables a deployment must set (name → description), by any layer, `-t` or
     /// `PROVISION_VAR_<NAME>`; a `[vars]` value of the same name counts as set.
+    /// A value is the description, or `{ description = "...", secret = true }` for a variable
+    /// `deploy-node --interactive` asks for without echoing it, and that is never printed.
     #[serde(default)]
-    pub required_vars: BTreeMap<String, String>,
+    pub required_vars: BTreeMap<String, RequiredVar>,
     /// Secret variables: like `[vars]` but never printed; a value is `env:NAME`, `file:PATH`
     /// (read when the plan is built) or the secret itself.
     #[serde(default)]
@@ -59,6 +61,36 @@ pub struct LayerConfig {
     /// Things the user should hear about while this layer was read.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// One `[required_vars]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RequiredVar {
+    Description(String),
+    Spec(RequiredSpec),
+}
+
+/// `{ description = "...", secret = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredSpec {
+    pub description: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+impl RequiredVar {
+    pub fn description(&self) -> &str {
+        match self {
+            RequiredVar::Description(d) => d,
+            RequiredVar::Spec(s) => &s.description,
+        }
+    }
+
+    pub fn secret(&self) -> bool {
+        matches!(self, RequiredVar::Spec(s) if s.secret)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -292,9 +292,16 @@ fn authenticate(
     } else {
         tried.join(", ")
     };
+    // cloud images usually refuse root and want their own login user
+    let hint = if user == "root" {
+        "; if the image wants another login user (ubuntu on Ubuntu, admin on Debian, ec2-user on \
+         Amazon Linux), set ssh_user in provision.toml or --ssh-user"
+    } else {
+        ""
+    };
     Err(Failure::Fatal(Error::deploy(
         &target.node,
-        format!("authentication failed for {user}@{addr}; tried: {tried}"),
+        format!("authentication failed for {user}@{addr}; tried: {tried}{hint}"),
     )))
 }
 
