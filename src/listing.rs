@@ -14,12 +14,15 @@ pub enum ListFormat {
     Text,
     Json,
     SshConfig,
+    /// Aligned columns: name, address, age, expiry, owner.
+    Table,
 }
 
 /// list-nodes output in the chosen format.
 pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
     match format {
-        ListFormat::Json => print_json(&nodes),
+        ListFormat::Json => print_json(&crate::expiry::with_records(nodes)),
+        ListFormat::Table => print_stdout(&crate::expiry::table(nodes)),
         ListFormat::Text => {
             let mut s = String::new();
             for n in nodes {

@@ -16,6 +16,8 @@ pub struct LayerConfig {
     pub ssh_user: Option<String>,
     /// Wait for cloud-init before the first script (default true).
     pub wait_for_cloud_init: Option<bool>,
+    /// How long deployed nodes live before a reaper may destroy them (`4h`, `never`).
+    pub ttl: Option<String>,
     /// Bundles for images listed in `bootstrapped_images` (lists extend across layers).
     #[serde(default)]
     pub default_bundles: Vec<String>,
