@@ -237,6 +237,15 @@ pub struct DeployArgs {
     /// so when not; `required` refuses to deploy without isolation; `off` never isolates.
     #[arg(long, value_name = "MODE", value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(provider::local::Isolation::NAMES), |s: String| s.parse::<provider::local::Isolation>().expect("a listed value")))]
     pub isolation: Option<provider::local::Isolation>,
+    /// How long the node lives: its absolute expiry is recorded on the node (provision-expires-at
+    /// tag), and `destroy-node --expired` (a scheduled reaper) destroys it afterwards. `0` or
+    /// `never`: no expiry. Default: config `ttl`, else 4h when CI=true, else none.
+    #[arg(long, value_name = "DURATION", value_parser = crate::expiry::Ttl::parse)]
+    pub ttl: Option<crate::expiry::Ttl>,
+    /// A label recorded on the node (repeatable), for `list-nodes --label` and `destroy-node
+    /// --label`. KEY: 1-63 letters, digits, _ or -; VALUE: any text, encoded to fit the provider.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::expiry::parse_label)]
+    pub labels: Vec<(String, String)>,
     /// Print the plan (keys, files, rendered scripts) and create nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -340,6 +349,13 @@ pub struct ListArgs {
     /// The provider's locations (valid -l values) instead of nodes.
     #[arg(long, conflicts_with = "orphans")]
     pub locations: bool,
+    /// Only nodes of ours past their expiry (`deploy-node --ttl`; 5 minutes' margin for clock
+    /// skew).
+    #[arg(long)]
+    pub expired: bool,
+    /// Only nodes carrying this label (repeatable: all must match), e.g. `ci_job=123`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::expiry::parse_label_filter)]
+    pub labels: Vec<(String, String)>,
 }
 
 pub use crate::listing::ListFormat;
@@ -351,11 +367,20 @@ pub struct DestroyArgs {
     #[command(flatten)]
     pub common: Common,
     /// Names of the nodes to destroy.
-    #[arg(value_name = "NAME", required_unless_present_any = ["prefix", "completions"])]
+    #[arg(value_name = "NAME", required_unless_present_any = ["prefix", "completions", "expired", "labels"])]
     pub names: Vec<String>,
     /// Destroy every node provision made whose name starts with PREFIX (prints them first).
     #[arg(long, value_name = "PREFIX", conflicts_with = "names")]
     pub prefix: Option<String>,
+    /// Destroy every node of ours on the account past its expiry (`deploy-node --ttl`), tagged
+    /// ones only, with 5 minutes' margin for clock skew: a scheduled reaper. None expired is
+    /// success; with --label, only expired nodes carrying the labels.
+    #[arg(long, conflicts_with_all = ["names", "prefix"])]
+    pub expired: bool,
+    /// Destroy every node of ours carrying this label (repeatable: all must match), e.g. all
+    /// nodes of one CI job: `--label ci_job=123`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::expiry::parse_label_filter, conflicts_with_all = ["names", "prefix"])]
+    pub labels: Vec<(String, String)>,
     /// At most this many nodes are destroyed at once (1 to 1000).
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=MAX_COUNT as i64))]
     pub parallel: u16,
@@ -397,6 +422,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     opts.deploy.prepared =
         Some(provider.prepare(&value(&p0.image), &value(&p0.size), &value(&p0.location))?);
     pool::check_names_free(&opts.plans, provider.as_ref())?;
+    crate::expiry::print_reap_hint(&opts.deploy.records);
     let outcomes = run_all(&opts, provider);
     report::finish(&opts, outcomes)
 }
@@ -495,6 +521,11 @@ pub fn run_list(args: ListArgs) -> Result<()> {
         provider.list(args.all)?
     };
     crate::known_nodes::annotate(provider.name(), &mut nodes);
+    let now = crate::expiry::now_secs();
+    nodes.retain(|n| {
+        (!args.expired || crate::expiry::is_expired(n, now))
+            && crate::expiry::has_labels(n, &args.labels)
+    });
     if args.format == ListFormat::Table {
         return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
     }
@@ -513,6 +544,8 @@ pub fn run_destroy(args: DestroyArgs) -> Result<()> {
         &destroy::Request {
             names: args.names.clone(),
             prefix: args.prefix.clone(),
+            expired: args.expired,
+            labels: args.labels.clone(),
             parallel: usize::from(args.parallel),
             results: args.testresults.clone(),
             dry_run: args.dry_run,

@@ -43,6 +43,8 @@ pub struct Options {
     pub identity: Option<PathBuf>,
     /// Image/size/location as the provider resolved them (`Provider::prepare`).
     pub prepared: Option<crate::provider::Prepared>,
+    /// Expiry, owner, CI job and labels recorded on every node ([`crate::expiry::records`]).
+    pub records: std::collections::BTreeMap<String, String>,
 }
 
 /// What happened to one node: enough for stdout, `-d` and `--junit`, even on failure.
@@ -114,7 +116,11 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         size: wanted.size,
         location: wanted.location,
         public_keys: plan.pubkeys.iter().map(|k| k.line.clone()).collect(),
-        tags: tags(&create_id),
+        tags: {
+            let mut t = opts.records.clone();
+            t.extend(tags(&create_id));
+            t
+        },
     };
     // raised before the flag is read, so the main thread's clean-up waits for this create
     let guard = interrupts().creating(&pname);

@@ -13,6 +13,10 @@ pub struct Request {
     pub names: Vec<String>,
     /// `--prefix`: every tagged node whose name starts with it.
     pub prefix: Option<String>,
+    /// `--expired`: every tagged node past its expiry.
+    pub expired: bool,
+    /// `--label KEY=VALUE`: every tagged node carrying all of them.
+    pub labels: Vec<(String, String)>,
     pub parallel: usize,
     pub results: Vec<PathBuf>,
     pub dry_run: bool,
@@ -52,7 +56,9 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
             }
         }
     }
+    let selected = req.expired || !req.labels.is_empty();
     let nodes = match &req.prefix {
+        _ if selected => crate::expiry::select(provider, req.expired, &req.labels)?,
         Some(prefix) => by_prefix(provider, prefix)?,
         None => {
             if !req.force && provider.name() != "static" {

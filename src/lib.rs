@@ -16,6 +16,7 @@ pub mod destroy;
 pub mod destroyed;
 pub mod error;
 pub mod exit;
+pub mod expiry;
 pub mod journal;
 pub mod junit;
 pub mod known_nodes;

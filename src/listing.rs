@@ -14,14 +14,14 @@ pub enum ListFormat {
     Text,
     Json,
     SshConfig,
-    /// Aligned columns with a header: NAME STATE AGE IP PROVIDER.
+    /// Aligned columns with a header: NAME STATE AGE IP PROVIDER EXPIRES OWNER.
     Table,
 }
 
 /// list-nodes output in the chosen format.
 pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
     match format {
-        ListFormat::Json => print_json(&nodes),
+        ListFormat::Json => print_json(&crate::expiry::with_records(nodes)),
         ListFormat::Text => {
             let mut s = String::new();
             for n in nodes {
@@ -37,7 +37,9 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
 /// `--format table`: a header and aligned columns (name, state, age, public ip, provider).
 pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
     let now = time::OffsetDateTime::now_utc();
-    let mut rows = vec![["NAME", "STATE", "AGE", "IP", "PROVIDER"].map(String::from)];
+    let secs = crate::expiry::now_secs();
+    let mut rows =
+        vec![["NAME", "STATE", "AGE", "IP", "PROVIDER", "EXPIRES", "OWNER"].map(String::from)];
     for n in nodes {
         rows.push([
             n.name.clone(),
@@ -45,9 +47,11 @@ pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
             n.created.as_deref().map_or("-".into(), |c| age(c, now)),
             n.public_ip.clone().unwrap_or_else(|| "-".into()),
             provider.to_string(),
+            crate::expiry::expires_cell(n, secs),
+            crate::expiry::owner_cell(n),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..7)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut s = String::new();

@@ -29,6 +29,7 @@ mod provider_hetzner;
 mod provider_local;
 mod provider_openstack;
 mod provider_static;
+mod reaper;
 mod scale;
 mod ssh_engine;
 mod template_compat;

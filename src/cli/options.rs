@@ -102,6 +102,15 @@ impl DeployOptions {
         outputs.check()?;
         crate::ssh::login::check(args.identity.as_deref())?;
         let wait_for_cloud_init = cfg.wait_for_cloud_init.unwrap_or(true);
+        let config_ttl = match &cfg.ttl {
+            Some(t) => Some(
+                crate::expiry::parse_ttl(&t.value)
+                    .map_err(|e| crate::Error::config(format!("{}: {e}", t.layer)))?,
+            ),
+            None => None,
+        };
+        let ttl = crate::expiry::effective_ttl(args.ttl.map(|t| t.0), config_ttl);
+        let records = crate::expiry::records(ttl, &args.labels);
         Ok(DeployOptions {
             provider: plans[0].provider.value.clone(),
             common: args.common,
@@ -122,6 +131,7 @@ impl DeployOptions {
                 insecure_host_key: args.insecure_host_key,
                 identity: args.identity,
                 prepared: None,
+                records,
             },
         })
     }

@@ -51,6 +51,8 @@ pub struct Config {
     pub wait_for_cloud_init: Option<bool>,
     /// `keep_scripts` (later layer wins); `None`: not set (remove scripts that had secrets).
     pub keep_scripts: Option<bool>,
+    /// `ttl` (later layer wins), as written: parsed by [`crate::expiry::parse_ttl`].
+    pub ttl: Option<Sourced<String>>,
     pub default_bundles: Vec<String>,
     pub bootstrap_bundles: Vec<String>,
     pub bootstrapped_images: Vec<String>,
@@ -184,6 +186,7 @@ impl Config {
         set(&mut self.location, lc.location, "location");
         set(&mut self.name_prefix, lc.name_prefix, "name_prefix");
         set(&mut self.ssh_user, lc.ssh_user, "ssh_user");
+        set(&mut self.ttl, lc.ttl, "ttl");
         for key in &lc.replaces {
             let slot = match *key {
                 "default_bundles" => &mut self.default_bundles,

@@ -19,6 +19,8 @@ pub struct LayerConfig {
     /// Keep the rendered scripts on the node after a run that had secret variables (default
     /// false: such scripts are removed).
     pub keep_scripts: Option<bool>,
+    /// How long deployed nodes live before a reaper may destroy them (`4h`, `never`).
+    pub ttl: Option<String>,
     /// Bundles for images listed in `bootstrapped_images` (lists extend across layers).
     #[serde(default)]
     pub default_bundles: Vec<String>,

@@ -315,6 +315,7 @@ fn tags_for(spec: &NodeSpec, now: u64) -> Vec<String> {
         if k == TAG_MANAGED || k == TAG_CREATED {
             continue; // ours, written above in this driver's form
         }
+        let v = super::tags::encode(&super::tags::DIGITALOCEAN, k, v);
         let t = if v.is_empty() {
             k.clone()
         } else {
@@ -364,7 +365,10 @@ pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
     {
         if let Some(t) = t.as_str() {
             let (k, v) = t.split_once(':').unwrap_or((t, ""));
-            tags.insert(k.to_string(), v.to_string());
+            tags.insert(
+                k.to_string(),
+                super::tags::decode(&super::tags::DIGITALOCEAN, v),
+            );
         }
     }
     Ok(Node {

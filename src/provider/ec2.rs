@@ -945,7 +945,7 @@ impl Ec2 {
         ];
         for (k, v) in &spec.tags {
             if !tags.iter().any(|(t, _)| t == k) {
-                tags.push((k.clone(), v.clone()));
+                tags.push((k.clone(), super::tags::encode(&super::tags::EC2, k, v)));
             }
         }
         for (i, (k, v)) in tags.iter().enumerate() {

@@ -327,7 +327,8 @@ fn labels_for(spec: &NodeSpec, now: u64) -> Map<String, Value> {
         if labels.contains_key(k) {
             continue;
         }
-        if label_ok(k, true) && label_ok(v, false) {
+        let v = super::tags::encode(&super::tags::HETZNER, k, v);
+        if label_ok(k, true) && label_ok(&v, false) {
             labels.insert(k.clone(), json!(v));
         } else {
             crate::output::warn(&format!(
@@ -360,7 +361,8 @@ pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
         .into_iter()
         .flatten()
     {
-        tags.insert(k.clone(), v.as_str().unwrap_or("").to_string());
+        let v = v.as_str().unwrap_or("");
+        tags.insert(k.clone(), super::tags::decode(&super::tags::HETZNER, v));
     }
     let private_ip = s
         .get("private_net")

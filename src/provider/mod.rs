@@ -12,6 +12,7 @@ pub mod hetzner;
 pub mod http;
 pub mod openstack;
 pub mod registry;
+pub mod tags;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

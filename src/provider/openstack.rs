@@ -468,7 +468,7 @@ impl OpenStack {
 }
 
 /// Nova metadata for a node: ours, its creation time, then the spec's tags within Nova's
-/// 255-character limit (others are skipped with a warning).
+/// 255-character limit (values cut to fit by [`super::tags`], long keys skipped with a warning).
 fn metadata_for(spec: &NodeSpec, now: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert(TAG_MANAGED.to_string(), "1".to_string());
@@ -477,6 +477,7 @@ fn metadata_for(spec: &NodeSpec, now: &str) -> BTreeMap<String, String> {
         if k == TAG_MANAGED || k == TAG_CREATED {
             continue;
         }
+        let v = &super::tags::encode(&super::tags::OPENSTACK, k, v);
         if k.is_empty() || k.chars().count() > META_MAX || v.chars().count() > META_MAX {
             crate::output::warn(&format!(
                 "{NAME}: tag '{k}' skipped (Nova metadata keys and values are 1-255 characters)"
@@ -852,7 +853,8 @@ mod tests {
         );
         assert_eq!(m.get("team").map(String::as_str), Some("web"));
         assert!(m.contains_key("max"));
-        assert!(!m.contains_key("long"));
+        // too long: cut to Nova's limit (with a warning) rather than lost
+        assert_eq!(m.get("long").map(|v| v.chars().count()), Some(255));
     }
 
     #[test]
