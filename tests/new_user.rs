@@ -615,25 +615,10 @@ fn a_terminal_shows_the_nodes_phase_and_script() {
         "[bundles.nap]\nscripts = [\"nap.sh\"]\n",
     );
     s.write("site/scripts/nap.sh", "#!/bin/sh\nsleep 1\necho napped\n");
-    let inner = s
+    let mut tty = s
         .cmd("deploy-node")
         .args(["-c", "site", "-b", "nap", "-n", "deploy-test-tty"])
-        .cmd;
-    let line: Vec<String> = std::iter::once(inner.get_program())
-        .chain(inner.get_args())
-        .map(|a| shlex::try_quote(&a.to_string_lossy()).unwrap().into_owned())
-        .collect();
-    let mut tty = std::process::Command::new("script");
-    tty.args(["-qec", &line.join(" "), "/dev/null"]);
-    if let Some(dir) = inner.get_current_dir() {
-        tty.current_dir(dir);
-    }
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => tty.env(k, v),
-            None => tty.env_remove(k),
-        };
-    }
+        .in_terminal();
     let out = tty.stdin(std::process::Stdio::null()).output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{screen}");

@@ -304,7 +304,7 @@ fn interactive_asks_for_missing_required_variables_hiding_secrets() {
         "#!/bin/sh\n# provision-template-type: format-string\n\
          echo \"region={region} pw-length=$(printf %s '{db_password}' | wc -c)\"\n",
     );
-    let inner = s
+    let mut tty = s
         .cmd("deploy-node")
         .args([
             "-c",
@@ -315,22 +315,7 @@ fn interactive_asks_for_missing_required_variables_hiding_secrets() {
             "deploy-test-ask",
             "--interactive",
         ])
-        .cmd;
-    let line: Vec<String> = std::iter::once(inner.get_program())
-        .chain(inner.get_args())
-        .map(|a| shlex::try_quote(&a.to_string_lossy()).unwrap().into_owned())
-        .collect();
-    let mut tty = std::process::Command::new("script");
-    tty.args(["-qec", &line.join(" "), "/dev/null"]);
-    if let Some(dir) = inner.get_current_dir() {
-        tty.current_dir(dir);
-    }
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => tty.env(k, v),
-            None => tty.env_remove(k),
-        };
-    }
+        .in_terminal();
     let mut child = tty
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -115,6 +115,30 @@ pub struct Cmd {
     pub cmd: Command,
 }
 
+impl Cmd {
+    /// The same command run under `script`, so it gets a real pseudo-terminal (stdin, stdout,
+    /// stderr); `script`'s stdout carries what the terminal showed.
+    pub fn in_terminal(self) -> Command {
+        let inner = self.cmd;
+        let line: Vec<String> = std::iter::once(inner.get_program())
+            .chain(inner.get_args())
+            .map(|a| shlex::try_quote(&a.to_string_lossy()).unwrap().into_owned())
+            .collect();
+        let mut tty = Command::new("script");
+        tty.args(["-qec", &line.join(" "), "/dev/null"]);
+        if let Some(dir) = inner.get_current_dir() {
+            tty.current_dir(dir);
+        }
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => tty.env(k, v),
+                None => tty.env_remove(k),
+            };
+        }
+        tty
+    }
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
