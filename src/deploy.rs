@@ -365,8 +365,15 @@ fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> R
                 node.name, node.state
             )));
         }
-        interrupts().sleep(delay.min(deadline - now))?;
-        delay = (delay * 3 / 2).min(base * 8);
+        // in a pool every waiting node wakes for the next shared list (issue 20); alone, the
+        // node backs off
+        match provider.next_poll_in() {
+            Some(shared) => interrupts().sleep(shared.min(deadline - now))?,
+            None => {
+                interrupts().sleep(delay.min(deadline - now))?;
+                delay = (delay * 3 / 2).min(base * 8);
+            }
+        }
         node = provider
             .get(&node.id)?
             .ok_or_else(|| Error::deploy(&node.name, "the node disappeared while starting"))?;

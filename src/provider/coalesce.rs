@@ -40,7 +40,7 @@ impl Provider for Coalesced {
     /// From the shared list when it is fresh; a node missing from a fresh list is looked up
     /// directly (it may be too new for an eventually consistent list) before being called gone.
     fn get(&self, id: &str) -> Result<Option<Node>> {
-        let mut cache = self.cache.lock().unwrap();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = cache
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < self.max_age);
@@ -67,6 +67,15 @@ impl Provider for Coalesced {
     }
     fn poll_interval(&self) -> Duration {
         self.inner.poll_interval()
+    }
+    /// Just after the shared list goes stale, so the first node to wake refreshes it and every
+    /// other waiting node reads that refresh.
+    fn next_poll_in(&self) -> Option<Duration> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match cache.as_ref() {
+            Some((at, _)) => self.max_age.saturating_sub(at.elapsed()) + Duration::from_millis(5),
+            None => Duration::ZERO,
+        })
     }
     fn names_must_be_free(&self) -> bool {
         self.inner.names_must_be_free()
@@ -111,6 +120,33 @@ mod tests {
         fn poll_interval(&self) -> Duration {
             Duration::from_secs(60)
         }
+    }
+
+    #[test]
+    fn waiting_nodes_wake_for_the_next_shared_list_not_their_own_backoff() {
+        let inner = Arc::new(Counting {
+            lists: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+        });
+        assert_eq!(
+            inner.next_poll_in(),
+            None,
+            "a plain provider: the waiter's backoff"
+        );
+        let c = Coalesced::new(inner.clone());
+        assert_eq!(
+            c.next_poll_in(),
+            Some(Duration::ZERO),
+            "no list yet: poll now"
+        );
+        c.get("n1").unwrap();
+        let next = c.next_poll_in().unwrap();
+        // the list is 60 s fresh: wake just after it goes stale, whoever asks
+        assert!(
+            next > Duration::from_secs(59) && next <= Duration::from_secs(61),
+            "{next:?}"
+        );
+        assert_eq!(inner.lists.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -222,6 +222,12 @@ pub trait Provider: Send + Sync {
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(2)
     }
+    /// When a poll can next see something new, for a provider whose polls share one list call
+    /// (a pool's [`coalesce::Coalesced`]): every waiting node then wakes for that refresh
+    /// instead of backing off on its own. `None`: the waiter's own backoff.
+    fn next_poll_in(&self) -> Option<Duration> {
+        None
+    }
     /// Whether a deploy must first check that the node's name is free on the account. True
     /// for every driver that makes new machines; false where the name picks an existing one
     /// (static hosts).
