@@ -470,7 +470,7 @@ fn signalled_while_waiting(c: &Cloud, sig: i32, what: &str) {
     // let it get into the wait
     std::thread::sleep(Duration::from_millis(400));
     signal(&child, sig);
-    ended_130_and_destroyed(child, &fake, &name);
+    cloudnodes::ended_130_and_destroyed(child, &fake, &name);
 }
 
 /// Ctrl-C while waiting.
@@ -595,17 +595,6 @@ fn slow_create(
     child
 }
 
-/// The signalled deploy exits 130 having destroyed its server, printing nothing on stdout.
-fn ended_130_and_destroyed(child: std::process::Child, fake: &FakeCloud, name: &str) {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
-    assert!(out.stdout.is_empty());
-    assert_eq!(fake.count(), 0);
-    assert_node_gone(name, None);
-}
-
 fn spawn(cmd: crate::support::cli::Cmd) -> std::process::Child {
     let mut cmd = cmd.cmd;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -634,7 +623,7 @@ fn interrupted_create(c: &Cloud) {
     let _g = Cleanup(name.clone());
     let child = slow_create(&s, c, &fake, &name, 2);
     signal(&child, libc::SIGINT);
-    ended_130_and_destroyed(child, &fake, &name);
+    cloudnodes::ended_130_and_destroyed(child, &fake, &name);
     let listed = orphans(&s, c, &fake.url);
     assert_eq!(listed, "");
 }

@@ -139,6 +139,11 @@ pub fn ctrl_c_while_waiting(mut cmd: std::process::Command, fake: &FakeCloud, na
     std::thread::sleep(Duration::from_millis(400));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    ended_130_and_destroyed(child, fake, name);
+}
+
+/// The signalled deploy exits 130 having destroyed its server, printing nothing on stdout.
+pub fn ended_130_and_destroyed(child: std::process::Child, fake: &FakeCloud, name: &str) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
