@@ -246,6 +246,12 @@ pub struct DeployArgs {
     /// --label`. KEY: 1-63 letters, digits, _ or -; VALUE: any text, encoded to fit the provider.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = crate::expiry::parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Run bundles again on the existing node -n NAME (any provider), creating nothing: its
+    /// recorded bundles (or exactly the -b given), its recorded -t variables plus new ones,
+    /// only the files that changed, every script (`provision_run` counts the runs); the host
+    /// key pinned at deploy must match. With --dry-run: the plan and what changed since.
+    #[arg(long, requires = "name", conflicts_with_all = ["count", "image", "size", "location", "ttl", "labels", "keep_on_failure", "isolation"])]
+    pub reprovision: bool,
     /// Print the plan (keys, files, rendered scripts) and create nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -318,6 +324,8 @@ impl DeployArgs {
             secrets: self.secret_var.clone(),
             ssh_user: self.ssh_user.clone(),
             index: 1,
+            run: 1,
+            exact_bundles: None,
         }
     }
 }
@@ -413,6 +421,9 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     for w in &opts.warnings {
         output::warn(w);
     }
+    if let Some(rec) = opts.reprovision.clone() {
+        return run_reprovision(&opts, &rec);
+    }
     if opts.dry_run {
         return print_dry_run(&opts);
     }
@@ -437,6 +448,40 @@ fn print_dry_run(opts: &options::DeployOptions) -> Result<()> {
         }));
     }
     opts.plans.iter().try_for_each(output::print_plan)
+}
+
+/// `--reprovision`: the dry run (the plan and what changed since the last run), or the run on
+/// the node found by name, reported as a deploy is.
+fn run_reprovision(opts: &options::DeployOptions, rec: &crate::known_nodes::Record) -> Result<()> {
+    let plan = &opts.plans[0];
+    if opts.dry_run {
+        let diff = rec.applied.as_ref().map(|a| crate::applied::diff(a, plan));
+        if opts.json {
+            return output::print_json(&serde_json::json!({
+                "format": JSON_FORMAT,
+                "plans": opts.plans,
+                "diffs": diff.iter().collect::<Vec<_>>(),
+            }));
+        }
+        output::print_plan(plan)?;
+        return crate::exit::print_stdout(&match diff {
+            Some(d) => d.text(),
+            None => format!(
+                "{}: nothing is recorded of what was applied: every file would be sent\n",
+                plan.node_name
+            ),
+        });
+    }
+    let provider = deploy_provider(opts)?;
+    let node = crate::node::find(provider.as_ref(), &plan.node_name)?;
+    crate::reprovision::check_node(&node, rec)?;
+    if opts.deploy.insecure_host_key {
+        output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
+    }
+    output::start_progress(std::slice::from_ref(&plan.node_name));
+    let outcome = crate::reprovision::run(plan, provider.name(), &node, rec, &opts.deploy);
+    output::finish_progress();
+    report::finish(opts, vec![outcome])
 }
 
 /// The provider of the run, with `--isolation` passed to the local driver as a typed value.

@@ -179,7 +179,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
             .then(|| deadline.saturating_duration_since(Instant::now())),
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let report = match conn.provision(plan, &run_opts, &mut on_line) {
+    let provisioned = conn.provision(plan, &run_opts, &mut on_line);
+    record_applied(&pname, plan, &provisioned);
+    let report = match provisioned {
         Ok(r) => r,
         Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
     };
@@ -222,6 +224,7 @@ fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection
         host_key,
         user: target.user.clone(),
         identity: opts.identity.clone(),
+        applied: None,
     };
     if let Err(e) = known_nodes::remember(&rec) {
         output::warn(&format!(
@@ -229,6 +232,32 @@ fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection
             node.name
         ));
     }
+}
+
+/// Records in the node's record what `plan` applied and how it ended ([`crate::applied`]).
+pub(crate) fn record_applied(provider: &str, plan: &Plan, provisioned: &Result<ProvisionReport>) {
+    let error = match provisioned {
+        Ok(report) => report.failed_script().map(|s| {
+            format!(
+                "script {} failed (exit status {})",
+                s.name,
+                s.status
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".into())
+            )
+        }),
+        Err(e) => Some(e.to_string()),
+    };
+    let mut applied = crate::applied::Applied::of(plan, error);
+    if provisioned.is_err() {
+        // the files may be half written: only those already on the node as planned count
+        let before = known_nodes::load(provider, &plan.node_name)
+            .and_then(|r| r.applied)
+            .map(|a| a.files)
+            .unwrap_or_default();
+        applied.files.retain(|t, h| before.get(t) == Some(h));
+    }
+    known_nodes::record_applied(provider, &plan.node_name, applied);
 }
 
 /// Errors after which the create may have happened on the provider's side (an exec provider's

@@ -4,9 +4,13 @@
 //! `list-nodes --format ssh-config` writes them as `UserKnownHostsFile` + `StrictHostKeyChecking
 //! yes`, `User` and `IdentityFile`; destroying the node forgets them.
 //!
+//! It also keeps what was last applied ([`crate::applied`]): bundles, variables without
+//! secrets, a hash of each file and script, the run count and the last result.
+//!
 //! A record applies only to the node it was written for: same name, same provider id, and the
 //! same create id when both carry one — a later node reusing the name never inherits a key.
 
+use crate::applied::Applied;
 use crate::error::Result;
 use crate::provider::Node;
 use crate::state;
@@ -27,6 +31,9 @@ pub struct Record {
     /// `--identity`, when given.
     #[serde(default)]
     pub identity: Option<PathBuf>,
+    /// What the last provisioning applied; none before the first one ended.
+    #[serde(default)]
+    pub applied: Option<Applied>,
 }
 
 impl Record {
@@ -52,6 +59,20 @@ fn path(provider: &str, name: &str) -> PathBuf {
 /// Remembers `rec` (replacing what was remembered for that name).
 pub fn remember(rec: &Record) -> Result<()> {
     state::write_json_atomic(&path(&rec.provider, &rec.name), rec)
+}
+
+/// Keeps `applied` in the record of `name` on `provider` (written when its host key was
+/// remembered); a failure only warns: the node itself is as the run left it.
+pub fn record_applied(provider: &str, name: &str, applied: Applied) {
+    let Some(mut rec) = load(provider, name) else {
+        return;
+    };
+    rec.applied = Some(applied);
+    if let Err(e) = remember(&rec) {
+        crate::output::warn(&format!(
+            "{name}: what was applied could not be recorded ({e}); a re-provision will send every file again"
+        ));
+    }
 }
 
 /// What is remembered for `name` on `provider`, if anything readable.
@@ -108,6 +129,7 @@ mod tests {
             host_key: "ssh-ed25519 AAAA".into(),
             user: "root".into(),
             identity: None,
+            applied: None,
         };
         assert!(rec.is_for(&node("7", Some("abc"))));
         assert!(rec.is_for(&node("7", None)));

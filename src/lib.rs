@@ -6,6 +6,7 @@
 //! node → SSH makes it ready → `output` reports. [`exit`] is the one place errors become
 //! exit codes. See DESIGN.md in the repository for the whole contract.
 
+pub mod applied;
 pub mod cli;
 pub mod completions;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod plan;
 pub(crate) mod pool;
 pub(crate) mod prompt;
 pub mod provider;
+pub mod reprovision;
 pub mod ssh;
 pub(crate) mod state;
 pub mod template;

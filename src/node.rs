@@ -141,6 +141,7 @@ pub fn show(provider: &str, node: &Node, json: bool) -> Result<()> {
         let v = serde_json::json!({
             "provider": provider,
             "node": node,
+            "deployed": rec.as_ref().and_then(|r| r.applied.as_ref()),
             "record": rec,
             "ssh_command": ssh,
         });
@@ -171,5 +172,40 @@ pub fn show(provider: &str, node: &Node, json: bool) -> Result<()> {
         node.ssh.host_key.as_ref().map(ssh::fingerprint).as_deref(),
     );
     line("ssh", ssh.as_deref());
+    deployed(&mut s, rec.as_ref().and_then(|r| r.applied.as_ref()));
     print_stdout(&s)
+}
+
+/// How the node was deployed (bundles, variables without secrets, run, last result), from
+/// its record; `-` for a node not deployed from this machine.
+fn deployed(s: &mut String, applied: Option<&crate::applied::Applied>) {
+    let Some(a) = applied else {
+        let _ = writeln!(s, "{:<12}-", "deployed");
+        return;
+    };
+    let _ = writeln!(s, "{:<12}{}", "bundles", a.bundles.join(" "));
+    let vars: Vec<String> = a
+        .vars
+        .iter()
+        .filter(|(k, _)| k.as_str() != "provision_run")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(s, "{:<12}{}", "vars", vars.join(" "));
+    if !a.secrets.is_empty() {
+        let names: Vec<&str> = a.secrets.iter().map(|x| x.name.as_str()).collect();
+        let _ = writeln!(s, "{:<12}{} (not kept)", "secrets", names.join(" "));
+    }
+    let _ = writeln!(s, "{:<12}{}", "run", a.provision_run);
+    let _ = writeln!(
+        s,
+        "{:<12}{} at {}{}",
+        "last run",
+        a.last.result,
+        a.last.at,
+        a.last
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
+    );
 }

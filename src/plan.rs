@@ -24,6 +24,7 @@ const BUILTIN_VARS: &[&str] = &[
     "location",
     "bundles",
     "node_index",
+    "provision_run",
 ];
 
 /// What the user asked for on the command line.
@@ -45,6 +46,12 @@ pub struct Request {
     pub ssh_user: Option<String>,
     /// The node's 1-based index in a `--count` pool (1 for a single node): `node_index`.
     pub index: usize,
+    /// Which provisioning of the node this is, 1 for its first deploy (0 counts as 1):
+    /// `provision_run`.
+    pub run: u32,
+    /// `Some(reason)`: `bundles` is the whole bundle list (a re-provision: the node's recorded
+    /// bundles, or the ones given with -b), without the config's default bundles.
+    pub exact_bundles: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +74,20 @@ pub struct Plan {
     /// no layer set `keep_scripts = true`.
     #[serde(skip)]
     pub remove_scripts: bool,
+    /// Every secret variable: its name and the layer it came from (`-T` or a config layer),
+    /// with its `env:`/`file:` reference when it was given as one — never its value.
+    #[serde(skip)]
+    pub secrets: Vec<SecretRef>,
+}
+
+/// A secret variable of the plan as a record may keep it: no value.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SecretRef {
+    pub name: String,
+    pub layer: String,
+    /// `env:NAME` or `file:PATH` when the value was given as such a reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,7 +171,10 @@ impl Plan {
                 destroyable.join(", ")
             ));
         }
-        let bundles = select_bundles(cfg, image.as_ref().map(|s| s.value.as_str()), &req.bundles)?;
+        let bundles = match &req.exact_bundles {
+            Some(reason) => exact_bundles(cfg, &req.bundles, reason)?,
+            None => select_bundles(cfg, image.as_ref().map(|s| s.value.as_str()), &req.bundles)?,
+        };
         let pubkeys = collect_pubkeys(cfg)?;
 
         let mut vars: BTreeMap<String, Sourced<String>> = BTreeMap::new();
@@ -201,6 +225,7 @@ impl Plan {
             ));
         }
         let mut secret_names = std::collections::BTreeSet::new();
+        let mut secret_refs: Vec<SecretRef> = Vec::new();
         for (k, raw) in secrets {
             if BUILTIN_VARS.contains(&k.as_str()) {
                 return Err(Error::config(format!(
@@ -209,6 +234,13 @@ impl Plan {
                 )));
             }
             secret_names.insert(k.clone());
+            secret_refs.retain(|r| r.name != k);
+            secret_refs.push(SecretRef {
+                name: k.clone(),
+                layer: raw.layer.clone(),
+                reference: (raw.value.starts_with("env:") || raw.value.starts_with("file:"))
+                    .then(|| raw.value.clone()),
+            });
             if let Some(env) = vars.get(&k).filter(|v| v.layer.starts_with("env ")) {
                 // the environment overrides a layer's secret, and stays secret
                 if raw.layer != "-T" {
@@ -250,6 +282,7 @@ impl Plan {
         vars.insert("location".into(), builtin(&value_of(&location)));
         vars.insert("bundles".into(), builtin(&bundle_names.join(" ")));
         vars.insert("node_index".into(), builtin(&req.index.max(1).to_string()));
+        vars.insert("provision_run".into(), builtin(&req.run.max(1).to_string()));
         crate::vars::check_required(&cfg.required_vars, &vars)?;
         crate::vars::resolve_references(&mut vars)?;
         // template-string scripts replace bare `$name` only for what the user defined (and
@@ -366,6 +399,7 @@ impl Plan {
         let remove_scripts = !secret_names.is_empty() && cfg.keep_scripts != Some(true);
         Ok(Plan {
             remove_scripts,
+            secrets: secret_refs,
             node_name,
             provider,
             image,
@@ -516,21 +550,42 @@ pub fn select_bundles(
         .map(|n| (n, reason))
         .chain(requested.iter().map(|n| (n, "-b")));
     for (name, reason) in wanted {
-        if out.iter().any(|b| &b.name == name) {
-            continue;
-        }
-        let Some(bundle) = cfg.bundles.get(name) else {
-            let known: Vec<&str> = cfg.bundles.keys().map(String::as_str).collect();
-            return Err(Error::config(format!(
-                "unknown bundle '{name}' (from {reason}; known: {})",
-                known.join(", ")
-            )));
-        };
-        out.push(PlannedBundle {
-            name: name.clone(),
-            layer: cfg.layer_of(bundle).label(),
-            reason: reason.to_string(),
-        });
+        add_bundle(cfg, &mut out, name, reason)?;
+    }
+    Ok(out)
+}
+
+/// Adds bundle `name` to `out` unless it is there already; an unknown name is a config error
+/// saying where it came from.
+fn add_bundle(
+    cfg: &Config,
+    out: &mut Vec<PlannedBundle>,
+    name: &String,
+    reason: &str,
+) -> Result<()> {
+    if out.iter().any(|b| &b.name == name) {
+        return Ok(());
+    }
+    let Some(bundle) = cfg.bundles.get(name) else {
+        let known: Vec<&str> = cfg.bundles.keys().map(String::as_str).collect();
+        return Err(Error::config(format!(
+            "unknown bundle '{name}' (from {reason}; known: {})",
+            known.join(", ")
+        )));
+    };
+    out.push(PlannedBundle {
+        name: name.clone(),
+        layer: cfg.layer_of(bundle).label(),
+        reason: reason.to_string(),
+    });
+    Ok(())
+}
+
+/// A re-provision's bundles: exactly `names`, in order (duplicates dropped), each known.
+fn exact_bundles(cfg: &Config, names: &[String], reason: &str) -> Result<Vec<PlannedBundle>> {
+    let mut out: Vec<PlannedBundle> = Vec::new();
+    for name in names {
+        add_bundle(cfg, &mut out, name, reason)?;
     }
     Ok(out)
 }

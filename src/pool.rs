@@ -105,14 +105,24 @@ pub(crate) fn check_names_free(plans: &[Plan], provider: &dyn Provider) -> Resul
     if taken.is_empty() {
         return Ok(());
     }
+    let again = match plans
+        .iter()
+        .find(|p| nodes.iter().any(|n| n.name == p.node_name))
+    {
+        Some(p) if taken.len() == 1 => format!(
+            "re-provision it with `deploy-node -p {} --reprovision -n {}`",
+            provider.name(),
+            p.node_name
+        ),
+        _ => "re-provision them one by one with --reprovision".to_string(),
+    };
     Err(Error::usage(format!(
-        "{} already taken on {} by {}; nothing created (choose another -n, or destroy it first)",
+        "{} already taken on {} by {}; nothing created (choose another -n, {again}, or destroy it first)",
         if taken.len() == 1 { "name" } else { "names" },
         provider.name(),
         taken.join(", ")
     )))
 }
-
 /// "created 5m ago" from an RFC 3339 time; "age unknown" without one.
 fn age(created: Option<&str>) -> String {
     let parsed = created.and_then(|c| {

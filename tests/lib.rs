@@ -30,6 +30,7 @@ mod provider_local;
 mod provider_openstack;
 mod provider_static;
 mod reaper;
+mod reprovision;
 mod scale;
 mod ssh_engine;
 mod template_compat;

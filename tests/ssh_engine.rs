@@ -226,6 +226,7 @@ fn plan() -> Plan {
         vars: BTreeMap::new(),
         warnings: vec![],
         remove_scripts: false,
+        secrets: vec![],
     }
 }
 

@@ -59,6 +59,8 @@ pub struct DeployOptions {
     pub parallel: usize,
     /// The per-node options; `prepared` is filled in once the provider resolved names.
     pub deploy: deploy::Options,
+    /// `--reprovision`: the record of the node to provision again.
+    pub reprovision: Option<crate::known_nodes::Record>,
 }
 
 impl DeployOptions {
@@ -66,6 +68,23 @@ impl DeployOptions {
     pub fn from_args(args: DeployArgs) -> Result<DeployOptions> {
         let cfg = args.common.load_config()?;
         let mut request = args.request();
+        let reprovision = match &args.name {
+            Some(name) if args.reprovision => {
+                let rec = reprovision_record(&cfg, &request, name)?;
+                request = crate::reprovision::request(request, &rec)?;
+                Some(rec)
+            }
+            Some(name) => {
+                // a static host deployed again counts its runs too
+                if crate::plan::chosen_provider(&cfg, &request).value == "static" {
+                    request.run = crate::known_nodes::load("static", name)
+                        .and_then(|r| r.applied)
+                        .map_or(1, |a| a.provision_run + 1);
+                }
+                None
+            }
+            None => None,
+        };
         if args.interactive {
             crate::prompt::ask_missing(&cfg, &mut request)?;
         }
@@ -122,6 +141,7 @@ impl DeployOptions {
             json: args.json,
             dry_run: args.dry_run,
             parallel: usize::from(args.parallel),
+            reprovision,
             deploy: deploy::Options {
                 ssh_timeout: args.ssh_timeout,
                 script_timeout: args.script_timeout,
@@ -140,4 +160,23 @@ impl DeployOptions {
     pub fn many(&self) -> bool {
         self.plans.len() > 1
     }
+}
+
+/// The record of the node `--reprovision` names: without one (a node not deployed from this
+/// machine, or destroyed) there is no pinned host key and nothing to compare with.
+fn reprovision_record(
+    cfg: &Config,
+    request: &crate::plan::Request,
+    name: &str,
+) -> Result<crate::known_nodes::Record> {
+    let chosen = crate::plan::chosen_provider(cfg, request);
+    provider::check_chosen(cfg, &chosen)?;
+    crate::known_nodes::load(&chosen.value, name).ok_or_else(|| {
+        crate::Error::usage(format!(
+            "{name}: no record of a deploy from this machine on provider {} (state directory: {}): nothing to re-provision (see list-nodes -p {})",
+            chosen.value,
+            state::state_dir().join("nodes").display(),
+            chosen.value
+        ))
+    })
 }

@@ -429,9 +429,10 @@ impl LocalProvider {
             if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&d) {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     return Err(Error::usage(format!(
-                        "a local node named '{}' already exists ({}); destroy it first or choose another name",
+                        "a local node named '{}' already exists ({}); re-provision it (deploy-node --reprovision -n {}), destroy it first, or choose another name",
                         spec.name,
-                        d.display()
+                        d.display(),
+                        spec.name
                     )));
                 }
                 return Err(Error::io(format!("cannot create {}", d.display()), e));
