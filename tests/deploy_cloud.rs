@@ -344,6 +344,42 @@ fn hetzner_refusals() {
     refusals(&HZ);
 }
 
+/// The everyday loop on a kept droplet (tests/reprovision.rs): deploy, edit, dry-run diff,
+/// re-provision with only the changed files sent and provision_run = 2, node show, and a host
+/// key changed on the node refused — found by name through the API, creating no server.
+#[test]
+fn digitalocean_reprovision_loop() {
+    let c = &DO;
+    let sh = proxied(c);
+    let (fake, url) = (&sh.fake, sh.prism.url.as_str());
+    let name = "e2e-digitalocean-reprov";
+    let _g = Cleanup(name.into());
+    let s = sandbox();
+    let deploy = cmd(&s, c, url, "deploy-node").args([
+        "-i",
+        c.image,
+        "-s",
+        c.size,
+        "-l",
+        c.location,
+        "--ssh-timeout",
+        "60s",
+    ]);
+    crate::reprovision::deploy_app(&s, deploy, name);
+    assert_node_started(name);
+    let made = creates(fake, c);
+    let run = |bin: &str| cmd(&s, c, url, bin);
+    let local = cloudnodes::local();
+    let isolated = local.record(name).unwrap().unwrap().isolated;
+    let dir = local.node_dir(name);
+    crate::reprovision::edit_and_reprovision(&s, &run, name, &|| {
+        crate::reprovision::new_host_key(&run, name, isolated, &dir)
+    });
+    assert_eq!(creates(fake, c), made, "a re-provision created a server");
+    assert_eq!(fake.count_named(name), 1);
+    destroy(&s, c, url, name).code(0);
+}
+
 // ---- faults, against a fake of their own ----
 
 fn creates(fake: &FakeCloud, c: &Cloud) -> usize {
