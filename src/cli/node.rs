@@ -32,7 +32,8 @@ pub struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum NodeAction {
     /// Everything known about the node: provider id, state, addresses, size, image, location,
-    /// tags, created, login user, host key and the ssh command line.
+    /// tags, created, login user, host key, the ssh command line, and how it was deployed from
+    /// here (bundles, variables without secrets, provision_run, last result).
     Show {
         /// The node's name.
         name: String,
