@@ -385,6 +385,20 @@ fn static_host_provisioned_and_changed_host_key_refused() {
         .run()
         .code(0)
         .stderr_lacks("already taken");
+    // deploying a static host again counts its runs, and --reprovision works on it too (its
+    // recorded bundles, the remembered identity and host key)
+    let run = |s: &Sandbox| {
+        let rec = std::fs::read_to_string(s.state().join("nodes/static--box1.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
+        v["applied"]["provision_run"].as_u64().unwrap()
+    };
+    assert_eq!(run(&s), 2);
+    s.cmd("deploy-node")
+        .args(["-c", &site, "-c", &st, "--reprovision", "-n", "box1"])
+        .run()
+        .code(0)
+        .stdout_has("box1 127.0.0.1");
+    assert_eq!(run(&s), 3);
     // the learned key is remembered for the node and pinned in the ssh-config
     let cfg = s
         .cmd("list-nodes")

@@ -261,5 +261,21 @@ fn local_node_edit_reprovision_and_refusals() {
     let isolated = p.record(name).unwrap().unwrap().isolated;
     let dir = p.node_dir(name);
     edit_and_reprovision(&s, &cmd, name, &|| new_host_key(&cmd, name, isolated, &dir));
+
+    // a stopped node (its sshd killed): one line saying so, exit 14
+    let pid = p.record(name).unwrap().unwrap().pid;
+    // SAFETY: kill(2) on the node's sshd, which this test created.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(crate::support::procs::wait_until(
+        std::time::Duration::from_secs(10),
+        || !crate::support::cloudnodes::alive(pid)
+    ));
+    s.cmd("deploy-node")
+        .args(["-c", "app", "--reprovision", "-n", name])
+        .env("REPROV_TOKEN", TOKEN)
+        .run()
+        .code(14)
+        .one_line_error()
+        .stderr_has("the provider reports the node as stopped: start it, then re-provision");
     s.cmd("destroy-node").args([name]).run().code(0);
 }
