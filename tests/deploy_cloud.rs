@@ -344,16 +344,14 @@ fn hetzner_refusals() {
     refusals(&HZ);
 }
 
-/// The everyday loop on a kept droplet (tests/reprovision.rs): deploy, edit, dry-run diff,
+/// The everyday loop on a kept server (tests/reprovision.rs): deploy, edit, dry-run diff,
 /// re-provision with only the changed files sent and provision_run = 2, node show, and a host
 /// key changed on the node refused — found by name through the API, creating no server.
-#[test]
-fn digitalocean_reprovision_loop() {
-    let c = &DO;
+fn reprovision_loop(c: &Cloud) {
     let sh = proxied(c);
     let (fake, url) = (&sh.fake, sh.prism.url.as_str());
-    let name = "e2e-digitalocean-reprov";
-    let _g = Cleanup(name.into());
+    let name = &format!("e2e-{}-reprov", c.provider);
+    let _g = Cleanup(name.clone());
     let s = sandbox();
     let deploy = cmd(&s, c, url, "deploy-node").args([
         "-i",
@@ -378,6 +376,16 @@ fn digitalocean_reprovision_loop() {
     assert_eq!(creates(fake, c), made, "a re-provision created a server");
     assert_eq!(fake.count_named(name), 1);
     destroy(&s, c, url, name).code(0);
+}
+
+#[test]
+fn digitalocean_reprovision_loop() {
+    reprovision_loop(&DO);
+}
+
+#[test]
+fn hetzner_reprovision_loop() {
+    reprovision_loop(&HZ);
 }
 
 // ---- faults, against a fake of their own ----
