@@ -417,6 +417,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         return print_dry_run(&opts);
     }
     let provider = deploy_provider(&opts)?;
+    check_records(&mut opts, provider.as_ref())?;
     let p0 = &opts.plans[0];
     let value = crate::config::value_of;
     opts.deploy.prepared =
@@ -425,6 +426,29 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     crate::expiry::print_reap_hint(&opts.deploy.records);
     let outcomes = run_all(&opts, provider);
     report::finish(&opts, outcomes)
+}
+
+/// The records every node will carry, on the provider's terms, before anything is created:
+/// their count within its per-node tag limit (exit 2 otherwise), and an expiry on a provider
+/// that never destroys machines (static hosts) dropped with one warning.
+fn check_records(opts: &mut options::DeployOptions, provider: &dyn Provider) -> Result<()> {
+    if !provider.destroys_machines() && opts.deploy.records.contains_key(crate::expiry::TAG_EXPIRES)
+    {
+        opts.deploy.records.remove(crate::expiry::TAG_EXPIRES);
+        if opts.ttl_given {
+            output::warn(&format!(
+                "{}: --ttl/ttl ignored: its hosts are never destroyed (destroy-node only forgets them), so nothing expires",
+                provider.name()
+            ));
+        }
+    }
+    let all = opts.deploy.records.len()
+        + deploy::tags("").len()
+        + usize::from(provider.updates_tags())
+        + provider.driver_tags();
+    let labels = opts.labels.min(all);
+    crate::provider::tags::check_count(provider.name(), labels, all - labels, provider.max_tags())
+        .map_err(crate::Error::usage)
 }
 
 /// `--dry-run`: the plan of each node, for people, or as the versioned JSON document
@@ -523,7 +547,7 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     crate::known_nodes::annotate(provider.name(), &mut nodes);
     let now = crate::expiry::now_secs();
     nodes.retain(|n| {
-        (!args.expired || crate::expiry::is_expired(n, now))
+        (!args.expired || crate::expiry::is_reapable(n, now))
             && crate::expiry::has_labels(n, &args.labels)
     });
     if args.format == ListFormat::Table {

@@ -34,7 +34,8 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
     }
 }
 
-/// `--format table`: a header and aligned columns (name, state, age, public ip, provider).
+/// `--format table`: a header and aligned columns (name, state with the deploy's when it did
+/// not finish, age, public ip, provider, expiry, owner).
 pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
     let now = time::OffsetDateTime::now_utc();
     let secs = crate::expiry::now_secs();
@@ -43,7 +44,7 @@ pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
     for n in nodes {
         rows.push([
             n.name.clone(),
-            n.state.to_string(),
+            crate::expiry::state_cell(n),
             n.created.as_deref().map_or("-".into(), |c| age(c, now)),
             n.public_ip.clone().unwrap_or_else(|| "-".into()),
             provider.to_string(),

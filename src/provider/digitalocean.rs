@@ -494,4 +494,53 @@ impl Provider for DigitalOcean {
     fn poll_interval(&self) -> Duration {
         self.core.poll
     }
+
+    fn updates_tags(&self) -> bool {
+        true
+    }
+
+    /// Per tag: the new `key:value` tag is created (`POST /v2/tags`), put on the droplet
+    /// (`POST /v2/tags/{tag}/resources`), then the droplet's old tag of that key is taken off
+    /// (`DELETE /v2/tags/{old}/resources`), so the key is never missing in between.
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let current = self
+            .core
+            .client
+            .get(&format!("/v2/droplets/{}", node.id), &[])?;
+        let on_droplet: Vec<String> = current
+            .pointer("/droplet/tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect();
+        let resources =
+            json!({"resources": [{"resource_id": node.id, "resource_type": "droplet"}]});
+        for (k, v) in tags {
+            let tag = format!(
+                "{k}:{}",
+                super::tags::encode(&super::tags::DIGITALOCEAN, k, v)
+            );
+            let client = &self.core.client;
+            if !on_droplet.contains(&tag) {
+                client.update(reqwest::Method::POST, "/v2/tags", &json!({ "name": tag }))?;
+                client.update(
+                    reqwest::Method::POST,
+                    &format!("/v2/tags/{tag}/resources"),
+                    &resources,
+                )?;
+            }
+            for old in on_droplet
+                .iter()
+                .filter(|t| **t != tag && (t.split(':').next() == Some(k.as_str())))
+            {
+                client.update(
+                    reqwest::Method::DELETE,
+                    &format!("/v2/tags/{old}/resources"),
+                    &resources,
+                )?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -227,6 +227,32 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 None => not_found(),
             }
         }
+        ("POST", ["v2", "tags"]) => match req.json().as_ref().and_then(|b| b["name"].as_str()) {
+            Some(name) => Resp::json(
+                201,
+                json!({"tag": {"name": name, "resources": {"count": 0, "droplets": {"count": 0}}}}),
+            ),
+            None => invalid("name is required"),
+        },
+        (m @ ("POST" | "DELETE"), ["v2", "tags", tag, "resources"]) => {
+            let Some(b) = req.json() else {
+                return invalid("body is not JSON");
+            };
+            let mut st = inner.state.lock().unwrap();
+            for r in b["resources"].as_array().into_iter().flatten() {
+                let id = r["resource_id"]
+                    .as_str()
+                    .and_then(|i| i.parse::<u64>().ok());
+                let Some(s) = id.and_then(|id| st.servers.get_mut(&id)) else {
+                    return not_found();
+                };
+                s.tags.retain(|t| t != tag);
+                if m == "POST" {
+                    s.tags.push(tag.to_string());
+                }
+            }
+            Resp::empty(204)
+        }
         ("GET", ["v2", "account", "keys"]) => {
             let st = inner.state.lock().unwrap();
             let all = st.keys.iter().map(key_json).collect();
