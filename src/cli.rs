@@ -239,7 +239,8 @@ pub struct DeployArgs {
     pub isolation: Option<provider::local::Isolation>,
     /// How long the node lives: its absolute expiry is recorded on the node (provision-expires-at
     /// tag), and `destroy-node --expired` (a scheduled reaper) destroys it afterwards. `0` or
-    /// `never`: no expiry. Default: config `ttl`, else 4h when CI=true, else none.
+    /// `never`: no expiry. Default: config `ttl`, else 4h when CI=true, else none. Static hosts
+    /// are never destroyed: there it is ignored, with a warning.
     #[arg(long, value_name = "DURATION", value_parser = crate::expiry::Ttl::parse)]
     pub ttl: Option<crate::expiry::Ttl>,
     /// A label recorded on the node (repeatable), for `list-nodes --label` and `destroy-node
@@ -350,7 +351,7 @@ pub struct ListArgs {
     #[arg(long, conflicts_with = "orphans")]
     pub locations: bool,
     /// Only nodes of ours past their expiry (`deploy-node --ttl`; 5 minutes' margin for clock
-    /// skew).
+    /// skew), or whose deploy never completed (still deploying or pending 4h after their create).
     #[arg(long)]
     pub expired: bool,
     /// Only nodes carrying this label (repeatable: all must match), e.g. `ci_job=123`.
@@ -373,7 +374,8 @@ pub struct DestroyArgs {
     #[arg(long, value_name = "PREFIX", conflicts_with = "names")]
     pub prefix: Option<String>,
     /// Destroy every node of ours on the account past its expiry (`deploy-node --ttl`), tagged
-    /// ones only, with 5 minutes' margin for clock skew: a scheduled reaper. None expired is
+    /// ones only, with 5 minutes' margin for clock skew, and those whose deploy never completed
+    /// (still deploying or pending 4h after their create): a scheduled reaper. None expired is
     /// success; with --label, only expired nodes carrying the labels.
     #[arg(long, conflicts_with_all = ["names", "prefix"])]
     pub expired: bool,

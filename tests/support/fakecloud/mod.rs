@@ -154,6 +154,9 @@ pub struct Key {
 pub struct State {
     pub servers: BTreeMap<u64, Server>,
     pub keys: Vec<Key>,
+    /// DigitalOcean tags that exist on the account (created, or given at a droplet's create):
+    /// only those can be put on a resource.
+    pub tag_names: std::collections::BTreeSet<String>,
 }
 
 type Canned = (String, String, String, u16, String);
