@@ -152,7 +152,8 @@ fn create_get_list_destroy_through_prism() {
     assert!(d.updates_tags());
     for state in ["deploying", "ready"] {
         let t = [("provision-state".to_string(), state.to_string())].into();
-        d.update_tags(&node, &t).unwrap();
+        d.update_tags(&d.get(&node.id).unwrap().unwrap(), &t)
+            .unwrap();
     }
     let raw = shared().fake.server_named(&node.name).unwrap().labels;
     assert_eq!(
