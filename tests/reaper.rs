@@ -55,23 +55,28 @@ fn runner(a: &Account) -> Sandbox {
     let s = Sandbox::new();
     s.write(
         "site/provision.toml",
-        &format!("[providers.{}]\n{}", a.provider, a.config),
+        &format!(
+            "[bundles.fails]\nscripts = [\"fail.sh\"]\n\n[providers.{}]\n{}",
+            a.provider, a.config
+        ),
     );
+    s.write("site/scripts/fail.sh", "#!/bin/sh\nexit 7\n");
     s
 }
 
 fn reap_across_runners(a: &Account) {
     let p = a.provider;
     let name = |n: &str| format!("deploy-test-{p}-{n}");
-    let (fresh, old, stuck, forever, ci, foreign) = (
+    let (fresh, old, stuck, forever, ci, foreign, failed) = (
         name("fresh"),
         name("old"),
         name("stuck"),
         name("forever"),
         name("ci"),
         name("foreign"),
+        name("failed"),
     );
-    let _cleanup: Vec<Cleanup> = [&fresh, &old, &stuck, &forever, &ci, &foreign]
+    let _cleanup: Vec<Cleanup> = [&fresh, &old, &stuck, &forever, &ci, &foreign, &failed]
         .into_iter()
         .map(|n| Cleanup(n.clone()))
         .collect();
@@ -98,6 +103,12 @@ fn reap_across_runners(a: &Account) {
             .code(0)
             .stderr_lacks("warning");
     }
+    // a failed script: the node is kept, its deploy recorded as failed (not stuck)
+    deploy(&alice, "alice", &failed, &["--ttl", "1h", "-b", "fails"])
+        .run()
+        .code(14)
+        .stderr_has("node kept for inspection")
+        .stderr_lacks("warning");
     // the report records the expiry, read back from the node as the provider stores it
     let junit = std::fs::read_to_string(alice.path().join("fresh.xml")).unwrap();
     let expiry = junit
@@ -174,6 +185,10 @@ fn reap_across_runners(a: &Account) {
         "{table}"
     );
     assert!(!row(&fresh).contains("/"), "a finished deploy: {table}");
+    assert!(
+        row(&failed).contains("/failed") && row(&failed).contains("in "),
+        "{table}"
+    );
     // the untagged node is not ours: never EXPIRED, whatever its tags say (the clouds do not
     // even list it without --all)
     assert!(
@@ -207,6 +222,10 @@ fn reap_across_runners(a: &Account) {
     assert_eq!(ci_node["deploy_state"], "ready", "{ci_node}");
     assert!(ci_node["age_seconds"].as_u64().unwrap() < 600, "{ci_node}");
     assert_eq!(node(&stuck)["stuck"], true);
+    // its age is the one its runner recorded: 5h, in JSON and the table
+    let age = node(&stuck)["age_seconds"].as_u64().unwrap();
+    assert!(age.abs_diff(5 * 3600) < 300, "{age}");
+    assert!(row(&stuck).contains(" 5h "), "{table}");
     assert_eq!(node(&old)["expired"], true);
 
     let listed = |args: &[&str]| {
@@ -248,7 +267,7 @@ fn reap_across_runners(a: &Account) {
         .run()
         .code(0)
         .stderr_has("0 expired node(s)");
-    for kept in [&fresh, &foreign, &forever, &ci] {
+    for kept in [&fresh, &foreign, &forever, &ci, &failed] {
         assert!((a.exists)(kept), "{kept} must survive the reaper");
     }
     // one CI job's nodes, by the label the deploy printed
@@ -258,7 +277,7 @@ fn reap_across_runners(a: &Account) {
         .code(0)
         .stderr_has(&format!("{ci}: destroyed"));
     assert!(!(a.exists)(&ci));
-    for n in [&fresh, &forever] {
+    for n in [&fresh, &forever, &failed] {
         (a.cmd)(&reaper, "destroy-node").args([n]).run().code(0);
     }
     (a.cmd)(&reaper, "destroy-node")
