@@ -239,7 +239,8 @@ pub struct DeployArgs {
     pub isolation: Option<provider::local::Isolation>,
     /// How long the node lives: its absolute expiry is recorded on the node (provision-expires-at
     /// tag), and `destroy-node --expired` (a scheduled reaper) destroys it afterwards. `0` or
-    /// `never`: no expiry. Default: config `ttl`, else 4h when CI=true, else none.
+    /// `never`: no expiry. Default: config `ttl`, else 4h when CI=true, else none. Static hosts
+    /// are never destroyed: there it is ignored, with a warning.
     #[arg(long, value_name = "DURATION", value_parser = crate::expiry::Ttl::parse)]
     pub ttl: Option<crate::expiry::Ttl>,
     /// A label recorded on the node (repeatable), for `list-nodes --label` and `destroy-node
@@ -358,7 +359,7 @@ pub struct ListArgs {
     #[arg(long, conflicts_with = "orphans")]
     pub locations: bool,
     /// Only nodes of ours past their expiry (`deploy-node --ttl`; 5 minutes' margin for clock
-    /// skew).
+    /// skew), or whose deploy never completed (still deploying or pending 4h after their create).
     #[arg(long)]
     pub expired: bool,
     /// Only nodes carrying this label (repeatable: all must match), e.g. `ci_job=123`.
@@ -381,7 +382,8 @@ pub struct DestroyArgs {
     #[arg(long, value_name = "PREFIX", conflicts_with = "names")]
     pub prefix: Option<String>,
     /// Destroy every node of ours on the account past its expiry (`deploy-node --ttl`), tagged
-    /// ones only, with 5 minutes' margin for clock skew: a scheduled reaper. None expired is
+    /// ones only, with 5 minutes' margin for clock skew, and those whose deploy never completed
+    /// (still deploying or pending 4h after their create): a scheduled reaper. None expired is
     /// success; with --label, only expired nodes carrying the labels.
     #[arg(long, conflicts_with_all = ["names", "prefix"])]
     pub expired: bool,
@@ -428,6 +430,7 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
         return print_dry_run(&opts);
     }
     let provider = deploy_provider(&opts)?;
+    check_records(&mut opts, provider.as_ref())?;
     let p0 = &opts.plans[0];
     let value = crate::config::value_of;
     opts.deploy.prepared =
@@ -436,6 +439,29 @@ pub fn run_deploy(args: DeployArgs) -> Result<()> {
     crate::expiry::print_reap_hint(&opts.deploy.records);
     let outcomes = run_all(&opts, provider);
     report::finish(&opts, outcomes)
+}
+
+/// The records every node will carry, on the provider's terms, before anything is created:
+/// their count within its per-node tag limit (exit 2 otherwise), and an expiry on a provider
+/// that never destroys machines (static hosts) dropped with one warning.
+fn check_records(opts: &mut options::DeployOptions, provider: &dyn Provider) -> Result<()> {
+    if !provider.destroys_machines() && opts.deploy.records.contains_key(crate::expiry::TAG_EXPIRES)
+    {
+        opts.deploy.records.remove(crate::expiry::TAG_EXPIRES);
+        if opts.ttl_given {
+            output::warn(&format!(
+                "{}: --ttl/ttl ignored: its hosts are never destroyed (destroy-node only forgets them), so nothing expires",
+                provider.name()
+            ));
+        }
+    }
+    let all = opts.deploy.records.len()
+        + deploy::tags("").len()
+        + usize::from(provider.updates_tags())
+        + provider.driver_tags();
+    let labels = opts.labels.min(all);
+    crate::provider::tags::check_count(provider.name(), labels, all - labels, provider.max_tags())
+        .map_err(crate::Error::usage)
 }
 
 /// `--dry-run`: the plan of each node, for people, or as the versioned JSON document
@@ -568,7 +594,7 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     crate::known_nodes::annotate(provider.name(), &mut nodes);
     let now = crate::expiry::now_secs();
     nodes.retain(|n| {
-        (!args.expired || crate::expiry::is_expired(n, now))
+        (!args.expired || crate::expiry::is_reapable(n, now))
             && crate::expiry::has_labels(n, &args.labels)
     });
     if args.format == ListFormat::Table {

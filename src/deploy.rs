@@ -20,7 +20,8 @@ use crate::known_nodes;
 use crate::output;
 use crate::plan::Plan;
 use crate::provider::{
-    Node, NodeSpec, NodeState, Prepared, Provider, TAG_CREATED, TAG_CREATE_ID, TAG_MANAGED,
+    Node, NodeSpec, NodeState, Prepared, Provider, DEPLOYING, DEPLOY_FAILED, DEPLOY_READY,
+    TAG_CREATED, TAG_CREATE_ID, TAG_MANAGED, TAG_STATE,
 };
 use crate::ssh::{self, HostKeyCheck, ProvisionReport, RunOptions, Target};
 use crate::state;
@@ -119,6 +120,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         tags: {
             let mut t = opts.records.clone();
             t.extend(tags(&create_id));
+            if provider.updates_tags() {
+                t.insert(TAG_STATE.into(), DEPLOYING.into());
+            }
             t
         },
     };
@@ -194,6 +198,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     if let Some((script, status)) = failed {
         out.kept = true;
         entry.status = Status::Kept;
+        record_state(provider.as_ref(), out, DEPLOY_FAILED);
         journal::write(&entry)?;
         let status = status
             .map(|s| s.to_string())
@@ -205,8 +210,33 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
             ),
         ));
     }
+    record_state(provider.as_ref(), out, DEPLOY_READY);
     journal::clear(&pname, name);
     Ok(())
+}
+
+/// Records how the deploy ended on the node's tags ([`TAG_STATE`]), where the provider can
+/// update them, so any runner's reaper tells a finished deploy from one whose runner died.
+/// A failure only warns: the node is what it is either way.
+fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &str) {
+    let Some(node) = out.node.as_mut() else {
+        return;
+    };
+    if !provider.updates_tags() {
+        return;
+    }
+    let t = std::collections::BTreeMap::from([(TAG_STATE.to_string(), state.to_string())]);
+    match provider.update_tags(node, &t) {
+        Ok(()) => {
+            node.tags.extend(t);
+        }
+        Err(e) => output::warn(&format!(
+            "{}: its deploy state '{state}' could not be recorded on the node ({e}); \
+             a reaper takes it for a deploy that never completed once it is {} old",
+            node.name,
+            crate::expiry::short(crate::expiry::STUCK_AFTER.as_secs())
+        )),
+    }
 }
 
 /// Remembers the host key the node showed (pinned or learned), the login user and
@@ -428,6 +458,7 @@ fn fail_and_clean(
     if opts.keep_on_failure {
         out.kept = true;
         entry.status = Status::Kept;
+        record_state(provider, out, DEPLOY_FAILED);
         let _ = journal::write(entry);
         output::warn(&format!(
             "{name}: kept (--keep-on-failure); destroy it with `destroy-node -p {} {name}`",
@@ -740,6 +771,11 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
     NodeResult {
         node: outcome.name.clone(),
         steps,
+        properties: outcome
+            .node
+            .as_ref()
+            .map(crate::expiry::properties)
+            .unwrap_or_default(),
     }
 }
 

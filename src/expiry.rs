@@ -3,11 +3,17 @@
 //! it may be destroyed, with no local journal shared. Values are plain strings here; each
 //! driver encodes them to its provider's rules ([`crate::provider::tags`]).
 //!
+//! Deploys that never completed: where the provider can update tags, a node carries
+//! `provision-state=deploying` from its create until the deploy marks it `ready` or `failed`.
+//! A node of ours still `deploying` (or still pending at the provider) [`STUCK_AFTER`] after
+//! its create was left by a runner that died mid-deploy: `--expired` reaps it too, whatever
+//! its expiry says (a deploy that was alive would have finished or destroyed it by then).
+//!
 //! Clock skew: `provision-expires-at` is absolute (Unix seconds, from the deploying runner's
 //! clock). A reaper treats a node as expired only when its own clock is past that time by
 //! [`SKEW_MARGIN`], so a runner a few minutes ahead never reaps a node early.
 
-use crate::provider::{Node, TAG_CREATED};
+use crate::provider::{Node, NodeState, DEPLOYING, DEPLOY_READY, TAG_CREATED};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +29,8 @@ pub const TAG_CI_JOB: &str = "ci_job";
 pub const TAG_CI_PROJECT: &str = "ci_project";
 /// The TTL when `CI=true` and neither `--ttl` nor `ttl` is given.
 pub const CI_DEFAULT_TTL: Duration = Duration::from_secs(4 * 3600);
+/// How long after its create a node still `deploying` (or pending) counts as abandoned.
+pub const STUCK_AFTER: Duration = Duration::from_secs(4 * 3600);
 /// How far past `expires-at` a node must be before it counts as expired (clock skew).
 pub const SKEW_MARGIN: Duration = Duration::from_secs(5 * 60);
 
@@ -197,6 +205,28 @@ pub fn is_expired(n: &Node, now: u64) -> bool {
     n.is_managed() && expires_at(n).is_some_and(|e| now >= e + SKEW_MARGIN.as_secs())
 }
 
+/// Ours, and its deploy never completed: still `deploying` (or pending at the provider)
+/// [`STUCK_AFTER`] (plus [`SKEW_MARGIN`]) after its create.
+pub fn is_stuck(n: &Node, now: u64) -> bool {
+    n.is_managed()
+        && (n.deploy_state() == Some(DEPLOYING) || n.state == NodeState::Pending)
+        && created_at(n).is_some_and(|c| now >= c + STUCK_AFTER.as_secs() + SKEW_MARGIN.as_secs())
+}
+
+/// What `--expired` selects: expired, or stuck ([`is_stuck`]).
+pub fn is_reapable(n: &Node, now: u64) -> bool {
+    is_expired(n, now) || is_stuck(n, now)
+}
+
+/// The STATE cell: the provider's state, with the deploy's when it has not ended `ready`
+/// (`running/deploying`, `running/failed`).
+pub fn state_cell(n: &Node) -> String {
+    match n.deploy_state() {
+        Some(d) if d != DEPLOY_READY => format!("{}/{d}", n.state),
+        _ => n.state.to_string(),
+    }
+}
+
 /// Carries every `KEY=VALUE` of `labels`.
 pub fn has_labels(n: &Node, labels: &[(String, String)]) -> bool {
     labels.iter().all(|(k, v)| n.tags.get(k) == Some(v))
@@ -214,7 +244,8 @@ pub fn short(secs: u64) -> String {
 }
 
 /// Nodes as JSON with their records read: `age_seconds`, `expires_at` (RFC 3339), `expired`,
-/// `owner`, `ci_job` (null when unknown), besides every field of [`Node`].
+/// `stuck` (its deploy never completed), `deploy_state`, `owner`, `ci_job` (null when
+/// unknown), besides every field of [`Node`].
 pub fn with_records(nodes: &[Node]) -> Vec<serde_json::Value> {
     let now = now_secs();
     nodes
@@ -228,12 +259,29 @@ pub fn with_records(nodes: &[Node]) -> Vec<serde_json::Value> {
                 );
                 o.insert("expires_at".into(), expires_at(n).map(rfc3339).into());
                 o.insert("expired".into(), is_expired(n, now).into());
+                o.insert("stuck".into(), is_stuck(n, now).into());
+                o.insert("deploy_state".into(), n.deploy_state().into());
                 o.insert("owner".into(), n.tags.get(TAG_OWNER).cloned().into());
                 o.insert("ci_job".into(), n.tags.get(TAG_CI_JOB).cloned().into());
             }
             v
         })
         .collect()
+}
+
+/// The records of a node as `--junit` suite properties: `provision-expires-at` (RFC 3339, or
+/// `never`), `provision-owner` and the CI job, when the node carries them.
+pub fn properties(n: &Node) -> Vec<(String, String)> {
+    let mut p = vec![(
+        TAG_EXPIRES.to_string(),
+        expires_at(n).map_or("never".to_string(), rfc3339),
+    )];
+    for k in [TAG_OWNER, TAG_CI_JOB] {
+        if let Some(v) = n.tags.get(k) {
+            p.push((k.to_string(), v.clone()));
+        }
+    }
+    p
 }
 
 fn rfc3339(secs: u64) -> String {
@@ -247,10 +295,12 @@ fn rfc3339(secs: u64) -> String {
         .unwrap_or_default()
 }
 
-/// The EXPIRES cell of `list-nodes --format table`: `in 3h59m`, `EXPIRED`, `now` or `-`.
+/// The EXPIRES cell of `list-nodes --format table`: `in 3h59m`, `EXPIRED`, `STUCK` (its
+/// deploy never completed: reaped as expired), `now` or `-`.
 pub fn expires_cell(n: &Node, now: u64) -> String {
     match expires_at(n) {
         _ if is_expired(n, now) => "EXPIRED".to_string(),
+        _ if is_stuck(n, now) => "STUCK".to_string(),
         Some(e) if e > now => format!("in {}", short(e - now)),
         Some(_) => "now".to_string(),
         None => "-".to_string(),
@@ -279,7 +329,7 @@ pub fn select(
     let nodes: Vec<Node> = provider
         .list(false)?
         .into_iter()
-        .filter(|n| n.is_managed() && (!expired || is_expired(n, now)) && has_labels(n, labels))
+        .filter(|n| n.is_managed() && (!expired || is_reapable(n, now)) && has_labels(n, labels))
         .collect();
     let what = match (expired, labels.is_empty()) {
         (true, true) => "expired".to_string(),
@@ -332,6 +382,29 @@ mod tests {
         n.tags
             .insert(TAG_EXPIRES.into(), "2026-01-01T00:00:00Z".into());
         assert_eq!(expires_at(&n), Some(1_767_225_600));
+    }
+
+    #[test]
+    fn a_deploy_that_never_completed_is_stuck_after_its_bound() {
+        let mut n = test_node("1", "deploy-test-a");
+        n.tags.insert(TAG_CREATED.into(), "1000".into());
+        n.tags
+            .insert(crate::provider::TAG_STATE.into(), DEPLOYING.into());
+        let bound = 1000 + STUCK_AFTER.as_secs() + SKEW_MARGIN.as_secs();
+        assert!(!is_stuck(&n, bound), "untagged nodes are never stuck");
+        n.tags.insert(TAG_MANAGED.into(), "1".into());
+        assert!(!is_stuck(&n, bound - 1));
+        assert!(is_stuck(&n, bound) && is_reapable(&n, bound));
+        assert_eq!(state_cell(&n), "running/deploying");
+        n.tags
+            .insert(crate::provider::TAG_STATE.into(), DEPLOY_READY.into());
+        assert!(!is_stuck(&n, bound * 10) && !is_reapable(&n, bound * 10));
+        assert_eq!(state_cell(&n), "running");
+        n.state = NodeState::Pending;
+        assert!(
+            is_stuck(&n, bound),
+            "pending at the provider past the bound"
+        );
     }
 
     #[test]

@@ -34,17 +34,17 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
     }
 }
 
-/// `--format table`: a header and aligned columns (name, state, age, public ip, provider).
+/// `--format table`: a header and aligned columns (name, state with the deploy's when it did
+/// not finish, age, public ip, provider, expiry, owner).
 pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
-    let now = time::OffsetDateTime::now_utc();
     let secs = crate::expiry::now_secs();
     let mut rows =
         vec![["NAME", "STATE", "AGE", "IP", "PROVIDER", "EXPIRES", "OWNER"].map(String::from)];
     for n in nodes {
         rows.push([
             n.name.clone(),
-            n.state.to_string(),
-            n.created.as_deref().map_or("-".into(), |c| age(c, now)),
+            crate::expiry::state_cell(n),
+            crate::expiry::created_at(n).map_or("-".into(), |c| age(secs.saturating_sub(c))),
             n.public_ip.clone().unwrap_or_else(|| "-".into()),
             provider.to_string(),
             crate::expiry::expires_cell(n, secs),
@@ -66,15 +66,9 @@ pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
     s
 }
 
-/// How long ago an RFC 3339 time was, in the largest whole unit (`42s`, `5m`, `3h`, `2d`);
-/// `-` when it does not parse.
-fn age(created: &str, now: time::OffsetDateTime) -> String {
-    let Ok(t) =
-        time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
-    else {
-        return "-".into();
-    };
-    let secs = (now - t).whole_seconds().max(0);
+/// An age in the largest whole unit (`42s`, `5m`, `3h`, `2d`). The creation time is ours
+/// (`provision-created`, as the reaper reads it) when the node carries it, else the provider's.
+fn age(secs: u64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -171,6 +165,10 @@ mod table_tests {
             lines[2].starts_with("db             running  -    -"),
             "{t}"
         );
-        assert_eq!(age("nonsense", now), "-");
+        let mut c = crate::provider::test_node("3", "c");
+        c.created = Some("nonsense".into());
+        let t = table(&[c], "local");
+        let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[..3], ["c", "running", "-"], "{t}");
     }
 }

@@ -24,29 +24,29 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const DO_TOKEN: &str = "dop_v1_e2e0123456789abcdef0123456789abcdef0123456789abcdef";
-const HZ_TOKEN: &str = "hz-e2e-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789ab";
+pub const DO_TOKEN: &str = "dop_v1_e2e0123456789abcdef0123456789abcdef0123456789abcdef";
+pub const HZ_TOKEN: &str = "hz-e2e-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789ab";
 const RESULTS: &str = "<testsuite tests=\"1\"><testcase name=\"works\"/></testsuite>";
 
-/// What differs between the two clouds.
-struct Cloud {
-    api: Api,
-    provider: &'static str,
-    url_env: &'static str,
-    token_env: &'static str,
-    token: &'static str,
-    spec: &'static str,
+/// What differs between the two clouds (also for tests/reaper.rs).
+pub struct Cloud {
+    pub api: Api,
+    pub provider: &'static str,
+    pub url_env: &'static str,
+    pub token_env: &'static str,
+    pub token: &'static str,
+    pub spec: &'static str,
     /// -i, -s, -l
-    image: &'static str,
-    size: &'static str,
-    location: &'static str,
+    pub image: &'static str,
+    pub size: &'static str,
+    pub location: &'static str,
     /// The path prefix of server creates, as the fake sees it.
-    create_path: &'static str,
+    pub create_path: &'static str,
     /// A status of the spec that means "not running and not starting".
-    off: &'static str,
+    pub off: &'static str,
 }
 
-const DO: Cloud = Cloud {
+pub const DO: Cloud = Cloud {
     api: Api::DigitalOcean,
     provider: "digitalocean",
     url_env: "PROVISION_DIGITALOCEAN_URL",
@@ -60,7 +60,7 @@ const DO: Cloud = Cloud {
     off: "off",
 };
 
-const HZ: Cloud = Cloud {
+pub const HZ: Cloud = Cloud {
     api: Api::Hetzner,
     provider: "hetzner",
     url_env: "PROVISION_HETZNER_URL",
@@ -76,13 +76,13 @@ const HZ: Cloud = Cloud {
 
 // ---- fakes ----
 
-struct Shared {
-    fake: FakeCloud,
-    prism: prism::Prism,
+pub struct Shared {
+    pub fake: FakeCloud,
+    pub prism: prism::Prism,
 }
 
 /// The fake of `c` behind Prism, once per test binary (both start in parallel).
-fn proxied(c: &Cloud) -> &'static Shared {
+pub fn proxied(c: &Cloud) -> &'static Shared {
     static DO_S: OnceLock<Shared> = OnceLock::new();
     static HZ_S: OnceLock<Shared> = OnceLock::new();
     let cell = match c.api {

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// One moto per test binary; each test has its own proxy (and faults), and its own names.
-fn shared() -> &'static moto::Moto {
+pub fn shared() -> &'static moto::Moto {
     static M: OnceLock<moto::Moto> = OnceLock::new();
     M.get_or_init(|| moto::start(&[]))
 }
@@ -38,7 +38,17 @@ fn sandbox() -> Sandbox {
     s
 }
 
-fn cmd(s: &Sandbox, url: &str, bin: &str) -> crate::support::cli::Cmd {
+/// deploy-node's image, size and zone on moto.
+pub const CREATE: &[&str] = &[
+    "-i",
+    "ubuntu/images/hvm-ssd/ubuntu-trusty",
+    "-s",
+    "t3.micro",
+    "-l",
+    "us-east-1a",
+];
+
+pub fn cmd(s: &Sandbox, url: &str, bin: &str) -> crate::support::cli::Cmd {
     s.cmd(bin)
         .env("PROVISION_EC2_URL", url)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
@@ -59,20 +69,8 @@ fn ec2_deploy_list_destroy_against_moto() {
     let s = sandbox();
 
     let r = cmd(&s, url, "deploy-node")
-        .args([
-            "-i",
-            "ubuntu/images/hvm-ssd/ubuntu-trusty",
-            "-s",
-            "t3.micro",
-            "-l",
-            "us-east-1a",
-            "-b",
-            "hello",
-            "-n",
-            name,
-            "--ssh-timeout",
-            "60s",
-        ])
+        .args(CREATE)
+        .args(["-b", "hello", "-n", name, "--ssh-timeout", "60s"])
         .run();
     assert_node_started(name);
     let r = r.code(0).stderr_has(&format!("[{name}] hello from {name}"));
@@ -168,6 +166,23 @@ fn lost_create_answer_finds_the_instance_not_a_second_one() {
     let r = deploy(&s, &p, name, "60s").run();
     assert_eq!(creates(&p), 1, "re-sent although the instance existed");
     deployed_once(&s, &p, name, r);
+}
+
+#[test]
+fn more_tags_than_ec2_takes_exit_2_and_create_nothing() {
+    let p = motoproxy::start(&shared().url);
+    let (s, name) = (sandbox(), "e2e-ec2-tags");
+    // 45 labels and provision's 6 (owner, managed, created, create id, deploy state, Name)
+    let labels: Vec<String> = (0..45).map(|i| format!("--label=l{i}=v")).collect();
+    deploy(&s, &p, name, "60s")
+        .args(&labels)
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has("ec2: 45 --label and 6 tags of provision's own make 51 tags per node, over ec2's limit of 50: drop 1 --label")
+        .stdout_empty();
+    assert_eq!(creates(&p), 0);
+    assert_eq!(live(&p), 0);
 }
 
 #[test]

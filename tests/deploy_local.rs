@@ -379,12 +379,30 @@ fn static_host_provisioned_and_changed_host_key_refused() {
     let team = sshd::client_key();
     server.authorize("root", &team.public);
     let team_key = team.private.display().to_string();
-    s.cmd("deploy-node")
+    // a --ttl means nothing on a machine that is never destroyed: warned once, not recorded
+    let again = s
+        .cmd("deploy-node")
         .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
-        .args(["--identity", &team_key])
+        .args(["--identity", &team_key, "--ttl", "2h"])
         .run()
         .code(0)
         .stderr_lacks("already taken");
+    assert_eq!(
+        again.stderr.matches("static: --ttl/ttl ignored").count(),
+        1,
+        "{}",
+        again.stderr
+    );
+    let list = |format: &str| {
+        s.cmd("list-nodes")
+            .args(["-c", &st, "--format", format])
+            .run()
+            .code(0)
+            .stdout
+    };
+    let listed: serde_json::Value = serde_json::from_str(&list("json")).unwrap();
+    assert!(listed[0]["expires_at"].is_null(), "{listed}");
+    assert_eq!(listed[0]["name"], "box1");
     // deploying a static host again counts its runs, and --reprovision works on it too (its
     // recorded bundles, the remembered identity and host key)
     let run = |s: &Sandbox| {
@@ -400,12 +418,7 @@ fn static_host_provisioned_and_changed_host_key_refused() {
         .stdout_has("box1 127.0.0.1");
     assert_eq!(run(&s), 3);
     // the learned key is remembered for the node and pinned in the ssh-config
-    let cfg = s
-        .cmd("list-nodes")
-        .args(["-c", &st, "--format", "ssh-config"])
-        .run()
-        .code(0)
-        .stdout;
+    let cfg = list("ssh-config");
     assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
     assert!(cfg.contains(&format!("IdentityFile {team_key}\n")), "{cfg}");
     let cfg = s.write("ssh_config", &cfg);

@@ -20,11 +20,11 @@ use fakecloud::openstack::{APP_CRED_ID, FAULT, PROJECT_ID};
 use fakecloud::{Api, FakeCloud, Fault};
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "os-e2e-password-0123456789abcdef";
+pub const PASSWORD: &str = "os-e2e-password-0123456789abcdef";
 const RESULTS: &str = "<testsuite tests=\"1\"><testcase name=\"works\"/></testsuite>";
 const CREATE: &str = "/compute/v2.1/servers";
 
-fn fake() -> FakeCloud {
+pub fn fake() -> FakeCloud {
     let fake = FakeCloud::start(Api::OpenStack, PASSWORD);
     attach_nodes(&fake);
     fake

@@ -146,6 +146,23 @@ fn create_get_list_destroy_through_prism() {
         .iter()
         .any(|n| n.id == foreign.to_string() && !n.is_managed()));
 
+    // the deploy state (issue 17): replaced, never doubled, the other tags kept
+    assert!(d.updates_tags());
+    for state in ["deploying", "ready"] {
+        let t = [("provision-state".to_string(), state.to_string())].into();
+        d.update_tags(&d.get(&node.id).unwrap().unwrap(), &t)
+            .unwrap();
+    }
+    let raw = shared().fake.server_named("do-flow-1").unwrap().tags;
+    let states: Vec<&String> = raw
+        .iter()
+        .filter(|t| t.starts_with("provision-state"))
+        .collect();
+    assert_eq!(states, ["provision-state:ready"], "{raw:?}");
+    assert!(raw.contains(&"team:qa".to_string()), "{raw:?}");
+    let got = d.get(&node.id).unwrap().unwrap();
+    assert_eq!(got.deploy_state(), Some("ready"));
+
     assert_eq!(d.destroy(&node.id).unwrap(), Destroyed::Destroyed);
     assert_eq!(d.destroy(&node.id).unwrap(), Destroyed::AlreadyGone);
     assert_eq!(d.get(&node.id).unwrap(), None);

@@ -148,6 +148,22 @@ fn create_get_list_destroy_through_prism() {
         .iter()
         .any(|n| n.id == foreign.to_string() && !n.is_managed()));
 
+    // the deploy state (issue 17): replaced, never doubled, the other tags kept
+    assert!(d.updates_tags());
+    for state in ["deploying", "ready"] {
+        let t = [("provision-state".to_string(), state.to_string())].into();
+        d.update_tags(&d.get(&node.id).unwrap().unwrap(), &t)
+            .unwrap();
+    }
+    let raw = shared().fake.server_named(&node.name).unwrap().labels;
+    assert_eq!(
+        raw.get("provision-state").map(String::as_str),
+        Some("ready")
+    );
+    assert_eq!(raw.get("team").map(String::as_str), Some("qa"), "{raw:?}");
+    let got = d.get(&node.id).unwrap().unwrap();
+    assert_eq!(got.deploy_state(), Some("ready"));
+
     assert_eq!(d.destroy(&node.id).unwrap(), Destroyed::Destroyed);
     assert_eq!(d.destroy(&node.id).unwrap(), Destroyed::AlreadyGone);
     assert_eq!(d.get(&node.id).unwrap(), None);

@@ -1,23 +1,46 @@
-//! Expiry, ownership and the reaper across runners (issue 17), with the local provider: its
-//! state dir is the "account". Three sandboxes are three runners (own HOME, key, user, CI
-//! variables); the third one's state dir is the account the other two deploy to, and it lists
-//! and reaps what they made from the records on the nodes alone.
+//! Expiry, ownership and the reaper across runners (issue 17): ONE test body run against every
+//! provider's account — the local provider (its state dir is the account), DigitalOcean and
+//! Hetzner (the stateful fake behind Prism's validating proxy, so the deploy-state tag updates
+//! are checked against the official specs too), EC2 (moto, through the loopback proxy) and
+//! OpenStack (the project's fake). Three sandboxes are three runners (own HOME, key, user, CI
+//! variables, state dir: no journal is shared); the third lists and reaps what the other two
+//! made from the records on the nodes alone.
+//!
+//! No sleeping: a node is made "long ago" by rewriting its tags right in the account (the
+//! fake's state, moto through boto3, the local node's record), as another runner's old deploy
+//! or a runner that died mid-deploy would have left them.
 
-use crate::support::cli::Sandbox;
-use std::path::Path;
+use crate::support::cli::{Cmd, Sandbox};
+use crate::support::cloudnodes::Cleanup;
+use crate::support::fakecloud::{Api, FakeCloud};
+use crate::support::moto;
+use std::path::{Path, PathBuf};
 
-/// Rewrites one tag of a local node's record, as if the node had been deployed long ago
-/// (`Some`) or by something else than provision (`None` removes it).
-fn set_tag(account: &Path, node: &str, key: &str, value: Option<&str>) {
-    let p = account.join("local").join(node).join("node.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    let tags = v["tags"].as_object_mut().unwrap();
-    match value {
-        Some(x) => tags.insert(key.into(), x.into()),
-        None => tags.remove(key),
-    };
-    std::fs::write(&p, v.to_string()).unwrap();
+type CmdFn = Box<dyn Fn(&Sandbox, &str) -> Cmd>;
+type SetTagFn = Box<dyn Fn(&str, &str, Option<&str>)>;
+type ForeignFn = Box<dyn Fn(&Sandbox, &str)>;
+
+/// One account the runners share, and how the test reaches into it.
+struct Account {
+    provider: &'static str,
+    /// `-c site -p NAME` and where the account is (URL, credentials; the local provider's
+    /// state dir), for a command of any runner.
+    cmd: CmdFn,
+    /// deploy-node's `-i -s -l` (nothing for local).
+    create: &'static [&'static str],
+    /// `[providers.NAME]` tuning for every runner's config.
+    config: &'static str,
+    /// Sets (`Some`) or removes (`None`) one tag of node NAME right in the account.
+    set_tag: SetTagFn,
+    /// Makes node NAME someone else's: no provision tag, but an expiry long past.
+    foreign: ForeignFn,
+    /// Whether node NAME still exists in the account.
+    exists: Box<dyn Fn(&str) -> bool>,
+}
+
+/// An hour ago, as a tag value.
+fn hour_ago() -> String {
+    (now_secs() - 3600).to_string()
 }
 
 fn now_secs() -> u64 {
@@ -27,50 +50,82 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-#[test]
-fn a_third_runner_lists_owners_and_reaps_exactly_the_expired_nodes() {
-    let reaper = Sandbox::new();
-    let account = reaper.state();
-    let (alice, ci) = (Sandbox::new(), Sandbox::new());
-    let deploy = |s: &Sandbox, user: &str, args: &[&str]| {
-        s.cmd("deploy-node")
-            .env("PROVISION_STATE_DIR", &account)
+/// A runner: its own HOME, key and state dir, with the account's config.
+fn runner(a: &Account) -> Sandbox {
+    let s = Sandbox::new();
+    s.write(
+        "site/provision.toml",
+        &format!(
+            "[bundles.fails]\nscripts = [\"fail.sh\"]\n\n[providers.{}]\n{}",
+            a.provider, a.config
+        ),
+    );
+    s.write("site/scripts/fail.sh", "#!/bin/sh\nexit 7\n");
+    s
+}
+
+fn reap_across_runners(a: &Account) {
+    let p = a.provider;
+    let name = |n: &str| format!("deploy-test-{p}-{n}");
+    let (fresh, old, stuck, forever, ci, foreign, failed) = (
+        name("fresh"),
+        name("old"),
+        name("stuck"),
+        name("forever"),
+        name("ci"),
+        name("foreign"),
+        name("failed"),
+    );
+    let _cleanup: Vec<Cleanup> = [&fresh, &old, &stuck, &forever, &ci, &foreign, &failed]
+        .into_iter()
+        .map(|n| Cleanup(n.clone()))
+        .collect();
+    let (alice, ci_runner, reaper) = (runner(a), runner(a), runner(a));
+    let deploy = |s: &Sandbox, user: &str, node: &str, args: &[&str]| {
+        (a.cmd)(s, "deploy-node")
             .env("USER", user)
+            .args(a.create)
+            .args(["-n", node, "--ssh-timeout", "60s"])
             .args(args)
     };
-    deploy(
-        &alice,
-        "alice",
-        &[
-            "-n",
-            "deploy-test-fresh",
-            "--ttl",
-            "1h",
-            "--label",
-            "team=web",
-        ],
-    )
-    .run()
-    .code(0);
-    deploy(&alice, "alice", &["-n", "deploy-test-old", "--ttl", "2h"])
+    for (node, args) in [
+        (
+            &fresh,
+            &["--ttl", "1h", "--label", "team=web", "--junit", "fresh.xml"][..],
+        ),
+        (&old, &["--ttl", "2h"]),
+        (&stuck, &["--ttl", "never"]),
+        (&forever, &["--ttl", "never"]),
+    ] {
+        // a clean deploy warns about nothing: the deploy state was recorded
+        deploy(&alice, "alice", node, args)
+            .run()
+            .code(0)
+            .stderr_lacks("warning");
+    }
+    // a failed script: the node is kept, its deploy recorded as failed (not stuck)
+    deploy(&alice, "alice", &failed, &["--ttl", "1h", "-b", "fails"])
         .run()
-        .code(0);
-    deploy(
-        &alice,
-        "alice",
-        &["-n", "deploy-test-foreign", "--ttl", "1h"],
-    )
-    .run()
-    .code(0);
-    deploy(
-        &alice,
-        "alice",
-        &["-n", "deploy-test-forever", "--ttl", "never"],
-    )
-    .run()
-    .code(0);
+        .code(14)
+        .stderr_has("node kept for inspection")
+        .stderr_lacks("warning");
+    // the report records the expiry, read back from the node as the provider stores it
+    let junit = std::fs::read_to_string(alice.path().join("fresh.xml")).unwrap();
+    let expiry = junit
+        .split(r#"<property name="provision-expires-at" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no expiry property in {junit}"));
+    let at = time::OffsetDateTime::parse(expiry, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp() as u64;
+    assert!(at.abs_diff(now_secs() + 3600) < 300, "{expiry}");
+    assert!(
+        junit.contains(r#"<property name="provision-owner" value="alice@"#),
+        "{junit}"
+    );
     // a CI runner: the 4h default, the job recorded, the reap hint printed once
-    let ci_run = deploy(&ci, "runner", &["-n", "deploy-test-ci"])
+    let ci_run = deploy(&ci_runner, "runner", &ci, &[])
         .env("CI", "true")
         .env("GITHUB_RUN_ID", "4242")
         .env("GITHUB_JOB", "e2e")
@@ -86,149 +141,307 @@ fn a_third_runner_lists_owners_and_reaps_exactly_the_expired_nodes() {
         "{}",
         ci_run.stderr
     );
-    // long ago: expired an hour ago (well past the skew margin); one not ours though expired
-    let past = (now_secs() - 3600).to_string();
-    set_tag(
-        &account,
-        "deploy-test-old",
-        "provision-expires-at",
-        Some(&past),
-    );
-    set_tag(
-        &account,
-        "deploy-test-foreign",
-        "provision-expires-at",
-        Some(&past),
-    );
-    set_tag(&account, "deploy-test-foreign", "provision", None);
+    (a.foreign)(&alice, &foreign);
 
-    let table = reaper
-        .cmd("list-nodes")
+    // long ago: expired an hour ago (well past the skew margin)
+    (a.set_tag)(&old, "provision-expires-at", Some(&hour_ago()));
+    // a runner that died mid-deploy 5 hours ago: still `deploying`, no expiry
+    let five_hours_ago = (now_secs() - 5 * 3600).to_string();
+    (a.set_tag)(&stuck, "provision-state", Some("deploying"));
+    (a.set_tag)(&stuck, "provision-created", Some(&five_hours_ago));
+
+    let table = (a.cmd)(&reaper, "list-nodes")
         .args(["--format", "table"])
         .run()
         .code(0)
         .stdout;
-    let row = |name: &str| {
+    let row = |n: &str| {
         table
             .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("{name} in\n{table}"))
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("{n} in\n{table}"))
             .to_string()
     };
     assert!(table.starts_with("NAME"), "{table}");
     assert!(
-        row("deploy-test-old").contains("EXPIRED") && row("deploy-test-old").contains("alice@"),
+        row(&old).contains("EXPIRED") && row(&old).contains("alice@"),
         "{table}"
     );
     assert!(
-        row("deploy-test-fresh").contains("in 59m") || row("deploy-test-fresh").contains("in 1h"),
+        row(&fresh).contains("in 59m") || row(&fresh).contains("in 1h"),
         "{table}"
     );
     assert!(
-        row("deploy-test-ci").contains("in 3h59m") || row("deploy-test-ci").contains("in 4h"),
+        row(&ci).contains("in 3h59m") || row(&ci).contains("in 4h"),
         "{table}"
     );
     assert!(
-        row("deploy-test-ci").contains("runner@")
-            && row("deploy-test-ci").contains("ci_job=4242-e2e"),
+        row(&ci).contains("runner@") && row(&ci).contains("ci_job=4242-e2e"),
         "{table}"
     );
-    assert!(row("deploy-test-forever").contains("  -  "), "{table}");
-    // the untagged node is not ours: never EXPIRED, whatever its tags say
-    assert!(!row("deploy-test-foreign").contains("EXPIRED"), "{table}");
+    assert!(row(&forever).contains("  -  "), "{table}");
+    assert!(
+        row(&stuck).contains("/deploying") && row(&stuck).contains("STUCK"),
+        "{table}"
+    );
+    assert!(!row(&fresh).contains("/"), "a finished deploy: {table}");
+    assert!(
+        row(&failed).contains("/failed") && row(&failed).contains("in "),
+        "{table}"
+    );
+    // the untagged node is not ours: never EXPIRED, whatever its tags say (the clouds do not
+    // even list it without --all)
+    assert!(
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{foreign} ")))
+            .map_or(true, |l| !l.contains("EXPIRED")),
+        "{table}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(
-        &reaper
-            .cmd("list-nodes")
+        &(a.cmd)(&reaper, "list-nodes")
             .args(["--format", "json"])
             .run()
             .code(0)
             .stdout,
     )
     .unwrap();
-    let ci_node = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "deploy-test-ci")
-        .unwrap();
-    assert_eq!(ci_node["ci_job"], "4242-e2e");
-    assert_eq!(ci_node["tags"]["ci_project"], "org/repo");
+    let node = |n: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {json}"))
+            .clone()
+    };
+    let ci_node = node(&ci);
+    assert_eq!(ci_node["ci_job"], "4242-e2e", "{ci_node}");
+    assert_eq!(ci_node["tags"]["ci_project"], "org/repo", "{ci_node}");
     assert_eq!(ci_node["expired"], false);
-    assert!(ci_node["age_seconds"].as_u64().unwrap() < 600);
+    assert_eq!(ci_node["deploy_state"], "ready", "{ci_node}");
+    assert!(ci_node["age_seconds"].as_u64().unwrap() < 600, "{ci_node}");
+    assert_eq!(node(&stuck)["stuck"], true);
+    // its age is the one its runner recorded: 5h, in JSON and the table
+    let age = node(&stuck)["age_seconds"].as_u64().unwrap();
+    assert!(age.abs_diff(5 * 3600) < 300, "{age}");
+    assert!(row(&stuck).contains(" 5h "), "{table}");
+    assert_eq!(node(&old)["expired"], true);
 
-    let expired = reaper
-        .cmd("list-nodes")
-        .args(["--expired"])
-        .run()
-        .code(0)
-        .stdout;
-    assert_eq!(
-        expired
+    let listed = |args: &[&str]| {
+        let out = (a.cmd)(&reaper, "list-nodes")
+            .args(args)
+            .run()
+            .code(0)
+            .stdout;
+        let mut names: Vec<String> = out
             .lines()
-            .map(|l| l.split(' ').next().unwrap())
-            .collect::<Vec<_>>(),
-        ["deploy-test-old"]
-    );
-    let labelled = reaper
-        .cmd("list-nodes")
-        .args(["--label", "team=web"])
-        .run()
-        .code(0)
-        .stdout;
-    assert!(
-        labelled.starts_with("deploy-test-fresh ") && labelled.lines().count() == 1,
-        "{labelled}"
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut expired = vec![old.clone(), stuck.clone()];
+    expired.sort();
+    assert_eq!(listed(&["--expired"]), expired);
+    assert_eq!(
+        listed(&["--label", "team=web"]),
+        std::slice::from_ref(&fresh)
     );
 
-    reaper
-        .cmd("destroy-node")
-        .args(["--expired", "--dry-run"])
-        .run()
-        .code(0)
-        .stderr_has("would destroy deploy-test-old");
-    assert!(account.join("local/deploy-test-old").exists());
-    reaper
-        .cmd("destroy-node")
-        .args(["--expired"])
-        .run()
-        .code(0)
-        .stderr_has("deploy-test-old: destroyed");
+    // the dry run only names them; the run destroys exactly them
+    for (args, said, left) in [
+        (&["--expired", "--dry-run"][..], "would destroy {n}", true),
+        (&["--expired"], "{n}: destroyed", false),
+    ] {
+        let r = (a.cmd)(&reaper, "destroy-node").args(args).run().code(0);
+        for n in [&old, &stuck] {
+            let said = said.replace("{n}", n);
+            assert!(r.stderr.contains(&said), "{args:?}: {}", r.stderr);
+            assert_eq!((a.exists)(n), left, "{n} after {args:?}");
+        }
+    }
     // again: nothing expired left is success
-    reaper
-        .cmd("destroy-node")
+    (a.cmd)(&reaper, "destroy-node")
         .args(["--expired"])
         .run()
         .code(0)
         .stderr_has("0 expired node(s)");
-    let all = reaper
-        .cmd("list-nodes")
-        .args(["--all"])
-        .run()
-        .code(0)
-        .stdout;
-    for kept in [
-        "deploy-test-fresh",
-        "deploy-test-foreign",
-        "deploy-test-forever",
-        "deploy-test-ci",
-    ] {
-        assert!(all.contains(kept), "{kept} must survive the reaper:\n{all}");
+    for kept in [&fresh, &foreign, &forever, &ci, &failed] {
+        assert!((a.exists)(kept), "{kept} must survive the reaper");
     }
-    assert!(!all.contains("deploy-test-old"), "{all}");
     // one CI job's nodes, by the label the deploy printed
-    reaper
-        .cmd("destroy-node")
+    (a.cmd)(&reaper, "destroy-node")
         .args(["--label", "ci_job=4242-e2e"])
         .run()
         .code(0)
-        .stderr_has("deploy-test-ci: destroyed");
-    for name in ["deploy-test-fresh", "deploy-test-forever"] {
-        reaper.cmd("destroy-node").args([name]).run().code(0);
+        .stderr_has(&format!("{ci}: destroyed"));
+    assert!(!(a.exists)(&ci));
+    for n in [&fresh, &forever, &failed] {
+        (a.cmd)(&reaper, "destroy-node").args([n]).run().code(0);
     }
-    reaper
-        .cmd("destroy-node")
-        .args(["--force", "deploy-test-foreign"])
+    (a.cmd)(&reaper, "destroy-node")
+        .args(["--force", &foreign])
         .run()
         .code(0);
+}
+
+/// Rewrites one tag of a local node's record.
+fn set_local_tag(account: &Path, node: &str, key: &str, value: Option<&str>) {
+    let p = account.join("local").join(node).join("node.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let tags = v["tags"].as_object_mut().unwrap();
+    match value {
+        Some(x) => tags.insert(key.into(), x.into()),
+        None => tags.remove(key),
+    };
+    std::fs::write(&p, v.to_string()).unwrap();
+}
+
+#[test]
+fn a_third_runner_reaps_exactly_the_expired_local_nodes() {
+    // the account: a state dir of its own, shared by every runner
+    let dir = tempfile::tempdir().unwrap();
+    let account: PathBuf = dir.path().to_path_buf();
+    let acc = account.clone();
+    let set_tag = move |n: &str, k: &str, v: Option<&str>| set_local_tag(&acc, n, k, v);
+    let acc = account.clone();
+    let exists = move |n: &str| acc.join("local").join(n).exists();
+    let acc = account.clone();
+    let a = Account {
+        provider: "local",
+        cmd: Box::new(move |s, bin| {
+            s.cmd(bin)
+                .env("PROVISION_STATE_DIR", &account)
+                .args(["-c", "site", "-p", "local"])
+        }),
+        create: &[],
+        config: "",
+        set_tag: Box::new(set_tag.clone()),
+        foreign: Box::new(move |s, n| {
+            s.cmd("deploy-node")
+                .env("PROVISION_STATE_DIR", &acc)
+                .args(["-c", "site", "-p", "local", "-n", n, "--ttl", "1h"])
+                .run()
+                .code(0);
+            set_tag(n, "provision", None);
+            set_tag(n, "provision-expires-at", Some(&hour_ago()));
+        }),
+        exists: Box::new(exists),
+    };
+    reap_across_runners(&a);
+}
+
+/// An account kept by the project's fake: tags and foreign servers written in its state.
+fn fake_account(
+    fake: &'static FakeCloud,
+    provider: &'static str,
+    cmd: CmdFn,
+    create: &'static [&'static str],
+    config: &'static str,
+) -> Account {
+    Account {
+        provider,
+        cmd,
+        create,
+        config,
+        set_tag: Box::new(move |n, k, v| fake.set_tag(n, k, v)),
+        foreign: Box::new(move |_, n| {
+            fake.add_foreign(n);
+            fake.set_tag(n, "provision-expires-at", Some(&hour_ago()));
+        }),
+        exists: Box::new(move |n| fake.count_named(n) > 0),
+    }
+}
+
+const TUNING: &str = "poll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\n";
+
+/// DigitalOcean or Hetzner: the shared fake behind Prism.
+fn cloud_account(c: &'static crate::deploy_cloud::Cloud) -> Account {
+    let sh = crate::deploy_cloud::proxied(c);
+    let url = sh.prism.url.clone();
+    let cmd: CmdFn = Box::new(move |s, bin| {
+        s.cmd(bin)
+            .env(c.url_env, &url)
+            .env(c.token_env, c.token)
+            .args(["-c", "site", "-p", c.provider])
+    });
+    let create: &'static [&'static str] = match c.api {
+        Api::DigitalOcean => &["-i", "ubuntu-24-04-x64", "-s", "s-1vcpu-1gb", "-l", "fra1"],
+        _ => &["-i", "ubuntu-24.04", "-s", "cx22", "-l", "fsn1"],
+    };
+    fake_account(&sh.fake, c.provider, cmd, create, TUNING)
+}
+
+#[test]
+fn a_third_runner_reaps_exactly_the_expired_digitalocean_droplets() {
+    reap_across_runners(&cloud_account(&crate::deploy_cloud::DO));
+}
+
+#[test]
+fn a_third_runner_reaps_exactly_the_expired_hetzner_servers() {
+    reap_across_runners(&cloud_account(&crate::deploy_cloud::HZ));
+}
+
+/// boto3 against moto itself: tags set or removed on the live instances named `name`, a
+/// foreign instance, or how many live instances are named `name`.
+const BOTO3: &str = r#"
+import boto3, sys
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="x", aws_secret_access_key="x")
+op, name = sys.argv[2], sys.argv[3]
+live = [i["InstanceId"]
+        for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+        for i in r["Instances"] if i["State"]["Name"] not in ("terminated", "shutting-down")]
+if op == "set":
+    ec2.create_tags(Resources=live, Tags=[{"Key": sys.argv[4], "Value": sys.argv[5]}])
+elif op == "unset":
+    ec2.delete_tags(Resources=live, Tags=[{"Key": sys.argv[4]}])
+elif op == "foreign":
+    ami = ec2.describe_images(Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-trusty*"]}])["Images"][0]["ImageId"]
+    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                      TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                          {"Key": "Name", "Value": name}, {"Key": "provision-expires-at", "Value": sys.argv[4]}]}])
+print(len(live))
+"#;
+
+#[test]
+fn a_third_runner_reaps_exactly_the_expired_ec2_instances() {
+    let m = crate::deploy_ec2::shared();
+    let proxy = crate::support::motoproxy::start(&m.url);
+    let url = proxy.url.clone();
+    let a = Account {
+        provider: "ec2",
+        cmd: Box::new(move |s, bin| crate::deploy_ec2::cmd(s, &url, bin)),
+        create: crate::deploy_ec2::CREATE,
+        config: "region = \"us-east-1\"\npoll_interval = 0.2\nretries = 2\ntimeout = 20\n",
+        set_tag: Box::new(move |n, k, v| {
+            match v {
+                Some(v) => moto::python(m, BOTO3, &["set", n, k, v]),
+                None => moto::python(m, BOTO3, &["unset", n, k]),
+            };
+        }),
+        foreign: Box::new(move |_, n| {
+            moto::python(m, BOTO3, &["foreign", n, &(now_secs() - 3600).to_string()]);
+        }),
+        exists: Box::new(move |n| moto::python(m, BOTO3, &["count", n]).trim() != "0"),
+    };
+    reap_across_runners(&a);
+}
+
+#[test]
+fn a_third_runner_reaps_exactly_the_expired_openstack_servers() {
+    let fake: &'static FakeCloud = Box::leak(Box::new(crate::deploy_openstack::fake()));
+    let env = fake.os_env(crate::deploy_openstack::PASSWORD);
+    let cmd: CmdFn = Box::new(move |s, bin| {
+        let mut c = s.cmd(bin);
+        for (k, v) in &env {
+            c = c.env(k, v);
+        }
+        c.args(["-c", "site", "-p", "openstack"])
+    });
+    let create = &["-i", "ubuntu", "-s", "m1.small", "-l", "nova"];
+    let config = "poll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\nnetwork = \"private\"\n";
+    reap_across_runners(&fake_account(fake, "openstack", cmd, create, config));
 }

@@ -142,6 +142,16 @@ fn a_hundred_nodes_with_five_second_boots() {
     }
     assert_eq!(fake.count_requests("POST", "/v2/droplets"), NODES);
     assert_eq!(fake.count(), NODES);
+    // the deploy state: every node `ready`, its tag created once for the pool, not per node
+    for n in &names {
+        let tags = fake.server_named(n).unwrap().tags;
+        let states: Vec<&String> = tags
+            .iter()
+            .filter(|t| t.starts_with("provision-state"))
+            .collect();
+        assert_eq!(states, ["provision-state:ready"], "{n}: {tags:?}");
+    }
+    assert_eq!(fake.count_requests("POST", "/v2/tags?"), 1);
     // One shared list call serves every waiting node, at most one per poll interval (the
     // cache is refreshed only when older than the interval), so the list calls are bounded
     // by the time spent, not by the number of nodes.

@@ -57,6 +57,10 @@ pub struct DeployOptions {
     pub json: bool,
     pub dry_run: bool,
     pub parallel: usize,
+    /// `--ttl` or config's `ttl` was given (not the CI default): static hosts warn about it.
+    pub ttl_given: bool,
+    /// How many `--label`s: named when the provider's tag limit is exceeded.
+    pub labels: usize,
     /// The per-node options; `prepared` is filled in once the provider resolved names.
     pub deploy: deploy::Options,
     /// `--reprovision`: the record of the node to provision again.
@@ -128,6 +132,7 @@ impl DeployOptions {
             ),
             None => None,
         };
+        let ttl_given = args.ttl.is_some_and(|t| t.0.is_some()) || config_ttl.flatten().is_some();
         let ttl = crate::expiry::effective_ttl(args.ttl.map(|t| t.0), config_ttl);
         let records = crate::expiry::records(ttl, &args.labels);
         Ok(DeployOptions {
@@ -142,6 +147,8 @@ impl DeployOptions {
             dry_run: args.dry_run,
             parallel: usize::from(args.parallel),
             reprovision,
+            ttl_given,
+            labels: args.labels.len(),
             deploy: deploy::Options {
                 ssh_timeout: args.ssh_timeout,
                 script_timeout: args.script_timeout,

@@ -28,6 +28,8 @@ pub struct StepResult {
 pub struct NodeResult {
     pub node: String,
     pub steps: Vec<StepResult>,
+    /// `<property>`s of the node's suite: its expiry, owner and CI job, as recorded on it.
+    pub properties: Vec<(String, String)>,
 }
 
 /// Keeps the last `limit` bytes (on a char boundary), saying how much was cut.
@@ -47,6 +49,9 @@ pub fn build(nodes: &[NodeResult]) -> Report {
     let mut report = Report::new("deploy-node");
     for n in nodes {
         let mut suite = TestSuite::new(n.node.as_str());
+        for (k, v) in &n.properties {
+            suite.add_property(quick_junit::Property::new(k.as_str(), v.as_str()));
+        }
         for step in &n.steps {
             let status = if step.skipped {
                 TestCaseStatus::skipped()
@@ -107,12 +112,17 @@ mod tests {
         let ok = NodeResult {
             node: "n1".into(),
             steps: vec![step("keys", None, false), step("01-a.sh", None, false)],
+            properties: vec![("provision-expires-at".into(), "2026-12-01T08:00:00Z".into())],
         };
         let xml = to_xml(std::slice::from_ref(&ok));
         let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
             .unwrap();
         assert_eq!((r.passed, r.failed.len()), (2, 0));
         assert!(xml.contains("time=\"1.500\""), "{xml}");
+        assert!(
+            xml.contains(r#"<property name="provision-expires-at" value="2026-12-01T08:00:00Z"/>"#),
+            "{xml}"
+        );
 
         let bad = NodeResult {
             node: "n2".into(),
@@ -121,6 +131,7 @@ mod tests {
                 step("01-a.sh", Some("exit status 3"), false),
                 step("02-b.sh", None, true),
             ],
+            properties: vec![],
         };
         let xml = to_xml(&[ok, bad]);
         let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())

@@ -77,6 +77,25 @@ impl Provider for Coalesced {
             None => Duration::ZERO,
         })
     }
+    fn updates_tags(&self) -> bool {
+        self.inner.updates_tags()
+    }
+    fn update_tags(
+        &self,
+        node: &Node,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.inner.update_tags(node, tags)
+    }
+    fn max_tags(&self) -> Option<usize> {
+        self.inner.max_tags()
+    }
+    fn driver_tags(&self) -> usize {
+        self.inner.driver_tags()
+    }
+    fn destroys_machines(&self) -> bool {
+        self.inner.destroys_machines()
+    }
     fn names_must_be_free(&self) -> bool {
         self.inner.names_must_be_free()
     }

@@ -302,6 +302,13 @@ impl DigitalOcean {
     }
 }
 
+/// Tags this process made sure exist (`POST /v2/tags`), by base URL and name.
+fn tags_created() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static T: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
 /// DigitalOcean tags for a node: ours, then the spec's `key:value` pairs the charset allows.
 fn tags_for(spec: &NodeSpec, now: u64) -> Vec<String> {
     let ok = |s: &str| {
@@ -493,5 +500,57 @@ impl Provider for DigitalOcean {
 
     fn poll_interval(&self) -> Duration {
         self.core.poll
+    }
+
+    fn updates_tags(&self) -> bool {
+        true
+    }
+
+    /// Per tag: the new `key:value` tag is created (`POST /v2/tags`: a tag must exist before
+    /// it is put on anything), put on the droplet (`POST /v2/tags/{tag}/resources`), then the
+    /// droplet's old tag of that key, as `node` carries it, is taken off (`DELETE
+    /// /v2/tags/{old}/resources`), so the key is never missing in between. No read first:
+    /// `node` is as fresh as the caller's last poll (a pool's deploys stay within the list
+    /// calls they share).
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let raw = |k: &str, v: &str| match super::tags::encode(&super::tags::DIGITALOCEAN, k, v) {
+            e if e.is_empty() => k.to_string(),
+            e => format!("{k}:{e}"),
+        };
+        let resources =
+            json!({"resources": [{"resource_id": node.id, "resource_type": "droplet"}]});
+        let client = &self.core.client;
+        for (k, v) in tags {
+            let (tag, old) = (raw(k, v), node.tags.get(k).map(|o| raw(k, o)));
+            if old.as_ref() == Some(&tag) {
+                continue;
+            }
+            // once per tag and account in this process (a pool's nodes share their tags)
+            let key = format!("{}\n{tag}", client.base_url());
+            if !tags_created()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&key)
+            {
+                client.update(reqwest::Method::POST, "/v2/tags", &json!({ "name": tag }))?;
+                tags_created()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key);
+            }
+            client.update(
+                reqwest::Method::POST,
+                &format!("/v2/tags/{tag}/resources"),
+                &resources,
+            )?;
+            if let Some(old) = old {
+                client.update(
+                    reqwest::Method::DELETE,
+                    &format!("/v2/tags/{old}/resources"),
+                    &resources,
+                )?;
+            }
+        }
+        Ok(())
     }
 }

@@ -379,6 +379,13 @@ struct StateReason {
     message: Option<String>,
 }
 
+/// CreateTags answers `<return>true</return>`.
+#[derive(Deserialize, Debug)]
+pub struct CreateTags {
+    #[serde(rename = "return", default)]
+    ret: Option<String>,
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct TerminateInstances {
@@ -1180,6 +1187,39 @@ impl Provider for Ec2 {
 
     fn poll_interval(&self) -> Duration {
         self.core.poll
+    }
+
+    fn updates_tags(&self) -> bool {
+        true
+    }
+
+    /// CreateTags: adds the tags, replacing the values of keys the instance already has.
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let mut p = vec![("ResourceId.1".to_string(), node.id.clone())];
+        for (i, (k, v)) in tags.iter().enumerate() {
+            p.push((format!("Tag.{}.Key", i + 1), k.clone()));
+            p.push((
+                format!("Tag.{}.Value", i + 1),
+                super::tags::encode(&super::tags::EC2, k, v),
+            ));
+        }
+        let r: CreateTags = self.call("CreateTags", &p)?;
+        match r.ret.as_deref() {
+            Some("false") => Err(self
+                .core
+                .client
+                .api_error(format!("CreateTags on {}: answered false", node.id))),
+            _ => Ok(()),
+        }
+    }
+
+    fn max_tags(&self) -> Option<usize> {
+        Some(super::tags::EC2_MAX_TAGS)
+    }
+
+    /// `Name`.
+    fn driver_tags(&self) -> usize {
+        1
     }
 }
 

@@ -498,4 +498,30 @@ impl Provider for Hetzner {
     fn poll_interval(&self) -> Duration {
         self.core.poll
     }
+
+    fn updates_tags(&self) -> bool {
+        true
+    }
+
+    /// `PUT /servers/{id}` with the server's labels (read first: the PUT replaces them all)
+    /// and these, encoded.
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let path = format!("/servers/{}", node.id);
+        let current = self.core.client.get(&path, &[])?;
+        let mut labels = current
+            .pointer("/server/labels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in tags {
+            labels.insert(
+                k.clone(),
+                json!(super::tags::encode(&super::tags::HETZNER, k, v)),
+            );
+        }
+        self.core
+            .client
+            .update(reqwest::Method::PUT, &path, &json!({ "labels": labels }))?;
+        Ok(())
+    }
 }

@@ -471,6 +471,16 @@ impl Client {
         Ok(r.status != 404)
     }
 
+    /// An idempotent update (PUT, a tag added or removed) with a JSON body, retried like a
+    /// read; 404 is an API error. Returns the answer's JSON (`Null` when empty).
+    pub fn update(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
+        let r = self.send_idempotent(method.clone(), path, &[], Some(Body::Json(body)))?;
+        if r.status == 404 {
+            return Err(self.api_error(format!("{method} {path}: HTTP 404 Not Found")));
+        }
+        self.json(&format!("{method} {path}"), &r)
+    }
+
     /// Every item under `key` across all pages of a list call.
     pub fn get_all(&self, path: &str, key: &str, query: &[(&str, String)]) -> Result<Vec<Value>> {
         let per_page = self.hooks.per_page().to_string();

@@ -536,6 +536,19 @@ impl Provider for LocalProvider {
     fn poll_interval(&self) -> Duration {
         Duration::from_millis(50)
     }
+
+    fn updates_tags(&self) -> bool {
+        true
+    }
+
+    /// Rewrites the tags in the node's `node.json` (atomically).
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let mut rec = self
+            .record(&node.id)?
+            .ok_or_else(|| Error::unexpected(format!("local node {}: gone", node.id)))?;
+        rec.tags.extend(tags.clone());
+        state::write_json_atomic(&self.node_dir(&node.id).join("node.json"), &rec)
+    }
 }
 
 fn build_driver(table: &toml::Table, _: &super::Credentials) -> Result<Box<dyn Provider>> {

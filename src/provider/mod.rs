@@ -31,6 +31,16 @@ pub const TAG_CREATED: &str = "provision-created";
 /// The tag holding the random id of the create attempt that made the node: after a create
 /// whose outcome is unknown, a node is ours only when it carries this attempt's id.
 pub const TAG_CREATE_ID: &str = "provision-create-id";
+/// The deploy's state, on providers whose tags can be updated ([`Provider::updates_tags`]):
+/// [`DEPLOYING`] from the create, then [`DEPLOY_READY`] or [`DEPLOY_FAILED`]. A node still
+/// `deploying` long after its create was left by a runner that died mid-deploy.
+pub const TAG_STATE: &str = "provision-state";
+/// [`TAG_STATE`] from the create until the deploy ends.
+pub const DEPLOYING: &str = "deploying";
+/// [`TAG_STATE`] after every script ran.
+pub const DEPLOY_READY: &str = "ready";
+/// [`TAG_STATE`] of a node kept after a failed deploy.
+pub const DEPLOY_FAILED: &str = "failed";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +97,11 @@ impl Node {
     /// The id of the create attempt that made it ([`TAG_CREATE_ID`]), if it carries one.
     pub fn create_id(&self) -> Option<&str> {
         self.tags.get(TAG_CREATE_ID).map(String::as_str)
+    }
+
+    /// The deploy state recorded on it ([`TAG_STATE`]), if any.
+    pub fn deploy_state(&self) -> Option<&str> {
+        self.tags.get(TAG_STATE).map(String::as_str)
     }
 }
 
@@ -232,6 +247,36 @@ pub trait Provider: Send + Sync {
     /// for every driver that makes new machines; false where the name picks an existing one
     /// (static hosts).
     fn names_must_be_free(&self) -> bool {
+        true
+    }
+    /// Whether [`Provider::update_tags`] works. A deploy records its state on the node
+    /// ([`TAG_STATE`]) only then: a `deploying` tag that could never change would read as a
+    /// deploy that never completed.
+    fn updates_tags(&self) -> bool {
+        false
+    }
+    /// Adds or replaces `tags` on an existing node (others stay), each encoded to the
+    /// provider's rules. Default: not supported.
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let _ = tags;
+        Err(Error::usage(format!(
+            "{}: the tags of {} cannot be updated on this provider",
+            self.name(),
+            node.name
+        )))
+    }
+    /// The provider's limit of tags per node, counting [`NodeSpec::tags`] and
+    /// [`Provider::driver_tags`]. `None`: no limit.
+    fn max_tags(&self) -> Option<usize> {
+        None
+    }
+    /// How many tags the driver adds to [`NodeSpec::tags`] on create (EC2's `Name`).
+    fn driver_tags(&self) -> usize {
+        0
+    }
+    /// Whether `destroy` really destroys the machine (false for static hosts, which are only
+    /// forgotten: an expiry on them warns).
+    fn destroys_machines(&self) -> bool {
         true
     }
 }

@@ -752,6 +752,35 @@ impl Provider for OpenStack {
     fn poll_interval(&self) -> Duration {
         self.core.poll
     }
+
+    fn updates_tags(&self) -> bool {
+        true
+    }
+
+    /// `PUT /servers/{id}/metadata/{key}` per tag: sets one item, the others stay.
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        if node.id.is_empty() || node.id.contains('/') {
+            return Err(Error::usage(format!(
+                "{NAME}: '{}' is not a server id",
+                node.id
+            )));
+        }
+        let compute = self.endpoints()?.compute;
+        for (k, v) in tags {
+            let v = super::tags::encode(&super::tags::OPENSTACK, k, v);
+            self.core.client.update(
+                reqwest::Method::PUT,
+                &format!("{compute}/servers/{}/metadata/{k}", node.id),
+                &json!({"meta": { k.as_str(): v }}),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Nova's default `metadata_items` quota per server.
+    fn max_tags(&self) -> Option<usize> {
+        Some(super::tags::OPENSTACK_MAX_TAGS)
+    }
 }
 
 #[cfg(test)]

@@ -276,6 +276,10 @@ impl Provider for StaticProvider {
         "static"
     }
 
+    fn destroys_machines(&self) -> bool {
+        false
+    }
+
     /// Records the configured host `spec.name` as deployed (again, if it already was).
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let host = self.hosts.get(&spec.name).ok_or_else(|| {

@@ -64,8 +64,29 @@ pub const OPENSTACK: Rules = Rules {
     alnum_edges: false,
 };
 
-/// EC2's limit on tags per resource: the most labels a deploy may add stays well below it.
-pub const MAX_LABELS: usize = 20;
+/// EC2's limit on tags per resource (user tags; `aws:` ones do not count).
+pub const EC2_MAX_TAGS: usize = 50;
+/// Nova's default `metadata_items` quota: metadata items per server.
+pub const OPENSTACK_MAX_TAGS: usize = 128;
+
+/// Checks, before anything is created, that `count` tags fit on one node of `provider`
+/// (`max`: [`crate::provider::Provider::max_tags`]). `Err` is the one-line reason.
+/// `labels`: from `--label`; `own`: provision's and the driver's.
+pub fn check_count(
+    provider: &str,
+    labels: usize,
+    own: usize,
+    max: Option<usize>,
+) -> std::result::Result<(), String> {
+    match max {
+        Some(max) if labels + own > max => Err(format!(
+            "{provider}: {labels} --label and {own} tags of provision's own make {} tags per node, over {provider}'s limit of {max}: drop {} --label",
+            labels + own,
+            labels + own - max
+        )),
+        _ => Ok(()),
+    }
+}
 
 fn escape(rules: &Rules, value: &str) -> String {
     let Some(safe) = rules.safe else {
@@ -229,6 +250,20 @@ mod tests {
         }
         assert_eq!(encode(&HETZNER, "k", "alice@h"), "alice_40h");
         assert_eq!(decode(&HETZNER, "plain"), "plain");
+    }
+
+    #[test]
+    fn tag_counts_over_the_limit_are_refused() {
+        assert!(check_count("ec2", 42, 8, Some(50)).is_ok());
+        assert!(check_count("digitalocean", 500, 8, None).is_ok());
+        let e = check_count("ec2", 45, 8, Some(50)).unwrap_err();
+        assert!(
+            e.contains("45 --label")
+                && e.contains("53 tags")
+                && e.contains("limit of 50")
+                && e.contains("drop 3"),
+            "{e}"
+        );
     }
 
     #[test]

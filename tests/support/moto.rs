@@ -77,7 +77,6 @@ pub fn start(env: &[(&str, &str)]) -> Moto {
 /// With signature checking on: an IAM user with an access key allowed everything, made by
 /// the unauthenticated calls `INITIAL_NO_AUTH_ACTION_COUNT=3` leaves (boto3 from moto's venv).
 pub fn iam_keys(m: &Moto) -> (String, String) {
-    let python = moto_path().with_file_name("python");
     let script = r#"
 import boto3, json, sys
 iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
@@ -88,16 +87,23 @@ iam.put_user_policy(UserName="ci", PolicyName="all", PolicyDocument=json.dumps(
 k = iam.create_access_key(UserName="ci")["AccessKey"]
 print(k["AccessKeyId"], k["SecretAccessKey"])
 "#;
-    let out = Command::new(python)
+    let s = python(m, script, &[]);
+    let mut it = s.split_whitespace();
+    (it.next().unwrap().into(), it.next().unwrap().into())
+}
+
+/// Runs `script` with moto's python (boto3 installed) as `python -c script URL ARGS...`,
+/// talking to moto itself (not through a proxy); its stdout.
+pub fn python(m: &Moto, script: &str, args: &[&str]) -> String {
+    let out = Command::new(moto_path().with_file_name("python"))
         .args(["-c", script, &m.url])
+        .args(args)
         .output()
         .expect("run moto's python");
     assert!(
         out.status.success(),
-        "IAM setup: {}",
+        "moto's python: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut it = s.split_whitespace();
-    (it.next().unwrap().into(), it.next().unwrap().into())
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -196,12 +196,10 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 "droplet": droplet_json(inner, &server),
                 "links": {"actions": [{"id": server.id + 1, "rel": "create", "href": format!("https://api.digitalocean.com/v2/actions/{}", server.id + 1)}]}
             });
-            inner
-                .state
-                .lock()
-                .unwrap()
-                .servers
-                .insert(server.id, server);
+            let mut st = inner.state.lock().unwrap();
+            // tags given at create are created with the droplet
+            st.tag_names.extend(server.tags.iter().cloned());
+            st.servers.insert(server.id, server);
             Resp::json(202, body)
         }
         ("GET", ["v2", "droplets", id]) => {
@@ -226,6 +224,40 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 }
                 None => not_found(),
             }
+        }
+        ("POST", ["v2", "tags"]) => match req.json().as_ref().and_then(|b| b["name"].as_str()) {
+            Some(name) => {
+                let mut st = inner.state.lock().unwrap();
+                st.tag_names.insert(name.to_string());
+                Resp::json(
+                    201,
+                    json!({"tag": {"name": name, "resources": {"count": 0, "droplets": {"count": 0}}}}),
+                )
+            }
+            None => invalid("name is required"),
+        },
+        (m @ ("POST" | "DELETE"), ["v2", "tags", tag, "resources"]) => {
+            let Some(b) = req.json() else {
+                return invalid("body is not JSON");
+            };
+            let mut st = inner.state.lock().unwrap();
+            // the real API: a tag must exist before it is put on anything
+            if m == "POST" && !st.tag_names.contains(*tag) {
+                return not_found();
+            }
+            for r in b["resources"].as_array().into_iter().flatten() {
+                let id = r["resource_id"]
+                    .as_str()
+                    .and_then(|i| i.parse::<u64>().ok());
+                let Some(s) = id.and_then(|id| st.servers.get_mut(&id)) else {
+                    return not_found();
+                };
+                s.tags.retain(|t| t != tag);
+                if m == "POST" {
+                    s.tags.push(tag.to_string());
+                }
+            }
+            Resp::empty(204)
         }
         ("GET", ["v2", "account", "keys"]) => {
             let st = inner.state.lock().unwrap();

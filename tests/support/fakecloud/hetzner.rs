@@ -281,6 +281,27 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 None => not_found("server"),
             }
         }
+        ("PUT", ["servers", id]) => {
+            let Some(b) = req.json() else {
+                return invalid("body is not JSON");
+            };
+            let mut st = inner.state.lock().unwrap();
+            match id.parse().ok().and_then(|id: u64| st.servers.get_mut(&id)) {
+                Some(s) => {
+                    if let Some(l) = b["labels"].as_object() {
+                        s.labels = l
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect();
+                    }
+                    if let Some(n) = b["name"].as_str() {
+                        s.name = n.to_string();
+                    }
+                    Resp::json(200, json!({"server": server_json(inner, s)}))
+                }
+                None => not_found("server"),
+            }
+        }
         ("DELETE", ["servers", id]) => {
             let gone = id
                 .parse()

@@ -154,6 +154,9 @@ pub struct Key {
 pub struct State {
     pub servers: BTreeMap<u64, Server>,
     pub keys: Vec<Key>,
+    /// DigitalOcean tags that exist on the account (created, or given at a droplet's create):
+    /// only those can be put on a resource.
+    pub tag_names: std::collections::BTreeSet<String>,
 }
 
 type Canned = (String, String, String, u16, String);
@@ -345,6 +348,34 @@ impl FakeCloud {
     pub fn server_named(&self, name: &str) -> Option<Server> {
         let st = self.inner.state.lock().unwrap();
         st.servers.values().find(|s| s.name == name).cloned()
+    }
+
+    /// Sets (`Some`) or removes (`None`) one tag of server `name` right in the fake's state, in
+    /// the API's raw form (a DigitalOcean `key:value` tag, a Hetzner label, Nova metadata),
+    /// as if written long ago or by someone else. `value` must need no encoding.
+    pub fn set_tag(&self, name: &str, key: &str, value: Option<&str>) {
+        let mut st = self.inner.state.lock().unwrap();
+        let s = st
+            .servers
+            .values_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name}"));
+        match self.inner.api {
+            Api::DigitalOcean => {
+                s.tags
+                    .retain(|t| t.split_once(':').map_or(t.as_str(), |(k, _)| k) != key);
+                if let Some(v) = value {
+                    s.tags.push(format!("{key}:{v}"));
+                }
+            }
+            // Hetzner labels and Nova metadata are both kept in `labels`
+            Api::Hetzner | Api::OpenStack => {
+                match value {
+                    Some(v) => s.labels.insert(key.into(), v.into()),
+                    None => s.labels.remove(key),
+                };
+            }
+        }
     }
 
     /// A server someone else made (no provision tag/label).

@@ -491,6 +491,25 @@ fn nova(inner: &Inner, req: &Req, segs: &[&str]) -> Resp {
                 None => nova_error(404, &format!("Instance {id} could not be found.")),
             }
         }
+        ("PUT", ["servers", id, "metadata", key]) => {
+            let value = req
+                .json()
+                .and_then(|b| b["meta"][*key].as_str().map(String::from));
+            let Some(value) = value.filter(|v| v.chars().count() <= 255) else {
+                return nova_error(
+                    400,
+                    "Malformed request body: meta must hold the key of the URL",
+                );
+            };
+            let mut st = inner.state.lock().unwrap();
+            match id_of(id).and_then(|id| st.servers.get_mut(&id)) {
+                Some(s) => {
+                    s.labels.insert(key.to_string(), value.clone());
+                    Resp::json(200, json!({"meta": { *key: value }}))
+                }
+                None => nova_error(404, &format!("Instance {id} could not be found.")),
+            }
+        }
         ("DELETE", ["servers", id]) => {
             let gone = id_of(id).and_then(|i| inner.state.lock().unwrap().servers.remove(&i));
             match gone {
