@@ -57,11 +57,7 @@ pub fn connect(
     still_there: &mut dyn FnMut() -> Result<bool>,
 ) -> Result<Connection> {
     let started = Instant::now();
-    let addr = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
+    let addr = crate::address::with_port(&target.host, target.port);
     let mut announced: Option<Phase> = None;
     let mut warned = false;
     let mut backoff = FIRST_BACKOFF;
