@@ -61,9 +61,11 @@ impl IpOptions {
                 "auto" => Family::Auto,
                 "ipv4" => Family::Ipv4,
                 "ipv6" => Family::Ipv6,
-                other => return Err(Error::config(format!(
+                other => {
+                    return Err(Error::config(format!(
                     "[providers.{provider}] address_family = \"{other}\": use auto, ipv4 or ipv6"
-                ))),
+                )))
+                }
             },
             Some(_) => {
                 return Err(Error::config(format!(

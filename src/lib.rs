@@ -24,6 +24,7 @@ pub mod known_nodes;
 pub(crate) mod listing;
 pub mod node;
 pub(crate) mod output;
+pub mod phases;
 pub mod plan;
 pub(crate) mod pool;
 pub(crate) mod prompt;

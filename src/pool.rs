@@ -131,34 +131,48 @@ fn age(created: Option<&str>) -> String {
     format!("created {ago} ago")
 }
 
-/// The summary table for stderr after a multi-node run.
+/// The summary table for stderr after a multi-node run: each node's address (as wide as the
+/// longest, IPv6 included), seconds, slowest phase with its seconds, and result.
 pub(crate) fn summary(outcomes: &[Outcome]) -> String {
-    let width = outcomes
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let mut s = format!(
-        "{:<width$}  {:<15}  {:>8}  RESULT\n",
-        "NODE", "ADDRESS", "SECONDS"
-    );
-    for o in outcomes {
-        let ip = o
-            .node
+    let ip = |o: &Outcome| {
+        o.node
             .as_ref()
             .and_then(|n| n.public_ip.clone())
-            .unwrap_or_else(|| "-".into());
+            .unwrap_or_else(|| "-".into())
+    };
+    let slowest = |o: &Outcome| {
+        o.phases
+            .slowest()
+            .map(|p| format!("{} {:.1}s", p.label(), p.duration.as_secs_f64()))
+            .unwrap_or_else(|| "-".into())
+    };
+    let width = |head: &str, f: &dyn Fn(&Outcome) -> String| {
+        outcomes
+            .iter()
+            .map(|o| f(o).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(head.len())
+    };
+    let name_w = width("NODE", &|o| o.name.clone());
+    let ip_w = width("ADDRESS", &ip);
+    let slow_w = width("SLOWEST PHASE", &slowest);
+    let mut s = format!(
+        "{:<name_w$}  {:<ip_w$}  {:>8}  {:<slow_w$}  RESULT\n",
+        "NODE", "ADDRESS", "SECONDS", "SLOWEST PHASE"
+    );
+    for o in outcomes {
         let result = match (&o.error, o.kept) {
             (None, _) => "ok".to_string(),
             (Some(e), true) => format!("failed, kept: {e}"),
             (Some(e), false) => format!("failed: {e}"),
         };
         s.push_str(&format!(
-            "{:<width$}  {:<15}  {:>8.1}  {result}\n",
+            "{:<name_w$}  {:<ip_w$}  {:>8.1}  {:<slow_w$}  {result}\n",
             o.name,
-            ip,
-            o.duration.as_secs_f64()
+            ip(o),
+            o.duration.as_secs_f64(),
+            slowest(o),
         ));
     }
     s

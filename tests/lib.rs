@@ -24,6 +24,7 @@ mod new_user;
 mod node_loop;
 mod node_matrix;
 mod original_compat;
+mod phases;
 mod provider_digitalocean;
 mod provider_ec2;
 mod provider_hetzner;
