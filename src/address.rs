@@ -39,6 +39,13 @@ pub struct IpOptions {
     pub ipv6_given: bool,
 }
 
+/// IPv4 only, IPv4 first.
+impl Default for IpOptions {
+    fn default() -> Self {
+        IpOptions::defaults(false)
+    }
+}
+
 impl IpOptions {
     /// From `[providers.NAME]`: `ipv4` (default true), `ipv6` (default `ipv6_default`),
     /// `address_family = "auto" | "ipv4" | "ipv6"`. A wrong type, no address at all, or a

@@ -192,7 +192,7 @@ fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
             "-b",
             "hello",
         ])
-        .args(["-n", name, "--ssh-timeout", "60s"])
+        .args(["-n", name, "--ssh-timeout", "60s", "-d", "d.json"])
         .run();
     cloudnodes::assert_node_started(name);
     r.code(0)
@@ -201,6 +201,29 @@ fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
     // the fake answered with the network, not an address
     let server = fake.server_named(name).unwrap();
     assert_eq!(server.ip, "::1");
+    // a cloud deploy's phases, as a local one's (tests/phases.rs)
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("d.json")).unwrap()).unwrap();
+    assert_eq!(d["public_ip"][0], "::1");
+    let phases: Vec<&str> = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "create",
+            "running",
+            "tcp",
+            "banner",
+            "auth",
+            "upload",
+            "cloud-init",
+            "script"
+        ]
+    );
     cmd("list-nodes")
         .run()
         .code(0)
