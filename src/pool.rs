@@ -181,6 +181,7 @@ pub(crate) fn summary(outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn names_with_index() {
@@ -204,6 +205,52 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.name.is_none()));
+    }
+
+    #[test]
+    fn the_summary_aligns_ipv6_and_names_the_slowest_phase() {
+        let outcome = |name: &str, ip: &str, phases: &[(&'static str, u64)]| {
+            let mut node = crate::provider::test_node("1", name);
+            node.public_ip = Some(ip.into());
+            let mut p = crate::phases::Phases::default();
+            for (k, ms) in phases {
+                p.push(k, Duration::from_millis(*ms));
+            }
+            Outcome {
+                name: name.into(),
+                node: Some(node),
+                report: None,
+                error: None,
+                kept: false,
+                duration: Duration::from_secs(9),
+                phases: p,
+            }
+        };
+        let s = summary(&[
+            outcome(
+                "a",
+                "2001:db8:aaaa:bbbb::1",
+                &[("create", 500), ("running", 4200)],
+            ),
+            outcome("bb", "192.0.2.1", &[("tcp", 800), ("auth", 100)]),
+        ]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            lines[1].contains("2001:db8:aaaa:bbbb::1") && lines[1].contains("running 4.2s"),
+            "{s}"
+        );
+        assert!(lines[2].contains("tcp 0.8s"), "{s}");
+        // every column starts where its header does
+        for col in ["SECONDS", "SLOWEST PHASE", "RESULT"] {
+            let at = lines[0].find(col).unwrap();
+            let end = at + col.len();
+            for l in &lines[1..] {
+                match col {
+                    "SECONDS" => assert_eq!(&l[end - 3..end], "9.0", "{s}"),
+                    _ => assert_ne!(&l[at..at + 1], " ", "{col}: {s}"),
+                }
+            }
+        }
     }
 
     #[test]
