@@ -104,6 +104,18 @@ fn a_local_ipv6_only_node_deploys_lists_and_takes_ssh() {
         "{kh}"
     );
 
+    // `node exec` through the engine, and `node ssh` through OpenSSH, over IPv6
+    s.cmd("node")
+        .args(["exec", &name, "--", "echo", "exec"])
+        .run()
+        .code(0)
+        .stdout_has("exec\n");
+    s.cmd("node")
+        .args(["ssh", &name, "--", "-o", "BatchMode=yes", "echo viassh"])
+        .run()
+        .code(0)
+        .stdout_has("viassh\n");
+
     s.cmd("destroy-node").args([&name]).run().code(0);
 }
 
@@ -211,19 +223,8 @@ fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
         .iter()
         .map(|p| p["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        phases,
-        [
-            "create",
-            "running",
-            "tcp",
-            "banner",
-            "auth",
-            "upload",
-            "cloud-init",
-            "script"
-        ]
-    );
+    let want: Vec<&str> = crate::phases::ORDER.into_iter().chain(["script"]).collect();
+    assert_eq!(phases, want);
     cmd("list-nodes")
         .run()
         .code(0)

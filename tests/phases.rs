@@ -7,7 +7,8 @@
 use crate::support::cli::Sandbox;
 use serde_json::Value;
 
-const ORDER: [&str; 7] = [
+/// The phases before the scripts, in order (also read by tests/ipv6.rs for a cloud deploy).
+pub const ORDER: [&str; 7] = [
     "create",
     "running",
     "tcp",
