@@ -236,3 +236,44 @@ fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
     cmd("destroy-node").args([name]).run().code(0);
     assert_eq!(fake.count_named(name), 0);
 }
+
+#[test]
+fn address_options_a_cloud_cannot_honour_are_refused_while_planning() {
+    let s = Sandbox::new();
+    for (provider, table, needle) in [
+        ("digitalocean", "ipv4 = false", "cannot make it IPv6-only"),
+        ("ec2", "ipv4 = false", "needs subnet_id"),
+        ("openstack", "ipv6 = true", "network"),
+        (
+            "hetzner",
+            "ipv4 = false\nipv6 = false",
+            "a node needs an address",
+        ),
+        ("local", "address_family = \"v6\"", "auto, ipv4 or ipv6"),
+    ] {
+        let layer = format!("l-{provider}");
+        s.write(
+            &format!("{layer}/provision.toml"),
+            &format!("[providers.{provider}]\n{table}\n"),
+        );
+        s.cmd("deploy-node")
+            .args([
+                "-c",
+                &layer,
+                "-p",
+                provider,
+                "-i",
+                "x",
+                "-s",
+                "y",
+                "-l",
+                "eu-west-1",
+            ])
+            .args(["--dry-run"])
+            .run()
+            .code(2)
+            .one_line_error()
+            .stderr_has(&format!("[providers.{provider}]"))
+            .stderr_has(needle);
+    }
+}

@@ -547,6 +547,11 @@ struct Options {
 /// IPv6 address (`Ipv6AddressCount=1`: the subnet needs an IPv6 range). `ipv4 = false` needs
 /// `subnet_id` naming an IPv6-only subnet: EC2 gives an instance IPv4 unless its subnet has
 /// none, so without one the instance could not be IPv6-only.
+/// Checks `[providers.ec2]`'s address options while planning (before credentials are looked up).
+pub fn check_ip_options(t: &toml::Table) -> Result<()> {
+    ip_options(t, opt_str(t, "subnet_id")?.as_deref()).map(drop)
+}
+
 fn ip_options(t: &toml::Table, subnet: Option<&str>) -> Result<crate::address::IpOptions> {
     let ip = crate::address::IpOptions::from_table(NAME, t, false)?;
     if !ip.ipv4 && subnet.is_none() {

@@ -48,7 +48,14 @@ pub fn check(cfg: &Config) -> Result<Vec<String>> {
         }
         let Some(keys) = keys_of(driver) else {
             if registry::names().contains(&driver.as_str()) {
-                // a driver whose keys are checked by its own constructor (ec2, openstack)
+                // a driver whose keys are checked by its own constructor (ec2, openstack);
+                // its address options already here, so --dry-run refuses what it cannot make
+                let ip = match driver.as_str() {
+                    "ec2" => super::ec2::check_ip_options(table),
+                    "openstack" => super::openstack::ip_options(table).map(drop),
+                    _ => Ok(()),
+                };
+                ip.map_err(|e| Error::config(format!("{}: {e}", layers_of(cfg, driver))))?;
                 continue;
             }
             let near = http::near_matches(driver, registry::names(), 2);
