@@ -109,6 +109,7 @@ fn ec2_deploy_list_destroy_against_moto() {
 /// "ipv6"` deploy-node connects to the instance's `ipv6Address` (the proxy's node on `::1`).
 #[test]
 fn ec2_ipv6_address_is_asked_for_and_used() {
+    let _port22 = cloudnodes::v6_loopback_22();
     let proxy = motoproxy::start(&shared().url);
     let name = "e2e-ec2-v6";
     let _g = Cleanup(name.into());

@@ -162,10 +162,10 @@ fn a_static_host_on_ipv6_loopback_deploys_and_its_errors_bracket_the_address() {
         .stderr_has(&format!("on [::1]:{port}"));
 }
 
-#[test]
-fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
-    const TOKEN: &str = "hz-v6-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789abcd";
-    let fake = FakeCloud::start(Api::Hetzner, TOKEN);
+/// A fake cloud behind Prism whose servers are local nodes on `::1` port 22 alone; hold
+/// [`cloudnodes::v6_loopback_22`] while it has one.
+fn v6_fake(api: Api, token: &str, spec: &str) -> (FakeCloud, prism::Prism) {
+    let fake = FakeCloud::start(api, token);
     fake.on_create(Box::new(|name, user_data| {
         cloudnodes::start_v6_node(name, user_data).unwrap_or_else(|e| {
             cloudnodes::hook_errors()
@@ -179,7 +179,49 @@ fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
         use provision::provider::Provider;
         let _ = cloudnodes::local().destroy(name);
     }));
-    let prism = prism::start("specs/hetzner/cloud.spec.json", &fake.url);
+    let prism = prism::start(spec, &fake.url);
+    (fake, prism)
+}
+
+/// A droplet always has IPv4 (the fake's is 127.0.0.1, where nothing of it listens): with
+/// `address_family = "ipv6"` deploy-node asks for IPv6 and connects to the droplet's v6
+/// address, the local node on `::1`.
+#[test]
+fn a_droplet_is_reached_over_ipv6_when_the_family_says_so() {
+    const TOKEN: &str = "dop_v1_v60123456789abcdef0123456789abcdef0123456789abcdef01";
+    let _port22 = cloudnodes::v6_loopback_22();
+    let (fake, prism) = v6_fake(
+        Api::DigitalOcean,
+        TOKEN,
+        "specs/digitalocean/DigitalOcean-public.v2.bundled.yaml",
+    );
+    let name = "e2e-do-v6";
+    let _g = Cleanup(name.into());
+    let s = Sandbox::new();
+    let site = site(
+        &s,
+        "[providers.digitalocean]\naddress_family = \"ipv6\"\npoll_interval = 0.1\nretries = 2",
+    );
+    let r = s
+        .cmd("deploy-node")
+        .env("PROVISION_DIGITALOCEAN_URL", &prism.url)
+        .env("DIGITALOCEAN_TOKEN", TOKEN)
+        .args(["-c", &site, "-p", "digitalocean", "-i", "ubuntu-24-04-x64"])
+        .args(["-s", "s-1vcpu-1gb", "-l", "fra1", "-b", "hello", "-n", name])
+        .args(["--ssh-timeout", "60s"])
+        .run();
+    cloudnodes::assert_node_started(name);
+    r.code(0)
+        .stdout_has(&format!("{name} ::1\n"))
+        .stderr_has("hello over v6");
+    assert_eq!(fake.server_named(name).unwrap().ip, "::1");
+}
+
+#[test]
+fn an_ipv6_only_hetzner_server_is_reached_on_the_1_of_its_64() {
+    const TOKEN: &str = "hz-v6-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789abcd";
+    let _port22 = cloudnodes::v6_loopback_22();
+    let (fake, prism) = v6_fake(Api::Hetzner, TOKEN, "specs/hetzner/cloud.spec.json");
     let name = "e2e-hetzner-v6only";
     let _g = Cleanup(name.into());
     let s = Sandbox::new();

@@ -30,7 +30,23 @@ pub fn start_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), 
     start_node_with(local(), name, user_data)
 }
 
-/// [`start_node`] for an IPv6-only server: the local node listens on `::1` port 22 alone.
+/// Holds `[::1]:22` for one test at a time, across nextest's processes (an flock on a file in
+/// the temp dir): the IPv6 servers of the fakes all need that one address and port.
+pub fn v6_loopback_22() -> nix::fcntl::Flock<std::fs::File> {
+    let path = std::env::temp_dir().join("provision-tests-v6-loopback-22.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}
+
+/// [`start_node`] for an IPv6-only server: the local node listens on `::1` port 22 alone
+/// (hold [`v6_loopback_22`] meanwhile).
 pub fn start_v6_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), String> {
     let only_v6: toml::Table = "ipv4 = false".parse().unwrap();
     let ip = provision::address::IpOptions::from_table("local", &only_v6, false).unwrap();
