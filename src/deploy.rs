@@ -58,6 +58,8 @@ pub struct Outcome {
     /// The node exists and was left on purpose (script failed, --keep-on-failure).
     pub kept: bool,
     pub duration: Duration,
+    /// How long each phase it finished took, in order ([`crate::phases`]).
+    pub phases: crate::phases::Phases,
 }
 
 /// The tags every node we create carries: ours, when, and the create attempt's id.
@@ -79,6 +81,7 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
         error: None,
         kept: false,
         duration: Duration::ZERO,
+        phases: Default::default(),
     };
     if let Err(e) = run(plan, &provider, opts, &mut out) {
         // after a signal, whatever broke (the node destroyed under a script) is the signal
@@ -131,7 +134,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     interrupts().check()?;
     let mut entry = journal::begin(&pname, name, &create_id)?;
     output::status(name, &format!("creating on {pname}"));
+    let asked = Instant::now();
     let created = provider.create(&spec);
+    out.phases.push("create", asked.elapsed());
     let node = match created {
         Ok(node) => node,
         Err(e) => {
@@ -156,7 +161,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     }
 
     let deadline = Instant::now() + opts.ssh_timeout;
+    let waiting = Instant::now();
     let ready = wait_running(provider.as_ref(), node, deadline).and_then(|node| {
+        out.phases.push("running", waiting.elapsed());
         out.node = Some(node.clone());
         let target = target(plan, &node, opts);
         let p = provider.clone();
@@ -167,6 +174,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
                 .is_some_and(|n| n.state != NodeState::Terminated))
         };
         let conn = ssh::connect(&target, deadline, &mut still_there)?;
+        for (phase, took) in conn.phases() {
+            out.phases.push(phase, took);
+        }
         remember(&pname, &node, &target, &conn, opts);
         Ok(conn)
     });
@@ -190,6 +200,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
         Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
     };
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
+    record_provision_phases(&mut out.phases, &report);
     out.report = Some(report);
     if interrupts().hit() || !interrupts().take(name) {
         // after a signal the main thread cleans it up
@@ -236,6 +247,28 @@ fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &str) {
             node.name,
             crate::expiry::short(crate::expiry::STUCK_AFTER.as_secs())
         )),
+    }
+}
+
+/// The upload, cloud-init and script phases of a provision: each script that ran.
+pub(crate) fn record_provision_phases(
+    phases: &mut crate::phases::Phases,
+    report: &ProvisionReport,
+) {
+    if let Some(d) = report.upload {
+        phases.push("upload", d);
+    }
+    if let Some(d) = report.cloud_init {
+        phases.push("cloud-init", d);
+    }
+    for s in &report.steps {
+        if s.kind == ssh::StepKind::Script && s.status.is_some() {
+            phases.0.push(crate::phases::Phase {
+                kind: "script",
+                script: Some(s.name.clone()),
+                duration: s.duration,
+            });
+        }
     }
 }
 
@@ -776,6 +809,12 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
             .as_ref()
             .map(crate::expiry::properties)
             .unwrap_or_default(),
+        phases: outcome
+            .phases
+            .0
+            .iter()
+            .map(|p| (p.label(), p.duration))
+            .collect(),
     }
 }
 

@@ -6,7 +6,8 @@ use crate::deploy::Outcome;
 use crate::ssh::StepKind;
 
 /// The description of a deployed node: the original's fields (id, name, state, public_ip,
-/// private_ip, image_id, image_name) plus each script's name, exit status and duration.
+/// private_ip, image_id, image_name) plus each script's name, exit status and duration, and
+/// how long each phase took (`phases`, [`crate::phases`]).
 pub(crate) fn description(outcome: &Outcome) -> serde_json::Value {
     let node = outcome.node.as_ref();
     let scripts: Vec<serde_json::Value> = outcome
@@ -36,5 +37,7 @@ pub(crate) fn description(outcome: &Outcome) -> serde_json::Value {
         "kept": outcome.kept,
         "error": outcome.error.as_ref().map(|e| e.to_string()),
         "scripts": scripts,
+        "phases": outcome.phases.to_json(),
+        "duration": outcome.duration.as_secs_f64(),
     })
 }

@@ -57,6 +57,8 @@ pub fn describe(outcome: &Outcome, plan: Option<&Plan>) -> Value {
         "kept": outcome.kept,
         "error": outcome.error.as_ref().map(|e| e.to_string()),
         "scripts": scripts,
+        "phases": outcome.phases.to_json(),
+        "duration": outcome.duration.as_secs_f64(),
     })
 }
 

@@ -6,6 +6,7 @@
 //! node → SSH makes it ready → `output` reports. [`exit`] is the one place errors become
 //! exit codes. See DESIGN.md in the repository for the whole contract.
 
+pub mod address;
 pub mod applied;
 pub mod cli;
 pub mod completions;
@@ -24,6 +25,7 @@ pub mod known_nodes;
 pub(crate) mod listing;
 pub mod node;
 pub(crate) mod output;
+pub mod phases;
 pub mod plan;
 pub(crate) mod pool;
 pub(crate) mod prompt;

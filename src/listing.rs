@@ -102,11 +102,8 @@ pub(crate) fn ssh_config(nodes: &[Node]) -> Result<String> {
             let _ = writeln!(s, "    IdentityFile {}", id.display());
         }
         if let Some(key) = &n.ssh.host_key {
-            let host = if port == 22 {
-                ip.clone()
-            } else {
-                format!("[{ip}]:{port}")
-            };
+            // as OpenSSH looks it up: `::1`, or `[::1]:2222` with a port
+            let host = crate::ssh::known_hosts::lookup_name(ip, port);
             let file = keydir.join(&n.name);
             std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
             crate::state::write_atomic(

@@ -141,34 +141,48 @@ fn age(created: Option<&str>) -> String {
     format!("created {ago} ago")
 }
 
-/// The summary table for stderr after a multi-node run.
+/// The summary table for stderr after a multi-node run: each node's address (as wide as the
+/// longest, IPv6 included), seconds, slowest phase with its seconds, and result.
 pub(crate) fn summary(outcomes: &[Outcome]) -> String {
-    let width = outcomes
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let mut s = format!(
-        "{:<width$}  {:<15}  {:>8}  RESULT\n",
-        "NODE", "ADDRESS", "SECONDS"
-    );
-    for o in outcomes {
-        let ip = o
-            .node
+    let ip = |o: &Outcome| {
+        o.node
             .as_ref()
             .and_then(|n| n.public_ip.clone())
-            .unwrap_or_else(|| "-".into());
+            .unwrap_or_else(|| "-".into())
+    };
+    let slowest = |o: &Outcome| {
+        o.phases
+            .slowest()
+            .map(|p| format!("{} {:.1}s", p.label(), p.duration.as_secs_f64()))
+            .unwrap_or_else(|| "-".into())
+    };
+    let width = |head: &str, f: &dyn Fn(&Outcome) -> String| {
+        outcomes
+            .iter()
+            .map(|o| f(o).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(head.len())
+    };
+    let name_w = width("NODE", &|o| o.name.clone());
+    let ip_w = width("ADDRESS", &ip);
+    let slow_w = width("SLOWEST PHASE", &slowest);
+    let mut s = format!(
+        "{:<name_w$}  {:<ip_w$}  {:>8}  {:<slow_w$}  RESULT\n",
+        "NODE", "ADDRESS", "SECONDS", "SLOWEST PHASE"
+    );
+    for o in outcomes {
         let result = match (&o.error, o.kept) {
             (None, _) => "ok".to_string(),
             (Some(e), true) => format!("failed, kept: {e}"),
             (Some(e), false) => format!("failed: {e}"),
         };
         s.push_str(&format!(
-            "{:<width$}  {:<15}  {:>8.1}  {result}\n",
+            "{:<name_w$}  {:<ip_w$}  {:>8.1}  {:<slow_w$}  {result}\n",
             o.name,
-            ip,
-            o.duration.as_secs_f64()
+            ip(o),
+            o.duration.as_secs_f64(),
+            slowest(o),
         ));
     }
     s
@@ -177,6 +191,7 @@ pub(crate) fn summary(outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn names_with_index() {
@@ -200,6 +215,52 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.name.is_none()));
+    }
+
+    #[test]
+    fn the_summary_aligns_ipv6_and_names_the_slowest_phase() {
+        let outcome = |name: &str, ip: &str, phases: &[(&'static str, u64)]| {
+            let mut node = crate::provider::test_node("1", name);
+            node.public_ip = Some(ip.into());
+            let mut p = crate::phases::Phases::default();
+            for (k, ms) in phases {
+                p.push(k, Duration::from_millis(*ms));
+            }
+            Outcome {
+                name: name.into(),
+                node: Some(node),
+                report: None,
+                error: None,
+                kept: false,
+                duration: Duration::from_secs(9),
+                phases: p,
+            }
+        };
+        let s = summary(&[
+            outcome(
+                "a",
+                "2001:db8:aaaa:bbbb::1",
+                &[("create", 500), ("running", 4200)],
+            ),
+            outcome("bb", "192.0.2.1", &[("tcp", 800), ("auth", 100)]),
+        ]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            lines[1].contains("2001:db8:aaaa:bbbb::1") && lines[1].contains("running 4.2s"),
+            "{s}"
+        );
+        assert!(lines[2].contains("tcp 0.8s"), "{s}");
+        // every column starts where its header does
+        for col in ["SECONDS", "SLOWEST PHASE", "RESULT"] {
+            let at = lines[0].find(col).unwrap();
+            let end = at + col.len();
+            for l in &lines[1..] {
+                match col {
+                    "SECONDS" => assert_eq!(&l[end - 3..end], "9.0", "{s}"),
+                    _ => assert_ne!(&l[at..at + 1], " ", "{col}: {s}"),
+                }
+            }
+        }
     }
 
     #[test]

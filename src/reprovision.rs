@@ -97,6 +97,7 @@ pub fn run(
         error: None,
         kept: false,
         duration: Duration::ZERO,
+        phases: Default::default(),
     };
     if let Err(e) = apply(plan, provider, node, rec, opts, &mut out) {
         out.error = Some(e);
@@ -156,6 +157,9 @@ fn apply(
     }
     let deadline = Instant::now() + opts.ssh_timeout;
     let mut conn = ssh::connect(&target, deadline, &mut || Ok(true))?;
+    for (phase, took) in conn.phases() {
+        out.phases.push(phase, took);
+    }
     let send = changed_only(plan, rec.applied.as_ref());
     let same = plan.files.len() - send.files.len();
     if same > 0 {
@@ -175,6 +179,7 @@ fn apply(
     deploy::record_applied(provider, plan, &provisioned);
     let report = provisioned?;
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
+    deploy::record_provision_phases(&mut out.phases, &report);
     out.report = Some(report);
     if let Some((script, status)) = failed {
         let status = status

@@ -103,6 +103,37 @@ fn ec2_deploy_list_destroy_against_moto() {
     assert!(!cmdlist(&s, url).contains(name));
 }
 
+/// `ipv6 = true` asks EC2 for an IPv6 address (`Ipv6AddressCount=1`); with `address_family =
+/// "ipv6"` deploy-node connects to the instance's `ipv6Address` (the proxy's node on `::1`).
+#[test]
+fn ec2_ipv6_address_is_asked_for_and_used() {
+    let _port22 = cloudnodes::v6_loopback_22();
+    let proxy = motoproxy::start(&shared().url);
+    let name = "e2e-ec2-v6";
+    let _g = Cleanup(name.into());
+    let s = sandbox();
+    let site = std::fs::read_to_string(s.path().join("site/provision.toml")).unwrap();
+    s.write(
+        "site/provision.toml",
+        &format!("{site}ipv6 = true\naddress_family = \"ipv6\"\n"),
+    );
+    let r = deploy(&s, &proxy, name, "60s").run();
+    assert_node_started(name);
+    r.code(0)
+        .stdout_has(&format!("{name} ::1\n"))
+        .stderr_has(&format!("[{name}] hello from {name}"));
+    assert_eq!(
+        proxy.nodes.lock().unwrap().values().next().unwrap().1,
+        "::1"
+    );
+    assert!(cmdlist(&s, &proxy.url).contains(&format!("{name} ::1\n")));
+    cmd(&s, &proxy.url, "destroy-node")
+        .args(["-t", "results.xml", name])
+        .run()
+        .code(0);
+    assert_node_gone(name, None);
+}
+
 fn cmdlist(s: &Sandbox, url: &str) -> String {
     cmd(s, url, "list-nodes").run().code(0).stdout
 }

@@ -203,8 +203,8 @@ fn deploy_list_ssh_destroy() {
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
     assert_eq!(
         (report.passed, report.failed.len()),
-        (4, 0),
-        "keys, files, two scripts"
+        (4 + 7 + 2, 0),
+        "keys, files, two scripts; then 7 phases and the two scripts' phases"
     );
 
     // a passing test report lets destroy-node destroy it
@@ -253,7 +253,8 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.skipped, 1);
-    // a JUnit consumer other than ours reads the same report: 1 suite, 5 steps, 1 failure
+    // a JUnit consumer other than ours reads the same report: the node's suite (5 steps, 1
+    // failure), then its phases suite (7 phases and the 2 scripts that ran)
     let consumer = Command::new("python3")
         .arg("-c")
         .arg(
@@ -268,7 +269,7 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&consumer.stdout),
-        "1 failing-node 5 1 1 ['keys', 'files', 'ok.sh', 'bad.sh', 'never.sh']\n",
+        "2 failing-node 14 1 1 ['keys', 'files', 'ok.sh', 'bad.sh', 'never.sh', 'create', 'running', 'tcp', 'banner', 'auth', 'upload', 'cloud-init', 'script ok.sh', 'script bad.sh']\n",
         "{}",
         String::from_utf8_lossy(&consumer.stderr)
     );
@@ -796,8 +797,8 @@ fn a_pool_reports_every_node_and_exits_with_the_worst_code() {
     assert_eq!(report.failed.len(), 1);
     assert_eq!(
         report.passed,
-        3 * 2 + 2,
-        "keys+files per node, two good scripts"
+        3 * 2 + 2 + 3 * (7 + 1),
+        "keys+files per node, two good scripts, each node's 7 phases and its script's"
     );
     let mut listed = names(&s);
     listed.sort();

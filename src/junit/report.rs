@@ -1,6 +1,8 @@
 //! `deploy-node --junit FILE`: the deployment itself as a JUnit report (quick-junit), one suite
 //! per node and one test case per step — keys, files, and each script — so CI pages show
-//! provisioning next to the tests. Script output is trimmed to its tail.
+//! provisioning next to the tests, then a suite `NODE phases` with one passing test case per
+//! phase the deployment finished (`create`, `running`, `tcp`, ..., `script NAME`) and its
+//! time. Script output is trimmed to its tail.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub struct NodeResult {
     pub steps: Vec<StepResult>,
     /// `<property>`s of the node's suite: its expiry, owner and CI job, as recorded on it.
     pub properties: Vec<(String, String)>,
+    /// Each phase's label and time ([`crate::phases`]), in order.
+    pub phases: Vec<(String, Duration)>,
 }
 
 /// Keeps the last `limit` bytes (on a char boundary), saying how much was cut.
@@ -82,6 +86,16 @@ pub fn build(nodes: &[NodeResult]) -> Report {
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);
+        if !n.phases.is_empty() {
+            let mut phases = TestSuite::new(format!("{} phases", n.node));
+            for (label, took) in &n.phases {
+                let mut case = TestCase::new(label.as_str(), TestCaseStatus::success());
+                case.set_classname(format!("provision.{}.phases", n.node));
+                case.set_time(*took);
+                phases.add_test_case(case);
+            }
+            report.add_test_suite(phases);
+        }
     }
     report
 }
@@ -113,14 +127,22 @@ mod tests {
             node: "n1".into(),
             steps: vec![step("keys", None, false), step("01-a.sh", None, false)],
             properties: vec![("provision-expires-at".into(), "2026-12-01T08:00:00Z".into())],
+            phases: vec![
+                ("create".into(), Duration::from_millis(250)),
+                ("script 01-a.sh".into(), Duration::from_millis(1500)),
+            ],
         };
         let xml = to_xml(std::slice::from_ref(&ok));
         let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
             .unwrap();
-        assert_eq!((r.passed, r.failed.len()), (2, 0));
+        assert_eq!((r.passed, r.failed.len()), (4, 0), "two steps, two phases");
         assert!(xml.contains("time=\"1.500\""), "{xml}");
         assert!(
-            xml.contains(r#"<property name="provision-expires-at" value="2026-12-01T08:00:00Z"/>"#),
+            xml.contains(r#"<property name="provision-expires-at" value="2026-12-01T08:00:00Z"/>"#)
+                && xml.contains("<testsuite name=\"n1 phases\"")
+                && xml.contains(
+                    "<testcase name=\"create\" classname=\"provision.n1.phases\" time=\"0.250\">"
+                ),
             "{xml}"
         );
 
@@ -132,11 +154,12 @@ mod tests {
                 step("02-b.sh", None, true),
             ],
             properties: vec![],
+            phases: vec![],
         };
         let xml = to_xml(&[ok, bad]);
         let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
             .unwrap();
-        assert_eq!((r.passed, r.failed.len(), r.skipped), (3, 1, 1));
+        assert_eq!((r.passed, r.failed.len(), r.skipped), (5, 1, 1));
         assert!(xml.contains("exit status 3"));
     }
 

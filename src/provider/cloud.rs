@@ -157,7 +157,8 @@ macro_rules! cloud_builders {
 pub(crate) use cloud_builders;
 
 /// `from_config` and the registry's constructor of a driver that is a [`CloudCore`] with a
-/// token (`core` its only field, `INFO` its facts).
+/// token (`core` and `ip` its fields, `INFO` its facts, `ip_options` its reader of the
+/// `ipv4`/`ipv6` options).
 macro_rules! token_driver {
     ($ty:ident) => {
         impl $ty {
@@ -165,6 +166,7 @@ macro_rules! token_driver {
             pub fn from_config(table: &toml::Table, secret_flag: Option<&str>) -> Result<Self> {
                 Ok($ty {
                     core: CloudCore::from_config(&INFO, table, secret_flag)?,
+                    ip: ip_options(table)?,
                 })
             }
         }

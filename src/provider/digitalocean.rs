@@ -2,6 +2,10 @@
 //! host key, the user's keys registered on the account, and tags marking them as ours
 //! (`provision`, `provision-created:<unix secs>`).
 //!
+//! Addresses: `ipv6 = true` (the default) asks for a public IPv6 address besides the IPv4 one
+//! DigitalOcean always gives; `ipv4 = false` is refused before anything is created, because a
+//! droplet cannot be IPv6-only. `address_family = "ipv6"` connects over IPv6.
+//!
 //! Credentials: `-k`, `DIGITALOCEAN_TOKEN`, `DIGITALOCEAN_ACCESS_TOKEN` (as doctl), then
 //! `token` in `[providers.digitalocean]`. Base URL: `PROVISION_DIGITALOCEAN_URL`, then config
 //! `api_url`, then <https://api.digitalocean.com>.
@@ -34,6 +38,20 @@ pub const STATES: &[(&str, NodeState)] = &[
 
 pub struct DigitalOcean {
     core: CloudCore,
+    ip: crate::address::IpOptions,
+}
+
+/// The `ipv4`/`ipv6`/`address_family` options of `[providers.digitalocean]`; `ipv4 = false`
+/// is a config error: every droplet gets a public IPv4 address.
+pub fn ip_options(table: &toml::Table) -> Result<crate::address::IpOptions> {
+    let ip = crate::address::IpOptions::from_table(NAME, table, true)?;
+    if !ip.ipv4 {
+        return Err(Error::config(format!(
+            "[providers.{NAME}] ipv4 = false: DigitalOcean always gives a droplet a public IPv4 \
+             address and cannot make it IPv6-only; use address_family = \"ipv6\" to connect over IPv6"
+        )));
+    }
+    Ok(ip)
 }
 
 impl std::fmt::Debug for DigitalOcean {
@@ -294,7 +312,7 @@ impl DigitalOcean {
     }
 
     fn node(&self, d: &Value) -> Result<Node> {
-        let mut n = droplet_to_node(d).map_err(|m| self.core.client.malformed(m))?;
+        let mut n = droplet_node(d, &self.ip).map_err(|m| self.core.client.malformed(m))?;
         if let Some(k) = self.core.host_key(&n.id) {
             n.ssh.host_key = Some(k.clone());
         }
@@ -339,8 +357,16 @@ fn tags_for(spec: &NodeSpec, now: u64) -> Vec<String> {
     tags
 }
 
-/// A droplet object as a [`Node`]; `Err` names the missing field.
+/// A droplet object as a [`Node`] (its public IPv4 address); `Err` names the missing field.
 pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
+    droplet_node(d, &crate::address::IpOptions::defaults(true))
+}
+
+/// [`droplet_to_node`] choosing the public address as `ip` says.
+pub fn droplet_node(
+    d: &Value,
+    opts: &crate::address::IpOptions,
+) -> std::result::Result<Node, String> {
     let id = d
         .get("id")
         .and_then(Value::as_u64)
@@ -353,8 +379,8 @@ pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
         .get("status")
         .and_then(Value::as_str)
         .ok_or("droplet without a status")?;
-    let ip = |kind: &str| {
-        d.pointer("/networks/v4")
+    let ip_in = |version: &str, kind: &str| {
+        d.pointer(&format!("/networks/{version}"))
             .and_then(Value::as_array)?
             .iter()
             .find(|n| n.get("type").and_then(Value::as_str) == Some(kind))?
@@ -362,6 +388,7 @@ pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
             .as_str()
             .map(String::from)
     };
+    let ip = |kind: &str| ip_in("v4", kind);
     let s = |p: &str| d.pointer(p).and_then(Value::as_str).map(String::from);
     let mut tags = BTreeMap::new();
     for t in d
@@ -382,7 +409,7 @@ pub fn droplet_to_node(d: &Value) -> std::result::Result<Node, String> {
         id: id.to_string(),
         name: name.to_string(),
         state: map_state(STATES, status),
-        public_ip: ip("public"),
+        public_ip: opts.choose(ip("public"), ip_in("v6", "public")),
         private_ip: ip("private"),
         image: s("/image/slug").or_else(|| s("/image/name")),
         size: s("/size_slug").or_else(|| s("/size/slug")),
@@ -440,7 +467,7 @@ impl Provider for DigitalOcean {
             "ssh_keys": keys,
             "tags": tags_for(spec, now),
             "user_data": user_data,
-            "ipv6": true,
+            "ipv6": self.ip.ipv6,
         });
         let lookup = || self.find_ours(spec);
         let v = self.core.client.create("/v2/droplets", &body, &lookup)?;
@@ -552,5 +579,39 @@ impl Provider for DigitalOcean {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_droplet_cannot_be_ipv6_only() {
+        let e = ip_options(&"ipv4 = false".parse().unwrap()).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("cannot make it IPv6-only"), "{e}");
+        let o = ip_options(&toml::Table::new()).unwrap();
+        assert!(o.ipv4 && o.ipv6, "IPv6 on by default, as before");
+    }
+
+    #[test]
+    fn the_ipv6_family_connects_to_the_public_v6_address() {
+        let d = json!({
+            "id": 5, "name": "d", "status": "active",
+            "networks": {
+                "v4": [{"ip_address": "192.0.2.9", "type": "public"}],
+                "v6": [{"ip_address": "2001:db8::9", "type": "public"}]
+            }
+        });
+        assert_eq!(
+            droplet_to_node(&d).unwrap().public_ip.as_deref(),
+            Some("192.0.2.9")
+        );
+        let o = ip_options(&"address_family = \"ipv6\"".parse().unwrap()).unwrap();
+        assert_eq!(
+            droplet_node(&d, &o).unwrap().public_ip.as_deref(),
+            Some("2001:db8::9")
+        );
     }
 }

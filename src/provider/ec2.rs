@@ -348,6 +348,8 @@ pub struct Instance {
     instance_state: InstanceState,
     private_ip_address: Option<String>,
     ip_address: Option<String>,
+    /// The primary IPv6 address, when the instance has one (`Ipv6AddressCount`).
+    ipv6_address: Option<String>,
     instance_type: Option<String>,
     launch_time: Option<String>,
     placement: Option<Placement>,
@@ -476,8 +478,13 @@ pub fn parse<T: DeserializeOwned>(xml: &str) -> std::result::Result<T, String> {
     quick_xml::de::from_str(xml).map_err(|e| format!("unreadable XML: {e}"))
 }
 
-/// An instance as a [`Node`].
+/// An instance as a [`Node`] (its public IPv4 address, else its IPv6 one).
 pub fn instance_to_node(i: &Instance) -> Node {
+    instance_node(i, &crate::address::IpOptions::defaults(false))
+}
+
+/// [`instance_to_node`] choosing the address as `ip` says.
+pub fn instance_node(i: &Instance, ip: &crate::address::IpOptions) -> Node {
     let tags: BTreeMap<String, String> = i
         .tag_set
         .item
@@ -489,7 +496,7 @@ pub fn instance_to_node(i: &Instance) -> Node {
         id: i.instance_id.clone(),
         name: tags.get("Name").cloned().unwrap_or_default(),
         state: map_state(STATES, &i.instance_state.name),
-        public_ip: nonempty(&i.ip_address),
+        public_ip: ip.choose(nonempty(&i.ip_address), nonempty(&i.ipv6_address)),
         private_ip: nonempty(&i.private_ip_address),
         image: i.image_id.clone(),
         size: i.instance_type.clone(),
@@ -540,6 +547,27 @@ struct Options {
     spot: bool,
     ssh_user: Option<String>,
     use_private_ip: bool,
+    ip: crate::address::IpOptions,
+}
+
+/// The `ipv4`/`ipv6`/`address_family` options of `[providers.ec2]`. `ipv6 = true` asks for an
+/// IPv6 address (`Ipv6AddressCount=1`: the subnet needs an IPv6 range). `ipv4 = false` needs
+/// `subnet_id` naming an IPv6-only subnet: EC2 gives an instance IPv4 unless its subnet has
+/// none, so without one the instance could not be IPv6-only.
+/// Checks `[providers.ec2]`'s address options while planning (before credentials are looked up).
+pub fn check_ip_options(t: &toml::Table) -> Result<()> {
+    ip_options(t, opt_str(t, "subnet_id")?.as_deref()).map(drop)
+}
+
+fn ip_options(t: &toml::Table, subnet: Option<&str>) -> Result<crate::address::IpOptions> {
+    let ip = crate::address::IpOptions::from_table(NAME, t, false)?;
+    if !ip.ipv4 && subnet.is_none() {
+        return Err(Error::config(format!(
+            "[providers.{NAME}] ipv4 = false needs subnet_id = \"subnet-...\" naming an IPv6-only \
+             subnet: EC2 decides IPv4 by the subnet, so an instance cannot be IPv6-only without one"
+        )));
+    }
+    Ok(ip)
 }
 
 fn opt_str(t: &toml::Table, key: &str) -> Result<Option<String>> {
@@ -598,6 +626,7 @@ impl Options {
             spot: opt_bool(t, "spot")?,
             ssh_user: opt_str(t, "ssh_user")?,
             use_private_ip: opt_bool(t, "use_private_ip")?,
+            ip: ip_options(t, opt_str(t, "subnet_id")?.as_deref())?,
         })
     }
 }
@@ -733,7 +762,7 @@ impl Ec2 {
     }
 
     fn node(&self, i: &Instance) -> Node {
-        let mut n = instance_to_node(i);
+        let mut n = instance_node(i, &self.opts.ip);
         if let Some(k) = self.core.host_key(&n.id) {
             n.ssh.host_key = Some(k);
         }
@@ -964,6 +993,9 @@ impl Ec2 {
         }
         if let Some(s) = &self.opts.subnet_id {
             p.push(("SubnetId".into(), s.clone()));
+        }
+        if self.opts.ip.ipv6 {
+            p.push(("Ipv6AddressCount".into(), "1".into()));
         }
         for (i, g) in self.opts.security_group_ids.iter().enumerate() {
             p.push((format!("SecurityGroupId.{}", i + 1), g.clone()));
@@ -1266,5 +1298,54 @@ mod tests {
         assert_ne!(a, client_token(&spec));
         spec.tags.insert(TAG_CREATE_ID.into(), "abc-123".into());
         assert_eq!(client_token(&spec), "abc-123");
+    }
+}
+
+#[cfg(test)]
+mod ip_tests {
+    use super::*;
+
+    fn table(t: &str) -> toml::Table {
+        t.parse().unwrap()
+    }
+
+    fn instance(ip: &str) -> Instance {
+        let xml = format!(
+            "<RunInstancesResponse><instancesSet><item><instanceId>i-1</instanceId>\
+             <instanceState><code>16</code><name>running</name></instanceState>{ip}\
+             <ipv6Address>2001:db8::7</ipv6Address></item></instancesSet></RunInstancesResponse>"
+        );
+        let r: RunInstances = parse(&xml).unwrap();
+        r.instances_set.item.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn an_instance_without_ipv4_is_reached_over_ipv6() {
+        let v6only = instance("");
+        assert_eq!(
+            instance_to_node(&v6only).public_ip.as_deref(),
+            Some("2001:db8::7")
+        );
+        let both = instance("<ipAddress>192.0.2.4</ipAddress>");
+        assert_eq!(
+            instance_to_node(&both).public_ip.as_deref(),
+            Some("192.0.2.4")
+        );
+        let o = Options::from_table(&table("address_family = \"ipv6\"")).unwrap();
+        assert_eq!(
+            instance_node(&both, &o.ip).public_ip.as_deref(),
+            Some("2001:db8::7")
+        );
+    }
+
+    #[test]
+    fn ipv6_only_needs_an_ipv6_only_subnet() {
+        let e = Options::from_table(&table("ipv4 = false")).unwrap_err();
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("subnet_id"),
+            "{e}"
+        );
+        let o = Options::from_table(&table("ipv4 = false\nsubnet_id = \"subnet-1\"")).unwrap();
+        assert!(!o.ip.ipv4 && o.ip.ipv6);
     }
 }

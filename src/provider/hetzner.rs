@@ -2,6 +2,12 @@
 //! key, the user's keys registered as project SSH keys, and labels marking them as ours
 //! (`provision=1`, `provision-created=<unix secs>`).
 //!
+//! Addresses: `ipv4`/`ipv6` in `[providers.hetzner]` become `public_net.enable_ipv4/6` (both
+//! on by default; `ipv4 = false` makes an IPv6-only server, which Hetzner bills less). The API
+//! gives a server's IPv6 as its /64 network: the server's own address is the prefix's `::1`
+//! (hcloud-cli #395), which is what deploy-node connects to when there is no IPv4 (or
+//! `address_family = "ipv6"`).
+//!
 //! Credentials: `-k`, `HCLOUD_TOKEN` (as the hcloud CLI), then `token` in `[providers.hetzner]`.
 //! Base URL: `PROVISION_HETZNER_URL`, then config `api_url`, then <https://api.hetzner.cloud/v1>.
 
@@ -37,6 +43,13 @@ pub const STATES: &[(&str, NodeState)] = &[
 
 pub struct Hetzner {
     core: CloudCore,
+    ip: crate::address::IpOptions,
+}
+
+/// The `ipv4`/`ipv6`/`address_family` options of `[providers.hetzner]`: Hetzner takes any
+/// combination but none (both on by default).
+pub fn ip_options(table: &toml::Table) -> Result<crate::address::IpOptions> {
+    crate::address::IpOptions::from_table(NAME, table, true)
 }
 
 impl std::fmt::Debug for Hetzner {
@@ -292,8 +305,14 @@ impl Hetzner {
             .map(|s| json!({ "server": s })))
     }
 
+    /// Sets the `ipv4`/`ipv6`/`address_family` options (tests; the config sets them otherwise).
+    pub fn with_ip_options(mut self, ip: crate::address::IpOptions) -> Self {
+        self.ip = ip;
+        self
+    }
+
     fn node(&self, s: &Value) -> Result<Node> {
-        let mut n = server_to_node(s).map_err(|m| self.core.client.malformed(m))?;
+        let mut n = server_node(s, &self.ip).map_err(|m| self.core.client.malformed(m))?;
         if let Some(k) = self.core.host_key(&n.id) {
             n.ssh.host_key = Some(k.clone());
         }
@@ -339,8 +358,14 @@ fn labels_for(spec: &NodeSpec, now: u64) -> Map<String, Value> {
     labels
 }
 
-/// A server object as a [`Node`]; `Err` names the missing field.
+/// A server object as a [`Node`] whose address is its IPv4 one, else the `::1` of its IPv6
+/// network; `Err` names the missing field.
 pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
+    server_node(s, &crate::address::IpOptions::defaults(true))
+}
+
+/// [`server_to_node`] choosing the address as `ip` says.
+pub fn server_node(s: &Value, ip: &crate::address::IpOptions) -> std::result::Result<Node, String> {
     let id = s
         .get("id")
         .and_then(Value::as_u64)
@@ -375,7 +400,10 @@ pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
         id: id.to_string(),
         name: name.to_string(),
         state: map_state(STATES, status),
-        public_ip: st("/public_net/ipv4/ip"),
+        public_ip: ip.choose(
+            st("/public_net/ipv4/ip"),
+            st("/public_net/ipv6/ip").and_then(|n| crate::address::host_in_network(&n)),
+        ),
         private_ip,
         image: st("/image/name").or_else(|| st("/image/description")),
         size: st("/server_type/name"),
@@ -438,7 +466,7 @@ impl Provider for Hetzner {
             "labels": labels_for(spec, now),
             "user_data": user_data,
             "start_after_create": true,
-            "public_net": {"enable_ipv4": true, "enable_ipv6": true},
+            "public_net": {"enable_ipv4": self.ip.ipv4, "enable_ipv6": self.ip.ipv6},
         });
         if !spec.location.is_empty() {
             body["location"] = json!(spec.location);
@@ -523,5 +551,57 @@ impl Provider for Hetzner {
             .client
             .update(reqwest::Method::PUT, &path, &json!({ "labels": labels }))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(v4: Value, v6: Value) -> Value {
+        json!({
+            "id": 42, "name": "n", "status": "running",
+            "public_net": {"ipv4": v4, "ipv6": v6}
+        })
+    }
+
+    fn opts(t: &str) -> crate::address::IpOptions {
+        ip_options(&t.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_only_server_is_reached_on_the_1_of_its_64() {
+        let s = server(Value::Null, json!({"ip": "2001:db8:5:6::/64"}));
+        let n = server_node(&s, &opts("ipv4 = false")).unwrap();
+        assert_eq!(n.public_ip.as_deref(), Some("2001:db8:5:6::1"));
+        // the defaults too: no IPv4, so IPv6
+        let n = server_to_node(&s).unwrap();
+        assert_eq!(n.public_ip.as_deref(), Some("2001:db8:5:6::1"));
+    }
+
+    #[test]
+    fn ipv4_is_preferred_unless_the_family_says_ipv6() {
+        let s = server(
+            json!({"ip": "192.0.2.7"}),
+            json!({"ip": "2001:db8:5:6::/64"}),
+        );
+        let n = server_node(&s, &opts("")).unwrap();
+        assert_eq!(n.public_ip.as_deref(), Some("192.0.2.7"));
+        let n = server_node(&s, &opts("address_family = \"ipv6\"")).unwrap();
+        assert_eq!(n.public_ip.as_deref(), Some("2001:db8:5:6::1"));
+        let n = server_node(&s, &opts("address_family = \"ipv4\"")).unwrap();
+        assert_eq!(n.public_ip.as_deref(), Some("192.0.2.7"));
+        // not addressed yet
+        let s = server(Value::Null, Value::Null);
+        assert_eq!(server_node(&s, &opts("")).unwrap().public_ip, None);
+    }
+
+    #[test]
+    fn options_map_to_public_net() {
+        let o = opts("ipv4 = false");
+        assert!(!o.ipv4 && o.ipv6);
+        let o = opts("ipv6 = false");
+        assert!(o.ipv4 && !o.ipv6);
+        assert!(ip_options(&"ipv4 = false\nipv6 = false".parse().unwrap()).is_err());
     }
 }

@@ -11,6 +11,9 @@
 //! As root on Linux a node is isolated (see [`isolate`]): its scripts change the node, not
 //! the host, and it listens on its own 127.x.y.z port 22. Otherwise sshd runs as the invoking
 //! user on 127.0.0.1 and a free port, and whatever its scripts do, they do to the host.
+//!
+//! `ipv6 = true` makes the node listen on `::1` too; `ipv4 = false` makes it IPv6-only (on
+//! `::1` alone), so the IPv6 paths of the whole suite are tested on loopback.
 
 mod isolate;
 mod procs;
@@ -28,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sshd::{bind_failed, free_port, log_tail, wait_listening, START_TIMEOUT};
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +78,8 @@ pub struct LocalProvider {
     /// The sshd to run; `None`: [`sshd_path`].
     sshd: Option<PathBuf>,
     isolation: Isolation,
+    /// `ipv4`/`ipv6`/`address_family`: which loopback addresses the node listens on.
+    ip: crate::address::IpOptions,
 }
 
 impl Default for LocalProvider {
@@ -113,13 +118,16 @@ impl LocalProvider {
             dir: state_dir.join("local"),
             sshd: None,
             isolation: Isolation::Auto,
+            ip: crate::address::IpOptions::defaults(false),
         }
     }
 
     /// [`LocalProvider::new`] with the settings of a `[providers.local]` table:
-    /// `isolation = "auto" | "required" | "off"`. A bad value is a config error (exit 2).
+    /// `isolation = "auto" | "required" | "off"`, `ipv4`, `ipv6`, `address_family`. A bad
+    /// value is a config error (exit 2).
     pub fn from_table(table: &toml::Table) -> Result<Self> {
         let mut p = Self::new();
+        p.ip = crate::address::IpOptions::from_table("local", table, false)?;
         if let Some(v) = table.get("isolation") {
             let s = v.as_str().ok_or_else(|| {
                 Error::config("[providers.local] isolation must be a string: auto, required or off")
@@ -141,6 +149,12 @@ impl LocalProvider {
     /// Sets whether nodes created from now on are isolated from the host.
     pub fn with_isolation(mut self, isolation: Isolation) -> Self {
         self.isolation = isolation;
+        self
+    }
+
+    /// Sets the addresses nodes created from now on listen on (`ipv4`, `ipv6` options).
+    pub fn with_ip(mut self, ip: crate::address::IpOptions) -> Self {
+        self.ip = ip;
         self
     }
 
@@ -223,7 +237,7 @@ impl LocalProvider {
         }
     }
 
-    fn sshd_config(&self, name: &str, listen: (Ipv4Addr, u16), isolated: bool) -> String {
+    fn sshd_config(&self, name: &str, listen: (&[IpAddr], u16), isolated: bool) -> String {
         let d = self.node_dir(name);
         sshd::config_text(&d, name, listen, &self.marker(name), isolated)
     }
@@ -265,9 +279,16 @@ impl LocalProvider {
         Ok(public)
     }
 
-    /// Starts sshd on `addr` and a free port (22 first when isolated); retries with another
-    /// port when the bind races.
-    fn start(&self, name: &str, sshd: &Path, addr: Ipv4Addr, isolated: bool) -> Result<(u16, u32)> {
+    /// Starts sshd on `listen` (the first is the node's address) and a port free there (22
+    /// first when isolated); retries with another port when the bind races.
+    fn start(
+        &self,
+        name: &str,
+        sshd: &Path,
+        listen: &[IpAddr],
+        isolated: bool,
+    ) -> Result<(u16, u32)> {
+        let addr = listen[0];
         let d = self.node_dir(name);
         let log_path = d.join("sshd.log");
         let mut last = String::new();
@@ -275,11 +296,12 @@ impl LocalProvider {
             let port = free_port(addr, isolated && attempt == 0)?;
             if isolated && attempt == 0 && port != 22 {
                 output::debug(&format!(
-                    "local node {name}: {addr}:22 is taken, using {port}"
+                    "local node {name}: {} is taken, using {port}",
+                    crate::address::with_port(&addr.to_string(), 22)
                 ));
             }
             let conf = self.config_path(name);
-            let text = self.sshd_config(name, (addr, port), isolated);
+            let text = self.sshd_config(name, (listen, port), isolated);
             state::write_atomic(&conf, text.as_bytes(), 0o600)?;
             let _ = fs::remove_file(d.join("sshd.pid"));
             let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
@@ -345,11 +367,23 @@ impl LocalProvider {
         host: Option<&str>,
     ) -> Result<Node> {
         let host_key = self.write_files(spec, isolated, host)?;
-        let addr = if isolated {
+        let v4 = if isolated {
             isolate::pick_address(&spec.name, &self.taken_addresses(&spec.name))
         } else {
             ADDRESS
         };
+        let (v4, v6) = (
+            self.ip.ipv4.then_some(IpAddr::V4(v4)),
+            self.ip.ipv6.then_some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        );
+        let addr = self
+            .ip
+            .choose(v4, v6)
+            .ok_or_else(|| Error::config("[providers.local] no address to listen on"))?;
+        // the node's address first: the port is probed and the banner awaited there
+        let listen: Vec<IpAddr> = std::iter::once(addr)
+            .chain(v4.into_iter().chain(v6).filter(|a| *a != addr))
+            .collect();
         if !isolated && nix::unistd::geteuid().is_root() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -357,7 +391,7 @@ impl LocalProvider {
                 .create(PRIVSEP_DIR)
                 .map_err(|e| Error::io(format!("cannot create {PRIVSEP_DIR}"), e))?;
         }
-        let (port, pid) = self.start(&spec.name, sshd, addr, isolated)?;
+        let (port, pid) = self.start(&spec.name, sshd, &listen, isolated)?;
         let created = now_rfc3339();
         let mut tags = spec.tags.clone();
         tags.entry(TAG_MANAGED.to_string())
@@ -392,8 +426,9 @@ impl LocalProvider {
             return Err(e);
         }
         output::debug(&format!(
-            "local node {}: sshd pid {pid} listening on {addr}:{port}{}",
+            "local node {}: sshd pid {pid} listening on {}{}",
             spec.name,
+            crate::address::with_port(&addr.to_string(), port),
             if isolated { ", isolated" } else { "" }
         ));
         Ok(self.to_node(&rec))

@@ -11,7 +11,10 @@
 //! `-i` is a Glance image name (exact, else the newest by natural sort that starts with it) or
 //! id, `-s` a flavor name or id, `-l` an availability zone (empty: Nova's choice). Config:
 //! `network` (a Neutron network name), `address` (`any`, `floating` or `fixed`: which of the
-//! server's addresses to connect to), `key_name` (a Nova key pair to add besides user-data).
+//! server's addresses to connect to), `address_family` (`auto`: IPv4 when the server has
+//! one, else IPv6; `ipv4`; `ipv6`), `key_name` (a Nova key pair to add besides user-data).
+//! `ipv4`/`ipv6` are refused: a server's addresses come from its network's subnets, so an
+//! IPv6-only server is one on a network with only IPv6 subnets (`network`).
 //! A server in ERROR is reported with Nova's fault message.
 
 mod api;
@@ -209,6 +212,8 @@ pub struct OpenStack {
     keystone: Arc<Keystone>,
     network: Option<String>,
     address: AddressKind,
+    /// `address_family`: which IP version to connect over.
+    family: crate::address::Family,
     key_name: Option<String>,
     /// The network's id, once looked up.
     network_id: Mutex<Option<String>>,
@@ -266,6 +271,7 @@ impl OpenStack {
             keystone,
             network: s("network"),
             address,
+            family: ip_options(table)?.family,
             key_name: s("key_name"),
             network_id: Mutex::new(None),
             flavor_ids: Mutex::new(BTreeMap::new()),
@@ -458,7 +464,7 @@ impl OpenStack {
     }
 
     fn node(&self, s: Server) -> Node {
-        let mut n = server_to_node(s, self.address);
+        let mut n = server_to_node(s, self.address, self.family);
         if let Some(k) = self.core.host_key(&n.id) {
             n.ssh.host_key = Some(k);
             n.ssh.user = Some("root".into());
@@ -489,16 +495,40 @@ fn metadata_for(spec: &NodeSpec, now: &str) -> BTreeMap<String, String> {
     m
 }
 
-/// A Nova server as a [`Node`]; the address to connect to follows `kind`.
-fn server_to_node(s: Server, kind: AddressKind) -> Node {
+/// `address_family` of `[providers.openstack]`; `ipv4`/`ipv6` are a config error naming
+/// `network`, which is what decides them.
+pub fn ip_options(table: &toml::Table) -> Result<crate::address::IpOptions> {
+    if let Some(k) = ["ipv4", "ipv6"]
+        .into_iter()
+        .find(|k| table.contains_key(*k))
+    {
+        return Err(Error::config(format!(
+            "[providers.{NAME}] {k}: an OpenStack server gets the addresses of its network's \
+             subnets; for an IPv6-only server set network = \"NAME\" to a network with only \
+             IPv6 subnets (address_family = \"ipv6\" connects over IPv6)"
+        )));
+    }
+    crate::address::IpOptions::from_table(NAME, table, true)
+}
+
+/// A Nova server as a [`Node`]; the address to connect to follows `kind` (floating or fixed)
+/// and `family` (IPv4 first unless it says otherwise).
+fn server_to_node(s: Server, kind: AddressKind, family: crate::address::Family) -> Node {
+    use crate::address::Family;
     let all: Vec<&Address> = s.addresses.values().flatten().collect();
     let pick = |want: &str| {
         let typed = |a: &&&Address| a.kind.as_deref().unwrap_or("fixed") == want;
-        all.iter()
-            .filter(typed)
-            .find(|a| a.version == 4)
-            .or_else(|| all.iter().find(typed))
-            .map(|a| a.addr.clone())
+        let of = |v: u8| {
+            all.iter()
+                .filter(typed)
+                .find(|a| a.version == v)
+                .map(|a| a.addr.clone())
+        };
+        match family {
+            Family::Auto => of(4).or_else(|| all.iter().find(typed).map(|a| a.addr.clone())),
+            Family::Ipv4 => of(4),
+            Family::Ipv6 => of(6),
+        }
     };
     let (floating, fixed) = (pick("floating"), pick("fixed"));
     let public = match kind {
@@ -839,9 +869,10 @@ mod tests {
             .unwrap()
             .clone();
         let s = |v: &Value| serde_json::from_value::<Server>(v.clone()).unwrap();
-        let any = server_to_node(s(&with_floating), AddressKind::Any);
-        let floating = server_to_node(s(&with_floating), AddressKind::Floating);
-        let fixed = server_to_node(s(&with_floating), AddressKind::Fixed);
+        let auto = crate::address::Family::Auto;
+        let any = server_to_node(s(&with_floating), AddressKind::Any, auto);
+        let floating = server_to_node(s(&with_floating), AddressKind::Floating, auto);
+        let fixed = server_to_node(s(&with_floating), AddressKind::Fixed, auto);
         let addrs = with_floating["addresses"].to_string();
         let ip = |n: &Node| n.public_ip.clone().unwrap();
         assert_eq!(ip(&any), ip(&floating));
@@ -849,6 +880,38 @@ mod tests {
         assert_ne!(ip(&floating), ip(&fixed));
         assert_eq!(fixed.private_ip, fixed.public_ip);
         assert_eq!(any.state, NodeState::Pending, "BUILD");
+    }
+
+    #[test]
+    fn the_address_family_picks_the_ip_version() {
+        use crate::address::Family;
+        let ip = |f| {
+            let server: Server = serde_json::from_value(serde_json::json!({
+                "id": "s1", "name": "n", "status": "ACTIVE",
+                "addresses": {"net": [
+                    {"addr": "2001:db8::5", "version": 6, "OS-EXT-IPS:type": "fixed"},
+                    {"addr": "192.0.2.5", "version": 4, "OS-EXT-IPS:type": "fixed"}
+                ]}
+            }))
+            .unwrap();
+            server_to_node(server, AddressKind::Any, f).public_ip
+        };
+        assert_eq!(ip(Family::Auto).as_deref(), Some("192.0.2.5"));
+        assert_eq!(ip(Family::Ipv4).as_deref(), Some("192.0.2.5"));
+        assert_eq!(ip(Family::Ipv6).as_deref(), Some("2001:db8::5"));
+        let v6only: Server = serde_json::from_value(serde_json::json!({
+            "id": "s2", "name": "n", "status": "ACTIVE",
+            "addresses": {"net": [{"addr": "2001:db8::6", "version": 6}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            server_to_node(v6only, AddressKind::Any, Family::Auto)
+                .public_ip
+                .as_deref(),
+            Some("2001:db8::6")
+        );
+        let e = ip_options(&"ipv4 = false".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("network"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! that set it, so it is never silently ignored nor found only after a billed create. The
 //! values are checked by the drivers' own parsers, so the two cannot disagree.
 
-use super::{http, local, registry, static_hosts};
+use super::{digitalocean, hetzner, http, local, registry, static_hosts};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -18,9 +18,12 @@ fn keys_of(driver: &str) -> Option<&'static [&'static str]> {
         "retries",
         "poll_interval",
         "user_data",
+        "ipv4",
+        "ipv6",
+        "address_family",
     ];
     match driver {
-        "local" => Some(&["isolation"]),
+        "local" => Some(&["isolation", "ipv4", "ipv6", "address_family"]),
         "static" => Some(&["hosts", "user", "port"]),
         "digitalocean" | "hetzner" => Some(CLOUD),
         _ => None,
@@ -45,7 +48,14 @@ pub fn check(cfg: &Config) -> Result<Vec<String>> {
         }
         let Some(keys) = keys_of(driver) else {
             if registry::names().contains(&driver.as_str()) {
-                // a driver whose keys are checked by its own constructor (ec2, openstack)
+                // a driver whose keys are checked by its own constructor (ec2, openstack);
+                // its address options already here, so --dry-run refuses what it cannot make
+                let ip = match driver.as_str() {
+                    "ec2" => super::ec2::check_ip_options(table),
+                    "openstack" => super::openstack::ip_options(table).map(drop),
+                    _ => Ok(()),
+                };
+                ip.map_err(|e| Error::config(format!("{}: {e}", layers_of(cfg, driver))))?;
                 continue;
             }
             let near = http::near_matches(driver, registry::names(), 2);
@@ -76,6 +86,10 @@ pub fn check(cfg: &Config) -> Result<Vec<String>> {
         let checked = match driver.as_str() {
             "local" => local::LocalProvider::from_table(table).map(drop),
             "static" => static_hosts::parse_hosts(table).map(drop),
+            "hetzner" => check_cloud(driver, table).and(hetzner::ip_options(table).map(drop)),
+            "digitalocean" => {
+                check_cloud(driver, table).and(digitalocean::ip_options(table).map(drop))
+            }
             _ => check_cloud(driver, table),
         };
         if let Err(e) = checked {

@@ -1,6 +1,7 @@
 //! Waiting for a node's SSH: TCP port open → SSH banner → authentication, with backoff and
 //! jitter against one deadline. A host-key refusal or a rejected login is final at once; only
-//! "not up yet" is retried.
+//! "not up yet" is retried. The connection keeps how long each phase took ([`Connection::
+//! phases`]): until the port first answered, until the first good banner, until logged in.
 
 use super::{hostkey, pump::KEEPALIVE_SECS, Connection, RemotePaths, Target};
 use crate::error::{Error, Result};
@@ -57,17 +58,29 @@ pub fn connect(
     still_there: &mut dyn FnMut() -> Result<bool>,
 ) -> Result<Connection> {
     let started = Instant::now();
-    let addr = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
+    let addr = crate::address::with_port(&target.host, target.port);
     let mut announced: Option<Phase> = None;
+    // when the banner and the auth phases were first entered
+    let mut entered: [Option<Instant>; 2] = [None, None];
     let mut warned = false;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let (phase, why) = match attempt(target, &addr, deadline, &mut announced, &mut warned) {
-            Ok(conn) => return Ok(conn),
+        let mut progress = Progress {
+            announced: &mut announced,
+            entered: &mut entered,
+        };
+        let (phase, why) = match attempt(target, &addr, deadline, &mut progress, &mut warned) {
+            Ok(mut conn) => {
+                let end = Instant::now();
+                let banner = entered[0].unwrap_or(end);
+                let auth = entered[1].unwrap_or(end);
+                conn.phases = [
+                    banner.saturating_duration_since(started),
+                    auth.saturating_duration_since(banner),
+                    end.saturating_duration_since(auth),
+                ];
+                return Ok(conn);
+            }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(phase, why)) => (phase, why),
         };
@@ -99,16 +112,28 @@ pub fn connect(
     }
 }
 
+/// What the tries so far reached: the last phase announced, and when the banner and the auth
+/// phases were first entered.
+struct Progress<'a> {
+    announced: &'a mut Option<Phase>,
+    entered: &'a mut [Option<Instant>; 2],
+}
+
 fn attempt(
     target: &Target,
     addr: &str,
     deadline: Instant,
-    announced: &mut Option<Phase>,
+    progress: &mut Progress<'_>,
     warned: &mut bool,
 ) -> std::result::Result<Connection, Failure> {
     let mut enter = |phase: Phase| {
-        if announced.map_or(true, |a| a < phase) {
-            *announced = Some(phase);
+        if progress.announced.map_or(true, |a| a < phase) {
+            *progress.announced = Some(phase);
+            match phase {
+                Phase::Tcp => {}
+                Phase::Banner => progress.entered[0] = Some(Instant::now()),
+                Phase::Auth => progress.entered[1] = Some(Instant::now()),
+            }
             let msg = match phase {
                 Phase::Tcp => format!("waiting for SSH port {addr}"),
                 Phase::Banner => format!("{addr} is open, waiting for the SSH banner"),
@@ -186,6 +211,7 @@ fn attempt(
         addr: addr.to_string(),
         channels: 0,
         paths: RemotePaths::default(),
+        phases: [Duration::ZERO; 3],
     })
 }
 

@@ -56,11 +56,7 @@ pub(super) fn check(target: &Target, blob: &[u8], warned: &mut bool) -> Result<(
 
 /// `host`, or `[host]:port` when the port is not 22 (OpenSSH's known_hosts convention).
 pub(super) fn host_pattern(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{port}")
-    }
+    super::known_hosts::lookup_name(host, port)
 }
 
 fn known_hosts(node: &str, file: &Path, host: &str, port: u16, blob: &[u8]) -> Result<(), String> {

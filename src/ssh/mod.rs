@@ -141,6 +141,11 @@ impl StepReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProvisionReport {
     pub steps: Vec<StepReport>,
+    /// From the start of provisioning until keys, files and scripts were in place.
+    pub upload: Option<Duration>,
+    /// From then until the first script started (waiting for cloud-init); `None` without
+    /// scripts.
+    pub cloud_init: Option<Duration>,
 }
 
 impl ProvisionReport {
@@ -161,9 +166,21 @@ pub struct Connection {
     addr: String,
     channels: usize,
     paths: RemotePaths,
+    /// How long connecting took in each phase: TCP port open, SSH banner, authentication.
+    phases: [Duration; 3],
 }
 
 impl Connection {
+    /// How long connecting took: until the port first answered (`tcp`), until the first good
+    /// banner (`banner`), until authenticated (`auth`). They add up to the whole wait.
+    pub fn phases(&self) -> [(&'static str, Duration); 3] {
+        [
+            ("tcp", self.phases[0]),
+            ("banner", self.phases[1]),
+            ("auth", self.phases[2]),
+        ]
+    }
+
     /// The node's name.
     pub fn node(&self) -> &str {
         &self.node
@@ -359,6 +376,8 @@ mod tests {
                 step("b", StepKind::Script, Some(3)),
                 step("c", StepKind::Script, None),
             ],
+            upload: None,
+            cloud_init: None,
         };
         assert_eq!(r.failed_script().unwrap().name, "b");
     }

@@ -110,6 +110,7 @@ pub(super) fn provision(
     );
 
     let names: Vec<String> = plan.scripts.iter().map(|s| s.name.clone()).collect();
+    let started = Instant::now();
     let mut demux = Demux::new(&conn.node, &nonce, &names, on_line);
     let (pumped, status) = {
         let mut channel = conn.open_exec(&command)?;
@@ -140,7 +141,7 @@ pub(super) fn provision(
             format!("provisioning failed: {why}{}", tail(&demux.all_stderr())),
         ));
     }
-    let report = demux.into_report();
+    let report = demux.into_report(started);
     for (i, what) in [(KEYS, "installing public keys"), (FILES, "writing files")] {
         let step = &report.steps[i];
         if !step.succeeded() {
@@ -326,6 +327,7 @@ struct Step {
     out: Vec<u8>,
     err: Vec<u8>,
     started: Option<Instant>,
+    ended: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -365,6 +367,7 @@ impl<'a> Demux<'a> {
             out: Vec::new(),
             err: Vec::new(),
             started: None,
+            ended: None,
         };
         let mut steps = vec![step("keys", StepKind::Keys), step("files", StepKind::Files)];
         steps.extend(scripts.iter().map(|s| step(s, StepKind::Script)));
@@ -453,6 +456,7 @@ impl<'a> Demux<'a> {
             }
             ("end", Some(i)) if i < self.steps.len() && !is_err => {
                 let step = &mut self.steps[i];
+                step.ended = Some(Instant::now());
                 step.report.status = status;
                 step.report.duration = step.started.map(|t| t.elapsed()).unwrap_or_default();
                 if step.report.kind == StepKind::Script && status == Some(TIMEOUT_STATUS) {
@@ -483,7 +487,16 @@ impl<'a> Demux<'a> {
         String::from_utf8_lossy(&all).into_owned()
     }
 
-    fn into_report(self) -> ProvisionReport {
+    /// The steps' reports, and the upload and cloud-init phases of a provision that began at
+    /// `started`: the upload ends with the files step (keys, files and scripts in place), the
+    /// cloud-init wait with the first script's start.
+    fn into_report(self, started: Instant) -> ProvisionReport {
+        let placed = self.steps.get(FILES).and_then(|s| s.ended);
+        let upload = placed.map(|t| t.saturating_duration_since(started));
+        let first_script = self.steps.get(FILES + 1).and_then(|s| s.started);
+        let cloud_init = placed
+            .zip(first_script)
+            .map(|(p, f)| f.saturating_duration_since(p));
         let steps = self
             .steps
             .into_iter()
@@ -495,7 +508,11 @@ impl<'a> Demux<'a> {
                 r
             })
             .collect();
-        ProvisionReport { steps }
+        ProvisionReport {
+            steps,
+            upload,
+            cloud_init,
+        }
     }
 }
 
@@ -555,7 +572,7 @@ mod tests {
             assert!(!d.feed(false, chunk));
         }
         assert!(d.feed(true, b"NONCE start 2\noops\nNONCE end 2 0\nNONCE done\n"));
-        let r = d.into_report();
+        let r = d.into_report(Instant::now());
         assert_eq!(r.steps.len(), 4);
         assert_eq!(r.steps[2].stdout, "hello\nno newline");
         assert_eq!(r.steps[2].stderr, "oops\n");
@@ -581,7 +598,7 @@ mod tests {
             false,
             b"N0 start 0\nN0 end 0 0\nN0 start 1\nN0 end 1 0\nN0 done\n",
         );
-        let r = d.into_report();
+        let r = d.into_report(Instant::now());
         assert!(r.steps[2].skipped && r.steps[2].status.is_none());
         assert!(!r.steps[0].skipped);
     }

@@ -27,6 +27,37 @@ pub fn hook_errors() -> &'static Mutex<BTreeMap<String, String>> {
 /// Starts the local node for a new server from its cloud-init user-data: the authorized keys
 /// and the ed25519 host key the driver generated. Returns where it listens.
 pub fn start_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), String> {
+    start_node_with(local(), name, user_data)
+}
+
+/// Holds `[::1]:22` for one test at a time, across nextest's processes (an flock on a file in
+/// the temp dir): the IPv6 servers of the fakes all need that one address and port.
+pub fn v6_loopback_22() -> nix::fcntl::Flock<std::fs::File> {
+    let path = std::env::temp_dir().join("provision-tests-v6-loopback-22.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}
+
+/// [`start_node`] for an IPv6-only server: the local node listens on `::1` port 22 alone
+/// (hold [`v6_loopback_22`] meanwhile).
+pub fn start_v6_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), String> {
+    let only_v6: toml::Table = "ipv4 = false".parse().unwrap();
+    let ip = provision::address::IpOptions::from_table("local", &only_v6, false).unwrap();
+    start_node_with(local().with_ip(ip), name, user_data)
+}
+
+fn start_node_with(
+    local: LocalProvider,
+    name: &str,
+    user_data: &str,
+) -> Result<(String, Option<u16>), String> {
     let body = user_data
         .strip_prefix("#cloud-config\n")
         .ok_or("user-data does not start with #cloud-config")?;
@@ -48,7 +79,7 @@ pub fn start_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), 
         public_keys: keys,
         tags: BTreeMap::new(),
     };
-    let node = local()
+    let node = local
         .create_with_host_key(&spec, host)
         .map_err(|e| format!("local node: {e}"))?;
     let ip = node.public_ip.clone().unwrap_or_default();
@@ -56,8 +87,8 @@ pub fn start_node(name: &str, user_data: &str) -> Result<(String, Option<u16>), 
         Some(22) => Ok((ip, None)),
         port => Err(format!(
             "local node {name} listens on {ip} port {port:?}, not 22, and the cloud APIs report \
-             no port: run the tests as root (as CI does) with port 22 free on 127.x.y.z, so \
-             local nodes are isolated"
+             no port: run the tests as root (as CI does) with port 22 free on 127.x.y.z (and \
+             ::1 for IPv6), so local nodes are isolated"
         )),
     }
 }

@@ -2,7 +2,8 @@
 //! public IPs, so for each instance RunInstances makes, the proxy starts a REAL local node (its
 //! own 127.x.y.z port 22, keyed and host-keyed as the cloud-init user-data says) and rewrites
 //! `<ipAddress>` in every answer to that node's address; instances it did not start lose
-//! their address. TerminateInstances destroys the local node. Requests are forwarded as they
+//! their address. A RunInstances asking for IPv6 (`Ipv6AddressCount`) gets a node on `::1`
+//! alone, shown as the instance's `<ipv6Address>` instead of an `<ipAddress>`. TerminateInstances destroys the local node. Requests are forwarded as they
 //! are (moto without signature checking); answers keep moto's status and body otherwise.
 #![allow(dead_code)]
 
@@ -89,7 +90,8 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Each instance's `<ipAddress>` becomes its local node's address, or goes.
+/// Each instance's `<ipAddress>` becomes its local node's address (`<ipv6Address>` for an IPv6
+/// one), or goes.
 fn rewrite(xml: &str, nodes: &HashMap<String, (String, String)>) -> String {
     let mut out = String::new();
     for (n, seg) in xml.split("<instanceId>").enumerate() {
@@ -102,8 +104,12 @@ fn rewrite(xml: &str, nodes: &HashMap<String, (String, String)>) -> String {
             out.push_str(&rest[..i]);
             let after = &rest[i..];
             let j = after.find("</ipAddress>").map_or(after.len(), |j| j + 12);
-            if let Some((_, ip)) = nodes.get(id).filter(|_| n > 0) {
-                out.push_str(&format!("<ipAddress>{ip}</ipAddress>"));
+            match nodes.get(id).filter(|_| n > 0) {
+                Some((_, ip)) if ip.contains(':') => {
+                    out.push_str(&format!("<ipv6Address>{ip}</ipv6Address>"));
+                }
+                Some((_, ip)) => out.push_str(&format!("<ipAddress>{ip}</ipAddress>")),
+                None => {}
             }
             rest = &after[j..];
         }
@@ -190,8 +196,14 @@ fn serve(
             .find(|(k, _)| k == "Name")
             .and_then(|(_, v)| v)
             .unwrap_or_default();
+        let v6 = get("Ipv6AddressCount").is_some();
         for id in between(&text.clone(), "<instanceId>", "</instanceId>") {
-            let ip = match cloudnodes::start_node(&name, &ud) {
+            let started = if v6 {
+                cloudnodes::start_v6_node(&name, &ud)
+            } else {
+                cloudnodes::start_node(&name, &ud)
+            };
+            let ip = match started {
                 Ok((ip, _)) => ip,
                 Err(e) => {
                     cloudnodes::hook_errors()

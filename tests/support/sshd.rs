@@ -1,5 +1,5 @@
-//! A private OpenSSH server for tests: `/usr/sbin/sshd -D -e -f CONFIG` on 127.0.0.1 and a free
-//! port, with its own ed25519 host key and authorized_keys files in a temp dir (so the host's
+//! A private OpenSSH server for tests: `/usr/sbin/sshd -D -e -f CONFIG` on 127.0.0.1 (or
+//! another loopback address, `::1`) and a free port, with its own ed25519 host key and authorized_keys files in a temp dir (so the host's
 //! real `~/.ssh` is never read or written), killed on drop. Plus client key pairs in a temp HOME.
 //! A real server, never a mock: the tests exercise what a node will do.
 
@@ -15,6 +15,8 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 /// A running sshd; killed when dropped.
 pub struct Sshd {
     pub dir: TempDir,
+    /// The one address it listens on.
+    pub addr: String,
     pub port: u16,
     /// The server's host public key line (`ssh-ed25519 AAAA... comment`).
     pub host_pub: String,
@@ -31,6 +33,12 @@ impl Sshd {
     /// mount namespace with a tmpfs over /root, so what a deployment writes to root's home
     /// (authorized_keys, /root/deploy) never reaches the host's.
     pub fn start_with(port: u16, private_root: bool) -> Sshd {
+        Sshd::start_on("127.0.0.1", port, private_root)
+    }
+
+    /// [`Sshd::start_with`] listening only on the loopback address `addr` (`::1`: a host
+    /// reachable over IPv6 alone).
+    pub fn start_on(addr: &str, port: u16, private_root: bool) -> Sshd {
         ensure_sshd();
         let dir = tempfile::Builder::new().prefix("sshd-").tempdir().unwrap();
         let host_key = dir.path().join("host_ed25519");
@@ -43,7 +51,7 @@ impl Sshd {
         fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\n\
+                "Port {port}\nListenAddress {addr}\nHostKey {hk}\n\
                  AuthorizedKeysFile {d}/auth/%u_keys\nPidFile {d}/sshd.pid\n\
                  UsePAM no\nStrictModes no\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
@@ -76,6 +84,7 @@ impl Sshd {
             .expect("start sshd");
         let mut sshd = Sshd {
             dir,
+            addr: addr.to_string(),
             port,
             host_pub: host_pub.trim().to_string(),
             child,
@@ -90,7 +99,7 @@ impl Sshd {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sshd exited ({status}):\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if TcpStream::connect((self.addr.as_str(), self.port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -212,7 +212,7 @@ pub(super) fn title_needle(marker: &str) -> String {
 pub(super) fn launch(
     dir: &Path,
     hostname: &str,
-    addr: Ipv4Addr,
+    addr: std::net::IpAddr,
     hide: &Path,
     sshd: &Path,
     marker: &str,

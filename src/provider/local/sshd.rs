@@ -5,7 +5,7 @@ use super::ADDRESS;
 use crate::error::{Error, Result};
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ pub(super) fn daemonize(
 
 /// Port 22 when `prefer_22` and it is free on `addr` (an isolated node, like a real
 /// machine; a host sshd on 0.0.0.0:22 takes it), else a port the kernel says is free now.
-pub(super) fn free_port(addr: Ipv4Addr, prefer_22: bool) -> Result<u16> {
+pub(super) fn free_port(addr: IpAddr, prefer_22: bool) -> Result<u16> {
     if prefer_22 && TcpListener::bind((addr, 22)).is_ok() {
         return Ok(22);
     }
@@ -106,7 +106,7 @@ pub(super) fn free_port(addr: Ipv4Addr, prefer_22: bool) -> Result<u16> {
 /// a failed bind shows only as a fatal line in the log (written since `log_from`) and no pid.
 pub(super) fn wait_listening(
     dir: &Path,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     log_from: u64,
 ) -> std::result::Result<u32, Option<u32>> {
@@ -151,8 +151,8 @@ pub fn banner(port: u16) -> Option<String> {
 }
 
 /// The first line a server on `addr:port` sends, if it answers quickly.
-pub fn banner_at(addr: Ipv4Addr, port: u16) -> Option<String> {
-    let addr = (addr, port).into();
+pub fn banner_at(addr: impl Into<IpAddr>, port: u16) -> Option<String> {
+    let addr = (addr.into(), port).into();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     let mut buf = [0u8; 256];
@@ -182,14 +182,15 @@ pub(super) fn log_tail(path: &Path, from: u64) -> String {
         .join("; ")
 }
 
-/// sshd's config for a node living in `dir` and listening on `listen`. `marker`
+/// sshd's config for a node living in `dir` and listening on `listen` (each address, one
+/// port; IPv6 ones in brackets, as sshd_config wants them with a port). `marker`
 /// (`NAME=VALUE`) is exported into every session so destroy finds the session's processes.
 /// An isolated node's sshd reads it as its own /etc/ssh/sshd_config: its host key is in
 /// /etc/ssh, root's keys in the node's private /root/.ssh, and the launcher writes the pid.
 pub(super) fn config_text(
     dir: &Path,
     name: &str,
-    listen: (Ipv4Addr, u16),
+    listen: (&[IpAddr], u16),
     marker: &str,
     isolated: bool,
 ) -> String {
@@ -209,9 +210,19 @@ pub(super) fn config_text(
     // is on many installs) even with a valid key; with PAM the key is enough. sshd as a
     // normal user cannot read /etc/shadow, sees no lock, and runs best without PAM.
     let pam = if root_locked() { "yes" } else { "no" };
+    let listen_lines: String = listen
+        .0
+        .iter()
+        .map(|a| {
+            format!(
+                "ListenAddress {}\n",
+                crate::address::with_port(&a.to_string(), listen.1)
+            )
+        })
+        .collect();
     format!(
         "# Written by provision for local node {name}; removed by destroy-node.\n\
-         ListenAddress {addr}:{port}\n\
+         {listen_lines}\
          HostKey {hostkey}\n\
          AuthorizedKeysFile {keys}\n\
          PidFile {pid}\n\
@@ -224,8 +235,6 @@ pub(super) fn config_text(
          PrintMotd no\n\
          Subsystem sftp internal-sftp\n\
          LogLevel ERROR\n",
-        addr = listen.0,
-        port = listen.1,
         marker = conf_value(marker),
     )
 }

@@ -65,10 +65,22 @@ fn region_json(slug: &str) -> Value {
 
 fn droplet_json(inner: &Inner, s: &Server) -> Value {
     let active = inner.active(s);
-    let v4 = if active {
-        json!([{"ip_address": s.ip, "netmask": "255.0.0.0", "gateway": "127.0.0.1", "type": "public"}])
+    // a droplet placed on an IPv6 address (it asked for `ipv6`) still has an IPv4 one, as on
+    // DigitalOcean: 127.0.0.1, where no node of the fake listens
+    let (v4_ip, v6) = match s.ip.contains(':') {
+        true => (
+            "127.0.0.1",
+            json!([{"ip_address": s.ip, "netmask": 64, "gateway": "::", "type": "public"}]),
+        ),
+        false => (s.ip.as_str(), json!([])),
+    };
+    let (v4, v6) = if active {
+        (
+            json!([{"ip_address": v4_ip, "netmask": "255.0.0.0", "gateway": "127.0.0.1", "type": "public"}]),
+            v6,
+        )
     } else {
-        json!([])
+        (json!([]), json!([]))
     };
     let size = size_json(&s.size);
     json!({
@@ -78,7 +90,7 @@ fn droplet_json(inner: &Inner, s: &Server) -> Value {
         "created_at": s.created, "features": ["ipv6"], "backup_ids": [],
         "next_backup_window": null, "snapshot_ids": [],
         "image": image_json(&s.image), "volume_ids": [], "size": size,
-        "size_slug": s.size, "networks": {"v4": v4, "v6": []},
+        "size_slug": s.size, "networks": {"v4": v4, "v6": v6},
         "region": region_json(&s.region), "tags": s.tags
     })
 }
@@ -172,6 +184,9 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 return invalid("You specified an invalid region for Droplet creation.");
             }
             let (ip, _port) = inner.place(&name, &s("user_data").unwrap_or_default());
+            if ip.contains(':') && b["ipv6"] != Value::Bool(true) {
+                return invalid("fake: placed on IPv6 but the create did not ask for ipv6");
+            }
             let server = Server {
                 id: inner.next_id(),
                 name,

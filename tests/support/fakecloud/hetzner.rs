@@ -124,10 +124,7 @@ fn server_json(inner: &Inner, s: &Server) -> Value {
         "id": s.id, "name": s.name,
         "status": inner.status_override().unwrap_or_else(|| (if running { "running" } else { "initializing" }).into()),
         "created": s.created,
-        "public_net": {
-            "ipv4": {"id": s.id + 7, "ip": s.ip, "blocked": false, "dns_ptr": "localhost"},
-            "ipv6": null, "floating_ips": [], "firewalls": []
-        },
+        "public_net": public_net(s),
         "private_net": [],
         "server_type": type_json(&s.size),
         "datacenter": {
@@ -143,6 +140,26 @@ fn server_json(inner: &Inner, s: &Server) -> Value {
         "labels": s.labels, "volumes": [], "load_balancers": [],
         "primary_disk_size": 40, "placement_group": null
     })
+}
+
+/// A server placed on an IPv4 address has it as its `ipv4`; one placed on an IPv6 address
+/// (an IPv6-only server) has no `ipv4` and, as the real API says it, the /64 network holding
+/// that address as its `ipv6` (`::1` → `::/64`).
+fn public_net(s: &Server) -> Value {
+    match s.ip.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => {
+            let net = std::net::Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128));
+            json!({
+                "ipv4": null,
+                "ipv6": {"id": s.id + 8, "ip": format!("{net}/64"), "blocked": false, "dns_ptr": []},
+                "floating_ips": [], "firewalls": []
+            })
+        }
+        Err(_) => json!({
+            "ipv4": {"id": s.id + 7, "ip": s.ip, "blocked": false, "dns_ptr": "localhost"},
+            "ipv6": null, "floating_ips": [], "firewalls": []
+        }),
+    }
 }
 
 fn action(id: u64, command: &str, server: u64) -> Value {
@@ -242,6 +259,14 @@ pub fn route(inner: &Inner, req: &Req) -> Resp {
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
                 .collect();
             let (ip, _port) = inner.place(&name, &s("user_data").unwrap_or_default());
+            // an IPv6-only server exactly when the create asked for one
+            let v4_off = b.pointer("/public_net/enable_ipv4") == Some(&Value::Bool(false));
+            if v4_off != ip.contains(':') {
+                return invalid(&format!(
+                    "fake: enable_ipv4 = {} but the node was placed on {ip}",
+                    !v4_off
+                ));
+            }
             let server = Server {
                 id: inner.next_id(),
                 name,

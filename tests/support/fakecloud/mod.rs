@@ -4,7 +4,8 @@
 //! [`FakeCloud::set_polls_until_active`] reads, or, after [`FakeCloud::set_boot_time`], once
 //! that long has passed since their create however often they are read (or report the status
 //! set with [`FakeCloud::set_status`]); they get a loopback IP from the [`FakeCloud::on_create`]
-//! hook (default 127.0.0.1), which also sees the request's user-data, and
+//! hook (default 127.0.0.1; `::1` makes a Hetzner server IPv6-only, reported as `::/64`), which
+//! also sees the request's user-data, and
 //! [`FakeCloud::on_delete`] hears of every deleted server. Lists are paginated with a small page
 //! size ([`FakeCloud::set_per_page_cap`] raises it to what the real API allows). Faults (status
 //! codes, Retry-After, slow answers, malformed JSON, dropped connections) are injected per
