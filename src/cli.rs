@@ -202,6 +202,12 @@ pub struct DeployArgs {
     /// Private key file for SSH, tried after the ssh-agent and before ~/.ssh/id_*.
     #[arg(long = "identity", value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Reach the nodes through this bastion, [USER@]HOST[:PORT] (USER defaults to the
+    /// --ssh-user in effect), as OpenSSH's ProxyJump: one connection to it for every node, its
+    /// host key checked (ssh_jump_host_key, else known_hosts); nodes are reached on their
+    /// private address. `none` turns off a configured ssh_jump [default: config ssh_jump].
+    #[arg(long = "ssh-jump", value_name = "[USER@]HOST[:PORT]")]
+    pub ssh_jump: Option<String>,
     /// Deadline for the node to run and accept SSH (e.g. 90s, 10m).
     #[arg(long = "ssh-timeout", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub ssh_timeout: Duration,
@@ -529,7 +535,12 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     if args.format == ListFormat::Table {
         return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
     }
-    crate::listing::print_nodes(&nodes, args.format)
+    let jump = if args.format == ListFormat::SshConfig {
+        crate::bastion::resolve(&cfg, provider.name(), None)?
+    } else {
+        None
+    };
+    crate::listing::print_nodes(&nodes, args.format, jump.as_ref())
 }
 
 /// destroy-node.

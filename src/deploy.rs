@@ -41,6 +41,8 @@ pub struct Options {
     pub keep_on_failure: bool,
     pub insecure_host_key: bool,
     pub identity: Option<PathBuf>,
+    /// The bastion every node is reached through (one connection, shared by the pool).
+    pub jump: Option<Arc<ssh::Jump>>,
     /// Image/size/location as the provider resolved them (`Provider::prepare`).
     pub prepared: Option<crate::provider::Prepared>,
     /// Expiry, owner, CI job and labels recorded on every node ([`crate::expiry::records`]).
@@ -152,20 +154,21 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     }
 
     let deadline = Instant::now() + opts.ssh_timeout;
-    let ready = wait_running(provider.as_ref(), node, deadline).and_then(|node| {
-        out.node = Some(node.clone());
-        let target = target(plan, &node, opts);
-        let p = provider.clone();
-        let id = node.id.clone();
-        let mut still_there = move || {
-            interrupts().check()?;
-            Ok(p.get(&id)?
-                .is_some_and(|n| n.state != NodeState::Terminated))
-        };
-        let conn = ssh::connect(&target, deadline, &mut still_there)?;
-        remember(&pname, &node, &target, &conn, opts);
-        Ok(conn)
-    });
+    let ready =
+        wait_running(provider.as_ref(), node, opts.jump.is_some(), deadline).and_then(|node| {
+            out.node = Some(node.clone());
+            let target = target(plan, &node, opts);
+            let p = provider.clone();
+            let id = node.id.clone();
+            let mut still_there = move || {
+                interrupts().check()?;
+                Ok(p.get(&id)?
+                    .is_some_and(|n| n.state != NodeState::Terminated))
+            };
+            let conn = ssh::connect(&target, deadline, &mut still_there)?;
+            remember(&pname, &node, &target, &conn, opts);
+            Ok(conn)
+        });
     let mut conn = match ready.and_then(|c| interrupts().check().map(|_| c)) {
         Ok(c) => c,
         Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
@@ -309,22 +312,37 @@ pub fn target(plan: &Plan, node: &Node, opts: &Options) -> Target {
     identities.extend(node.ssh.identity.iter().map(PathBuf::from));
     Target {
         node: node.name.clone(),
-        host: node.public_ip.clone().unwrap_or_default(),
+        host: address(node, opts.jump.is_some()).unwrap_or_default(),
         port: node.ssh.port.unwrap_or(22),
         user,
         host_key,
         identities,
         use_agent: true,
+        jump: opts.jump.clone(),
     }
+}
+
+/// The address SSH connects to: behind a jump host the node's private address (the bastion
+/// is on its network), else — or when the provider reports none (local, static: the given
+/// address) — its public one.
+pub fn address(node: &Node, jump: bool) -> Option<String> {
+    jump.then(|| node.private_ip.clone())
+        .flatten()
+        .or_else(|| node.public_ip.clone())
 }
 
 /// Polls in a row that may find a new node stopped before that counts as a failure: some
 /// clouds (Hetzner) show a new server `off` between its create and start actions.
 const STOPPED_POLLS: u32 = 3;
 
-/// Polls `get` (backing off) until the node runs with a public address. A node in error,
+/// Polls `get` (backing off) until the node runs with an address to connect to ([`address`]). A node in error,
 /// terminated, or stopped for [`STOPPED_POLLS`] polls in a row will not run: a deploy error.
-fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> Result<Node> {
+fn wait_running(
+    provider: &dyn Provider,
+    mut node: Node,
+    jump: bool,
+    deadline: Instant,
+) -> Result<Node> {
     let base = provider.poll_interval();
     let mut delay = base;
     let mut announced = false;
@@ -336,7 +354,7 @@ fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> R
             0
         };
         match node.state {
-            NodeState::Running if node.public_ip.is_some() => return Ok(node),
+            NodeState::Running if address(&node, jump).is_some() => return Ok(node),
             NodeState::Error | NodeState::Terminated => {
                 return Err(Error::deploy(
                     &node.name,

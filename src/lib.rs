@@ -6,6 +6,7 @@
 //! node → SSH makes it ready → `output` reports. [`exit`] is the one place errors become
 //! exit codes. See DESIGN.md in the repository for the whole contract.
 
+pub mod bastion;
 pub mod cli;
 pub mod completions;
 pub mod config;

@@ -2,6 +2,7 @@
 //! provider's catalog (`--images/--sizes/--locations`). It reads provider types, so it sits
 //! above `provider` (and `output`, whose stderr sink every layer uses, stays below both).
 
+use crate::bastion::JumpSettings;
 use crate::error::Result;
 use crate::exit::print_stdout;
 use crate::output::print_json;
@@ -19,7 +20,11 @@ pub enum ListFormat {
 }
 
 /// list-nodes output in the chosen format.
-pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
+pub(crate) fn print_nodes(
+    nodes: &[Node],
+    format: ListFormat,
+    jump: Option<&JumpSettings>,
+) -> Result<()> {
     match format {
         ListFormat::Json => print_json(&crate::expiry::with_records(nodes)),
         ListFormat::Text => {
@@ -29,7 +34,7 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
             }
             print_stdout(&s)
         }
-        ListFormat::SshConfig => print_stdout(&ssh_config(nodes)?),
+        ListFormat::SshConfig => print_stdout(&ssh_config(nodes, jump)?),
         ListFormat::Table => print_stdout(&table(nodes, "")),
     }
 }
@@ -84,17 +89,28 @@ fn age(created: &str, now: time::OffsetDateTime) -> String {
 }
 
 /// `Host` blocks for `ssh -F`: HostName, Port, User, IdentityFile, and a known_hosts file
-/// holding the node's pinned host key (written under the state directory).
-pub(crate) fn ssh_config(nodes: &[Node]) -> Result<String> {
+/// holding the node's pinned host key (written under the state directory). Behind a jump host:
+/// `ProxyJump` and the node's private address as HostName, plus a `Host` block for the bastion
+/// itself (OpenSSH reads the same file for the jump) with its identity and known_hosts files.
+pub(crate) fn ssh_config(nodes: &[Node], jump: Option<&JumpSettings>) -> Result<String> {
     let mut s = String::new();
     let keydir = crate::state::state_dir().join("known_hosts.d");
+    let write_key = |file: &std::path::Path, line: String| -> Result<()> {
+        std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
+        crate::state::write_atomic(file, line.as_bytes(), 0o644)
+    };
     let identity = crate::plan::own_public_key().map(|p| p.with_extension(""));
     for n in nodes {
-        let Some(ip) = &n.public_ip else { continue };
+        let Some(ip) = crate::deploy::address(n, jump.is_some()) else {
+            continue;
+        };
         let port = n.ssh.port.unwrap_or(22);
         let _ = writeln!(s, "Host {}", n.name);
         let _ = writeln!(s, "    HostName {ip}");
         let _ = writeln!(s, "    Port {port}");
+        if let Some(j) = jump {
+            let _ = writeln!(s, "    ProxyJump {}", j.proxy_jump());
+        }
         if let Some(user) = &n.ssh.user {
             let _ = writeln!(s, "    User {user}");
         }
@@ -108,24 +124,58 @@ pub(crate) fn ssh_config(nodes: &[Node]) -> Result<String> {
             let _ = writeln!(s, "    IdentityFile {}", id.display());
         }
         if let Some(key) = &n.ssh.host_key {
-            let host = if port == 22 {
-                ip.clone()
-            } else {
-                format!("[{ip}]:{port}")
-            };
             let file = keydir.join(&n.name);
-            std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
-            crate::state::write_atomic(
+            write_key(
                 &file,
-                format!("{host} {}\n", key.trim()).as_bytes(),
-                0o644,
+                format!("{} {}\n", host_pattern(&ip, port), key.trim()),
             )?;
             let _ = writeln!(s, "    UserKnownHostsFile {}", file.display());
             let _ = writeln!(s, "    StrictHostKeyChecking yes");
         }
         s.push('\n');
     }
+    if let Some(j) = jump {
+        // ProxyJump runs `ssh -F THIS_FILE -W ... HOST`: this block applies to the bastion
+        let _ = writeln!(s, "Host {}", j.host.host);
+        if let Some(id) = &identity {
+            let _ = writeln!(s, "    IdentityFile {}", id.display());
+        }
+        match &j.host_key {
+            Some(key) => {
+                let file = keydir.join(format!("jump-{}-{}", j.host.host, j.host.port));
+                write_key(
+                    &file,
+                    format!(
+                        "{} {}\n",
+                        host_pattern(&j.host.host, j.host.port),
+                        key.trim()
+                    ),
+                )?;
+                let _ = writeln!(s, "    UserKnownHostsFile {}", file.display());
+                let _ = writeln!(s, "    StrictHostKeyChecking yes");
+            }
+            None => {
+                // where deploy-node recorded it on first use, and the user's own file
+                let own = crate::state::state_dir().join("known_hosts");
+                let _ = writeln!(
+                    s,
+                    "    UserKnownHostsFile ~/.ssh/known_hosts {}",
+                    own.display()
+                );
+            }
+        }
+        s.push('\n');
+    }
     Ok(s)
+}
+
+/// `host`, or `[host]:port` when the port is not 22, as known_hosts names hosts.
+fn host_pattern(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
 }
 
 /// `list-nodes --images/--sizes/--locations`: `NAME  DESCRIPTION` lines (or JSON).

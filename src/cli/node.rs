@@ -25,6 +25,11 @@ const NODE_STATUS: &str = concat!(
 pub struct NodeArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Reach the node through this bastion, [USER@]HOST[:PORT] (exec and cp: the built-in
+    /// engine's tunnel; ssh: `ssh -J`), on its private address; `none` turns off a configured
+    /// ssh_jump [default: config ssh_jump].
+    #[arg(long = "ssh-jump", value_name = "[USER@]HOST[:PORT]", global = true)]
+    pub ssh_jump: Option<String>,
     #[command(subcommand)]
     pub action: Option<NodeAction>,
 }
@@ -78,10 +83,12 @@ pub fn run_node(args: NodeArgs) -> Result<i32> {
     };
     let cfg = args.common.load_config()?;
     let provider = provider_for(&args.common, &cfg, None)?;
+    let jump = crate::bastion::resolve(&cfg, provider.name(), args.ssh_jump.as_deref())?;
+    let jump = jump.as_ref();
     match action {
         NodeAction::Show { name, json } => {
             let node = crate::node::find(provider.as_ref(), &name)?;
-            crate::node::show(provider.name(), &node, json)?;
+            crate::node::show(provider.name(), &node, json, jump)?;
             Ok(0)
         }
         NodeAction::Exec { name, command } => {
@@ -92,12 +99,12 @@ pub fn run_node(args: NodeArgs) -> Result<i32> {
                     .read_to_end(&mut stdin)
                     .map_err(|e| Error::io("stdin", e))?;
             }
-            crate::node::exec(&node, &command, &stdin)
+            crate::node::exec(&node, &command, &stdin, jump)
         }
-        NodeAction::Cp { src, dst } => crate::node::cp::copy(provider.as_ref(), &src, &dst),
+        NodeAction::Cp { src, dst } => crate::node::cp::copy(provider.as_ref(), &src, &dst, jump),
         NodeAction::Ssh { name, args } => {
             let node = crate::node::find(provider.as_ref(), &name)?;
-            crate::node::interactive(&node, &args)
+            crate::node::interactive(&node, &args, jump)
         }
     }
 }

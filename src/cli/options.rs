@@ -89,6 +89,13 @@ impl DeployOptions {
                 }
             )));
         }
+        let jump =
+            crate::bastion::resolve(&cfg, &plans[0].provider.value, args.ssh_jump.as_deref())?.map(
+                |j| {
+                    j.default_user(&plans[0].ssh_user.value)
+                        .connect_on_use(args.insecure_host_key, args.identity.clone())
+                },
+            );
         let warnings = plans[0].warnings.clone();
         let outputs = Outputs {
             description: args.description_file.clone(),
@@ -130,6 +137,7 @@ impl DeployOptions {
                 keep_on_failure: args.keep_on_failure,
                 insecure_host_key: args.insecure_host_key,
                 identity: args.identity,
+                jump,
                 prepared: None,
                 records,
             },
