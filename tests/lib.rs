@@ -16,6 +16,7 @@ mod deploy_exec;
 mod deploy_local;
 mod deploy_openstack;
 mod fake_openstack;
+mod jump;
 mod junit_corpus;
 mod local_isolation;
 mod man_pages;
