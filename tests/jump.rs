@@ -75,8 +75,7 @@ fn deploy_exec_and_ssh_config_through_the_bastion() {
         .code(0);
     // the node saw the connection come from inside its namespace (the bastion's forward)
     assert!(
-        r.stderr.contains(&format!("conn=127.0.0.1 ") as &str)
-            && r.stderr.contains(&format!(" 127.0.0.1 {port}")),
+        r.stderr.contains("conn=127.0.0.1 ") && r.stderr.contains(&format!(" 127.0.0.1 {port}")),
         "{}",
         r.stderr
     );

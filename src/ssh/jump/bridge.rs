@@ -276,16 +276,9 @@ impl Tunnel {
                 Err(_) => return self.fail(),
             }
         }
-        while !self.to_channel.is_empty() {
-            match self.channel.write(&self.to_channel) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.to_channel.drain(..n);
-                    progressed = true;
-                }
-                Err(e) if would_block(&e) => break,
-                Err(_) => return self.fail(),
-            }
+        match flush(&mut self.to_channel, &mut self.channel) {
+            Ok(moved) => progressed |= moved,
+            Err(_) => return self.fail(),
         }
         if self.local_eof && self.to_channel.is_empty() && !self.eof_sent {
             match self.channel.send_eof() {
@@ -314,16 +307,9 @@ impl Tunnel {
                 Err(_) => return self.fail(),
             }
         }
-        while !self.to_local.is_empty() {
-            match self.local.write(&self.to_local) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.to_local.drain(..n);
-                    progressed = true;
-                }
-                Err(e) if would_block(&e) => break,
-                Err(_) => return self.fail(),
-            }
+        match flush(&mut self.to_local, &mut self.local) {
+            Ok(moved) => progressed |= moved,
+            Err(_) => return self.fail(),
         }
         if self.channel_eof && self.to_local.is_empty() && !self.local_shut {
             let _ = self.local.shutdown(std::net::Shutdown::Write);
@@ -363,6 +349,23 @@ impl Tunnel {
     fn closed(&self) -> bool {
         self.closing && self.channel_eof && self.local_shut && self.eof_sent && self.local_eof
     }
+}
+
+/// Writes what `pending` holds to `out` until it would block; true when anything was written.
+fn flush(pending: &mut Vec<u8>, out: &mut impl Write) -> io::Result<bool> {
+    let mut moved = false;
+    while !pending.is_empty() {
+        match out.write(pending) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.drain(..n);
+                moved = true;
+            }
+            Err(e) if would_block(&e) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(moved)
 }
 
 fn would_block(e: &io::Error) -> bool {
