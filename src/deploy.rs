@@ -737,6 +737,19 @@ mod tests {
     use super::*;
     use crate::provider::Destroyed;
 
+    #[test]
+    fn behind_a_jump_host_the_private_address_is_used_when_reported() {
+        let mut n = crate::provider::test_node("1", "web");
+        n.public_ip = Some("203.0.113.5".into());
+        assert_eq!(address(&n, true).as_deref(), Some("203.0.113.5"));
+        n.private_ip = Some("10.0.0.5".into());
+        assert_eq!(address(&n, true).as_deref(), Some("10.0.0.5"));
+        assert_eq!(address(&n, false).as_deref(), Some("203.0.113.5"));
+        n.public_ip = None;
+        assert_eq!(address(&n, false), None);
+        assert_eq!(address(&n, true).as_deref(), Some("10.0.0.5"));
+    }
+
     /// A provider whose `create` panics and whose `destroy` counts.
     #[derive(Default)]
     struct Panicky {

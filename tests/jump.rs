@@ -108,6 +108,27 @@ fn deploy_exec_and_ssh_config_through_the_bastion() {
         .run()
         .code(0);
     assert!(r.stdout.starts_with("127.0.0.1 "), "{}", r.stdout);
+    // megabytes both ways through the bridge: its buffers fill and drain (flow control)
+    let big = s.write("big.txt", &"0123456789abcdef\n".repeat(256 * 1024));
+    let mut c = s.cmd("node").args([
+        "-p",
+        "static",
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "wc -c; head -c 3000000 /dev/zero | tr '\\0' x",
+    ]);
+    c.cmd.stdin(std::fs::File::open(&big).unwrap());
+    let r = c.run().code(0);
+    let sent = format!("{}\n", 17 * 256 * 1024);
+    assert!(
+        r.stdout.starts_with(&sent),
+        "{}",
+        &r.stdout[..40.min(r.stdout.len())]
+    );
+    assert_eq!(r.stdout.len(), sent.len() + 3_000_000);
 
     // ssh-config: ProxyJump, the address behind the bastion, and it works with the real ssh
     let r = s

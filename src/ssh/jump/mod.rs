@@ -157,7 +157,10 @@ impl Jump {
                 message: format!("{hop}: {message}"),
                 source,
             },
-            Error::Timeout(m) => Error::Timeout(format!("{hop}: {m}")),
+            Error::Timeout(m) => Error::Timeout(match m.strip_prefix(&format!("{node}: ")) {
+                Some(rest) => format!("{node}: {hop}: {rest}"),
+                None => format!("{hop}: {m}"),
+            }),
             other => other,
         })?;
         self.connections.fetch_add(1, Ordering::Relaxed);
