@@ -7,6 +7,8 @@
 //! with the real `ssh -F`.
 
 use crate::support::cli::Sandbox;
+use crate::support::cloudnodes::{assert_node_started, attach_nodes, Cleanup};
+use crate::support::fakecloud::{Api, FakeCloud};
 use crate::support::netns::Netns;
 use crate::support::sshd::{self, Sshd};
 use std::net::TcpStream;
@@ -282,4 +284,53 @@ fn bad_jump_values_are_one_line_before_anything_is_created() {
         ))
         .one_line_error();
     assert!(!s.state().join("local").exists());
+}
+
+#[test]
+fn a_cloud_node_with_only_a_private_address_is_reached_through_the_provider_s_jump_host() {
+    const TOKEN: &str = "hz-jump-0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789ab";
+    let fake = FakeCloud::start(Api::Hetzner, TOKEN);
+    attach_nodes(&fake);
+    fake.set_private_only(true);
+    let bastion = Sshd::start_logging("DEBUG1");
+    let s = Sandbox::new();
+    let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
+    bastion.authorize("root", &own);
+    // set for hetzner alone: its table holds it, and the driver does not see it
+    s.write(
+        "xdg-config/provision/provision.toml",
+        &format!(
+            "[providers.hetzner]\npoll_interval = 0.1\nssh_jump = \"root@127.0.0.1:{}\"\n",
+            bastion.port
+        ),
+    );
+    let name = "deploy-test-jump-hz";
+    let _g = Cleanup(name.into());
+    let r = s
+        .cmd("deploy-node")
+        .env("PROVISION_HETZNER_URL", &fake.url)
+        .env("HCLOUD_TOKEN", TOKEN)
+        .args([
+            "-p",
+            "hetzner",
+            "-i",
+            "ubuntu-24.04",
+            "-s",
+            "cx22",
+            "-l",
+            "fsn1",
+        ])
+        .args(["-n", name, "--json"])
+        .run();
+    assert_node_started(name);
+    let r = r.code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let node = &v["nodes"][0];
+    assert!(node["public_ip"].is_null(), "{node}");
+    let private = node["private_ip"].as_str().expect("a private address");
+    let log = bastion.log();
+    assert!(
+        log.contains(&format!("target {private} port 22")),
+        "{private} not reached through the bastion:\n{log}"
+    );
 }

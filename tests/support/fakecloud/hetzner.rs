@@ -120,15 +120,25 @@ fn server_json(inner: &Inner, s: &Server) -> Value {
     let running = inner.active(s);
     let img = find_image(&s.image).unwrap_or(IMAGES[0]);
     let loc = location_json(&s.region);
+    let private = inner
+        .private_only
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (ipv4, private_net) = if private {
+        let net = json!([{"network": 4711, "ip": s.ip, "alias_ips": [], "mac_address": "86:00:00:2a:7d:e0"}]);
+        (Value::Null, net)
+    } else {
+        let ipv4 = json!({"id": s.id + 7, "ip": s.ip, "blocked": false, "dns_ptr": "localhost"});
+        (ipv4, json!([]))
+    };
     json!({
         "id": s.id, "name": s.name,
         "status": inner.status_override().unwrap_or_else(|| (if running { "running" } else { "initializing" }).into()),
         "created": s.created,
         "public_net": {
-            "ipv4": {"id": s.id + 7, "ip": s.ip, "blocked": false, "dns_ptr": "localhost"},
+            "ipv4": ipv4,
             "ipv6": null, "floating_ips": [], "firewalls": []
         },
-        "private_net": [],
+        "private_net": private_net,
         "server_type": type_json(&s.size),
         "datacenter": {
             "id": 4, "name": format!("{}-dc14", s.region), "description": "DC 14",
