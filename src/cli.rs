@@ -220,7 +220,7 @@ pub struct DeployArgs {
     /// Keep a node whose deployment failed or was interrupted instead of destroying it.
     #[arg(long)]
     pub keep_on_failure: bool,
-    /// Do not check the node's SSH host key (says so on stderr). Avoid.
+    /// Do not check the SSH host key of the node, nor of the jump host (says so on stderr). Avoid.
     #[arg(long)]
     pub insecure_host_key: bool,
     /// Write a JUnit XML report of the deployment (one test case per step) to FILE; checked

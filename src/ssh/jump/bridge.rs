@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
+use std::time::Instant;
 
 const LIBSSH2_ERROR_EAGAIN: i32 = -37;
 /// Bytes buffered per direction per channel; a full buffer stops reading that side.
@@ -23,6 +24,8 @@ pub(super) struct Open {
     pub(super) port: u16,
     pub(super) local: UnixStream,
     pub(super) reply: mpsc::Sender<Result<(), String>>,
+    /// The caller stops waiting then: an open not begun by then is dropped.
+    pub(super) until: Instant,
 }
 
 /// The handle the callers keep: requests go through `requests`, and a byte on `wake` makes the
@@ -48,6 +51,7 @@ impl Bridge {
                     wake: wake_rx,
                     requests: rx,
                     pending: Vec::new(),
+                    begun: false,
                     tunnels: Vec::new(),
                     closing: false,
                 };
@@ -108,6 +112,9 @@ struct Pump {
     requests: mpsc::Receiver<Open>,
     /// Opens waiting for their turn: libssh2 opens one channel at a time, in order.
     pending: Vec<Open>,
+    /// The first pending open was begun (libssh2 is waiting for the bastion's answer): it
+    /// must be finished before another one starts.
+    begun: bool,
     tunnels: Vec<Tunnel>,
     /// Every handle is gone: end once the tunnels are.
     closing: bool,
@@ -161,14 +168,24 @@ impl Pump {
 
     /// Tries to open the oldest pending channel.
     fn open_next(&mut self) -> bool {
+        // a node whose caller gave up (its try timed out) is not asked for any more; a retry
+        // queued its own request
+        let mut dropped = false;
+        if !self.begun {
+            let now = Instant::now();
+            let before = self.pending.len();
+            self.pending.retain(|o| o.until > now);
+            dropped = self.pending.len() != before;
+        }
         let Some(open) = self.pending.first() else {
-            return false;
+            return dropped;
         };
         let result = self
             .session
             .channel_direct_tcpip(&open.host, open.port, None);
+        self.begun = matches!(&result, Err(e) if eagain(e));
         match result {
-            Err(e) if eagain(&e) => false,
+            Err(e) if eagain(&e) => dropped,
             Err(e) => {
                 let open = self.pending.remove(0);
                 let _ = open.reply.send(Err(e.message().to_string()));

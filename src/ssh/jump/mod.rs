@@ -18,6 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// How long one try waits for the bastion to open a channel to the node (as one TCP connect
+/// try is bounded when there is no bastion).
+const OPEN_LIMIT: Duration = Duration::from_secs(15);
+
 /// One bastion, connected on first use and shared (an `Arc<Jump>` in every node's [`Target`]).
 pub struct Jump {
     host: JumpHost,
@@ -98,11 +102,14 @@ impl Jump {
         let (mine, theirs) = UnixStream::pair()
             .map_err(|e| TunnelError::Fatal(Error::io("a local socket pair", e)))?;
         let (reply, answer) = mpsc::channel();
+        // as a TCP connect try is bounded, so a node the bastion cannot reach is retried
+        let until = deadline.min(Instant::now() + OPEN_LIMIT);
         let open = bridge::Open {
             host: host.to_string(),
             port,
             local: theirs,
             reply,
+            until,
         };
         {
             let mut slot = self.bridge.lock().unwrap_or_else(PoisonError::into_inner);
@@ -117,7 +124,7 @@ impl Jump {
                 )));
             }
         }
-        let left = deadline
+        let left = until
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
         match answer.recv_timeout(left) {
