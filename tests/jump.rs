@@ -334,3 +334,34 @@ fn a_cloud_node_with_only_a_private_address_is_reached_through_the_provider_s_ju
         "{private} not reached through the bastion:\n{log}"
     );
 }
+
+#[test]
+fn a_node_the_bastion_cannot_reach_is_retried_until_the_deadline() {
+    let s = Sandbox::new();
+    let p = private_node(&s, "");
+    // nothing listens on this port inside the namespace: every channel open is refused
+    let closed = sshd::free_port();
+    let text = std::fs::read_to_string(s.path().join("xdg-config/provision/provision.toml"))
+        .unwrap()
+        .replace(&format!(":{}\"", p.node.port), &format!(":{closed}\""));
+    s.write("xdg-config/provision/provision.toml", &text);
+    let r = s
+        .cmd("deploy-node")
+        .args(["-n", "web", "--ssh-timeout", "3s"])
+        .run()
+        .code(15)
+        .stderr_has("web: SSH not ready after ")
+        .stderr_has(&format!(
+            "stuck at TCP port open on 127.0.0.1:{closed} through jump host {}",
+            p.jump()
+        ))
+        .stderr_has("cannot reach it");
+    r.one_line_error();
+    // one bastion login, many tries over it
+    let log = p.bastion.log();
+    assert_eq!(count(&log, "Accepted publickey for root"), 1, "{log}");
+    assert!(
+        count(&log, &format!("target 127.0.0.1 port {closed}")) > 1,
+        "{log}"
+    );
+}
