@@ -131,6 +131,32 @@ fn deploy_exec_and_ssh_config_through_the_bastion() {
         &r.stdout[..40.min(r.stdout.len())]
     );
     assert_eq!(r.stdout.len(), sent.len() + 3_000_000);
+    // node cp tunnels the same way
+    s.cmd("node")
+        .args([
+            "-p",
+            "static",
+            "cp",
+            &big.display().to_string(),
+            "web:/root/",
+        ])
+        .run()
+        .code(0);
+    let r = s
+        .cmd("node")
+        .args([
+            "-p",
+            "static",
+            "exec",
+            "web",
+            "--",
+            "wc",
+            "-c",
+            "/root/big.txt",
+        ])
+        .run()
+        .code(0);
+    assert_eq!(r.stdout, format!("{} /root/big.txt\n", 17 * 256 * 1024));
 
     // ssh-config: ProxyJump, the address behind the bastion, and it works with the real ssh
     let r = s
