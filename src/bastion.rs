@@ -5,6 +5,7 @@
 
 use crate::config::{Config, Sourced};
 use crate::error::{Error, Result};
+use crate::provider::Node;
 use crate::ssh::{HostKeyCheck, Jump, JumpHost};
 use crate::state;
 use std::path::PathBuf;
@@ -122,6 +123,35 @@ pub fn resolve(cfg: &Config, provider: &str, flag: Option<&str>) -> Result<Optio
         host_key: key.map(|k| k.value),
         source: chosen.layer,
     }))
+}
+
+/// The jump host to reach a node through (none: directly).
+pub type JumpOf<'a> = &'a dyn Fn(&Node) -> Option<JumpSettings>;
+
+/// The jump host of an existing node for `node` and `list-nodes`: `--ssh-jump` when given
+/// (`configured` then holds its value), else the one deploy-node reached it through (its
+/// record), else `configured` (the config's).
+pub fn for_node(
+    configured: Option<&JumpSettings>,
+    flag_given: bool,
+    provider: &str,
+    node: &Node,
+) -> Option<JumpSettings> {
+    if flag_given {
+        return configured.cloned();
+    }
+    let recorded = crate::known_nodes::load(provider, &node.name)
+        .filter(|r| r.is_for(node))
+        .and_then(|r| {
+            let host = JumpHost::parse(r.jump.as_deref()?).ok()?;
+            Some(JumpSettings {
+                user: host.user.clone().unwrap_or_else(|| r.user.clone()),
+                host,
+                host_key: r.jump_host_key,
+                source: format!("the record of {}", node.name),
+            })
+        });
+    recorded.or_else(|| configured.cloned())
 }
 
 #[cfg(test)]

@@ -535,12 +535,16 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     if args.format == ListFormat::Table {
         return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
     }
-    let jump = if args.format == ListFormat::SshConfig {
+    let configured = if args.format == ListFormat::SshConfig {
         crate::bastion::resolve(&cfg, provider.name(), None)?
     } else {
         None
     };
-    crate::listing::print_nodes(&nodes, args.format, jump.as_ref())
+    // the jump host each node was deployed through, else the config's
+    let jump_of = |n: &provider::Node| {
+        crate::bastion::for_node(configured.as_ref(), false, provider.name(), n)
+    };
+    crate::listing::print_nodes(&nodes, args.format, &jump_of)
 }
 
 /// destroy-node.

@@ -225,6 +225,8 @@ fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection
         host_key,
         user: target.user.clone(),
         identity: opts.identity.clone(),
+        jump: target.jump.as_ref().map(|j| j.label()),
+        jump_host_key: target.jump.as_ref().and_then(|j| j.pinned_key()),
     };
     if let Err(e) = known_nodes::remember(&rec) {
         output::warn(&format!(

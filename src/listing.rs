@@ -2,7 +2,7 @@
 //! provider's catalog (`--images/--sizes/--locations`). It reads provider types, so it sits
 //! above `provider` (and `output`, whose stderr sink every layer uses, stays below both).
 
-use crate::bastion::JumpSettings;
+use crate::bastion::{JumpOf, JumpSettings};
 use crate::error::Result;
 use crate::exit::print_stdout;
 use crate::output::print_json;
@@ -20,11 +20,7 @@ pub enum ListFormat {
 }
 
 /// list-nodes output in the chosen format.
-pub(crate) fn print_nodes(
-    nodes: &[Node],
-    format: ListFormat,
-    jump: Option<&JumpSettings>,
-) -> Result<()> {
+pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat, jump_of: JumpOf<'_>) -> Result<()> {
     match format {
         ListFormat::Json => print_json(&crate::expiry::with_records(nodes)),
         ListFormat::Text => {
@@ -34,7 +30,7 @@ pub(crate) fn print_nodes(
             }
             print_stdout(&s)
         }
-        ListFormat::SshConfig => print_stdout(&ssh_config(nodes, jump)?),
+        ListFormat::SshConfig => print_stdout(&ssh_config(nodes, jump_of)?),
         ListFormat::Table => print_stdout(&table(nodes, "")),
     }
 }
@@ -92,7 +88,7 @@ fn age(created: &str, now: time::OffsetDateTime) -> String {
 /// holding the node's pinned host key (written under the state directory). Behind a jump host:
 /// `ProxyJump` and the node's private address as HostName, plus a `Host` block for the bastion
 /// itself (OpenSSH reads the same file for the jump) with its identity and known_hosts files.
-pub(crate) fn ssh_config(nodes: &[Node], jump: Option<&JumpSettings>) -> Result<String> {
+pub(crate) fn ssh_config(nodes: &[Node], jump_of: JumpOf<'_>) -> Result<String> {
     let mut s = String::new();
     let keydir = crate::state::state_dir().join("known_hosts.d");
     let write_key = |file: &std::path::Path, line: String| -> Result<()> {
@@ -100,7 +96,9 @@ pub(crate) fn ssh_config(nodes: &[Node], jump: Option<&JumpSettings>) -> Result<
         crate::state::write_atomic(file, line.as_bytes(), 0o644)
     };
     let identity = crate::plan::own_public_key().map(|p| p.with_extension(""));
+    let mut bastions: Vec<JumpSettings> = Vec::new();
     for n in nodes {
+        let jump = jump_of(n);
         let Some(ip) = crate::deploy::address(n, jump.is_some()) else {
             continue;
         };
@@ -110,6 +108,9 @@ pub(crate) fn ssh_config(nodes: &[Node], jump: Option<&JumpSettings>) -> Result<
         let _ = writeln!(s, "    Port {port}");
         if let Some(j) = jump {
             let _ = writeln!(s, "    ProxyJump {}", j.proxy_jump());
+            if !bastions.iter().any(|b| b.host.host == j.host.host) {
+                bastions.push(j);
+            }
         }
         if let Some(user) = &n.ssh.user {
             let _ = writeln!(s, "    User {user}");
@@ -134,7 +135,7 @@ pub(crate) fn ssh_config(nodes: &[Node], jump: Option<&JumpSettings>) -> Result<
         }
         s.push('\n');
     }
-    if let Some(j) = jump {
+    for j in &bastions {
         // ProxyJump runs `ssh -F THIS_FILE -W ... HOST`: this block applies to the bastion
         let _ = writeln!(s, "Host {}", j.host.host);
         if let Some(id) = &identity {

@@ -108,7 +108,7 @@ pub fn exec(
 /// The ssh config file (`Host NAME` block) for the node, written under the state directory.
 pub fn ssh_config_file(node: &Node, jump: Option<&JumpSettings>) -> Result<PathBuf> {
     target(node, None)?;
-    let text = crate::listing::ssh_config(std::slice::from_ref(node), jump)?;
+    let text = crate::listing::ssh_config(std::slice::from_ref(node), &|_| jump.cloned())?;
     let dir = state::state_dir().join("ssh_config.d");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let file = dir.join(&node.name);

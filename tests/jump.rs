@@ -286,6 +286,21 @@ fn a_pool_makes_one_connection_to_the_bastion() {
             "{ip} not reached through the bastion:\n{log}"
         );
     }
+    // later commands follow the record, with no flag and no config
+    let first = nodes[0]["name"].as_str().unwrap();
+    let ip = nodes[0]["public_ip"].as_str().unwrap();
+    s.cmd("list-nodes")
+        .args(["--format", "ssh-config"])
+        .run()
+        .code(0)
+        .stdout_has(&format!("ProxyJump {jump}"));
+    s.cmd("node")
+        .args(["exec", first, "--", "true"])
+        .run()
+        .code(0);
+    let log = bastion.log();
+    assert_eq!(count(&log, "Accepted publickey for root"), 2, "{log}");
+    assert_eq!(count(&log, &format!("target {ip} port 22")), 2, "{log}");
 }
 
 #[test]

@@ -49,14 +49,14 @@ pub fn copy(
     provider: &dyn Provider,
     src: &str,
     dst: &str,
-    jump: Option<&crate::bastion::JumpSettings>,
+    jump_of: crate::bastion::JumpOf<'_>,
 ) -> Result<i32> {
     match (parse(src), parse(dst)) {
         (Place::Local(from), Place::Remote { node, path }) => {
-            upload(provider, &from, &node, &path, jump)
+            upload(provider, &from, &node, &path, jump_of)
         }
         (Place::Remote { node, path }, Place::Local(to)) => {
-            download(provider, &node, &path, &to, jump)
+            download(provider, &node, &path, &to, jump_of)
         }
         _ => Err(Error::usage(format!(
             "cp {src} {dst}: exactly one side must be NAME:/path on a node"
@@ -67,10 +67,10 @@ pub fn copy(
 fn connect(
     provider: &dyn Provider,
     name: &str,
-    jump: Option<&crate::bastion::JumpSettings>,
+    jump_of: crate::bastion::JumpOf<'_>,
 ) -> Result<crate::ssh::Connection> {
     let node = super::find(provider, name)?;
-    let target = super::target(&node, jump)?;
+    let target = super::target(&node, jump_of(&node).as_ref())?;
     crate::ssh::connect(&target, Instant::now() + super::CONNECT_WAIT, &mut || {
         Ok(true)
     })
@@ -81,7 +81,7 @@ fn upload(
     from: &Path,
     node: &str,
     to: &str,
-    jump: Option<&crate::bastion::JumpSettings>,
+    jump_of: crate::bastion::JumpOf<'_>,
 ) -> Result<i32> {
     let meta = std::fs::metadata(from).map_err(|e| Error::io(from.display(), e))?;
     base(to)?;
@@ -104,7 +104,7 @@ fn upload(
         d = q(to),
         name = q(&name),
     );
-    let mut conn = connect(provider, node, jump)?;
+    let mut conn = connect(provider, node, jump_of)?;
     let mut err = std::io::stderr();
     conn.exec_streamed(&script, &bytes, &mut |is_err, data| {
         if is_err {
@@ -118,7 +118,7 @@ fn download(
     node: &str,
     from: &str,
     to: &Path,
-    jump: Option<&crate::bastion::JumpSettings>,
+    jump_of: crate::bastion::JumpOf<'_>,
 ) -> Result<i32> {
     let name = base(from)?;
     let dir = Path::new(from.trim_end_matches('/'))
@@ -127,7 +127,7 @@ fn download(
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| ".".into());
     let script = format!("cd {} && tar cf - {}", q(&dir), q(&name));
-    let mut conn = connect(provider, node, jump)?;
+    let mut conn = connect(provider, node, jump_of)?;
     let mut bytes = Vec::new();
     let mut err = std::io::stderr();
     let status = conn.exec_streamed(&script, &[], &mut |is_err, data| {

@@ -79,7 +79,15 @@ impl Jump {
         &self.user
     }
 
-    /// `user@host:port`, for messages.
+    /// The bastion's pinned host key, when one is pinned.
+    pub fn pinned_key(&self) -> Option<String> {
+        match &self.host_key {
+            HostKeyCheck::Pinned(k) => Some(k.clone()),
+            _ => None,
+        }
+    }
+
+    /// `user@host:port`, for messages (and [`JumpHost::parse`] reads it back).
     pub fn label(&self) -> String {
         format!("{}@{}", self.user, self.host.address())
     }
