@@ -26,8 +26,8 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub common: Common,
     /// Reach the node through this bastion, [USER@]HOST[:PORT] (exec and cp: the built-in
-    /// engine's tunnel; ssh: `ssh -J`), on its private address; `none` turns off a configured
-    /// ssh_jump [default: config ssh_jump].
+    /// engine's tunnel; ssh: `ssh -J`), on its private address; `none`: directly [default: the
+    /// jump host the node was deployed through, else config ssh_jump].
     #[arg(long = "ssh-jump", value_name = "[USER@]HOST[:PORT]", global = true)]
     pub ssh_jump: Option<String>,
     #[command(subcommand)]
