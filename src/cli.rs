@@ -209,6 +209,12 @@ pub struct DeployArgs {
     /// Private key file for SSH, tried after the ssh-agent and before ~/.ssh/id_*.
     #[arg(long = "identity", value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Reach the nodes through this bastion, [USER@]HOST[:PORT] (USER defaults to the
+    /// --ssh-user in effect), as OpenSSH's ProxyJump: one connection to it for every node, its
+    /// host key checked (ssh_jump_host_key, else known_hosts); nodes are reached on their
+    /// private address. `none` turns off a configured ssh_jump [default: config ssh_jump].
+    #[arg(long = "ssh-jump", value_name = "[USER@]HOST[:PORT]")]
+    pub ssh_jump: Option<String>,
     /// Deadline for the node to run and accept SSH (e.g. 90s, 10m).
     #[arg(long = "ssh-timeout", value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub ssh_timeout: Duration,
@@ -221,7 +227,7 @@ pub struct DeployArgs {
     /// Keep a node whose deployment failed or was interrupted instead of destroying it.
     #[arg(long)]
     pub keep_on_failure: bool,
-    /// Do not check the node's SSH host key (says so on stderr). Avoid.
+    /// Do not check the SSH host key of the node, nor of the jump host (says so on stderr). Avoid.
     #[arg(long)]
     pub insecure_host_key: bool,
     /// Write a JUnit XML report of the deployment (one test case per step) to FILE; checked
@@ -607,7 +613,16 @@ pub fn run_list(args: ListArgs) -> Result<()> {
     if args.format == ListFormat::Table {
         return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
     }
-    crate::listing::print_nodes(&nodes, args.format)
+    let configured = if args.format == ListFormat::SshConfig {
+        crate::bastion::resolve(&cfg, provider.name(), None)?
+    } else {
+        None
+    };
+    // the jump host each node was deployed through, else the config's
+    let jump_of = |n: &provider::Node| {
+        crate::bastion::for_node(configured.as_ref(), false, provider.name(), n)
+    };
+    crate::listing::print_nodes(&nodes, args.format, &jump_of)
 }
 
 /// destroy-node.

@@ -42,6 +42,8 @@ pub struct Options {
     pub keep_on_failure: bool,
     pub insecure_host_key: bool,
     pub identity: Option<PathBuf>,
+    /// The bastion every node is reached through (one connection, shared by the pool).
+    pub jump: Option<Arc<ssh::Jump>>,
     /// Image/size/location as the provider resolved them (`Provider::prepare`).
     pub prepared: Option<crate::provider::Prepared>,
     /// Expiry, owner, CI job and labels recorded on every node ([`crate::expiry::records`]).
@@ -162,24 +164,25 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
 
     let deadline = Instant::now() + opts.ssh_timeout;
     let waiting = Instant::now();
-    let ready = wait_running(provider.as_ref(), node, deadline).and_then(|node| {
-        out.phases.push("running", waiting.elapsed());
-        out.node = Some(node.clone());
-        let target = target(plan, &node, opts);
-        let p = provider.clone();
-        let id = node.id.clone();
-        let mut still_there = move || {
-            interrupts().check()?;
-            Ok(p.get(&id)?
-                .is_some_and(|n| n.state != NodeState::Terminated))
-        };
-        let conn = ssh::connect(&target, deadline, &mut still_there)?;
-        for (phase, took) in conn.phases() {
-            out.phases.push(phase, took);
-        }
-        remember(&pname, &node, &target, &conn, opts);
-        Ok(conn)
-    });
+    let ready =
+        wait_running(provider.as_ref(), node, opts.jump.is_some(), deadline).and_then(|node| {
+            out.phases.push("running", waiting.elapsed());
+            out.node = Some(node.clone());
+            let target = target(plan, &node, opts);
+            let p = provider.clone();
+            let id = node.id.clone();
+            let mut still_there = move || {
+                interrupts().check()?;
+                Ok(p.get(&id)?
+                    .is_some_and(|n| n.state != NodeState::Terminated))
+            };
+            let conn = ssh::connect(&target, deadline, &mut still_there)?;
+            for (phase, took) in conn.phases() {
+                out.phases.push(phase, took);
+            }
+            remember(&pname, &node, &target, &conn, opts);
+            Ok(conn)
+        });
     let mut conn = match ready.and_then(|c| interrupts().check().map(|_| c)) {
         Ok(c) => c,
         Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
@@ -288,6 +291,8 @@ fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection
         user: target.user.clone(),
         identity: opts.identity.clone(),
         applied: None,
+        jump: target.jump.as_ref().map(|j| j.label()),
+        jump_host_key: target.jump.as_ref().and_then(|j| j.pinned_key()),
     };
     if let Err(e) = known_nodes::remember(&rec) {
         output::warn(&format!(
@@ -401,22 +406,37 @@ pub fn target(plan: &Plan, node: &Node, opts: &Options) -> Target {
     identities.extend(node.ssh.identity.iter().map(PathBuf::from));
     Target {
         node: node.name.clone(),
-        host: node.public_ip.clone().unwrap_or_default(),
+        host: address(node, opts.jump.is_some()).unwrap_or_default(),
         port: node.ssh.port.unwrap_or(22),
         user,
         host_key,
         identities,
         use_agent: true,
+        jump: opts.jump.clone(),
     }
+}
+
+/// The address SSH connects to: behind a jump host the node's private address (the bastion
+/// is on its network), else — or when the provider reports none (local, static: the given
+/// address) — its public one.
+pub fn address(node: &Node, jump: bool) -> Option<String> {
+    jump.then(|| node.private_ip.clone())
+        .flatten()
+        .or_else(|| node.public_ip.clone())
 }
 
 /// Polls in a row that may find a new node stopped before that counts as a failure: some
 /// clouds (Hetzner) show a new server `off` between its create and start actions.
 const STOPPED_POLLS: u32 = 3;
 
-/// Polls `get` (backing off) until the node runs with a public address. A node in error,
+/// Polls `get` (backing off) until the node runs with an address to connect to ([`address`]). A node in error,
 /// terminated, or stopped for [`STOPPED_POLLS`] polls in a row will not run: a deploy error.
-fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> Result<Node> {
+fn wait_running(
+    provider: &dyn Provider,
+    mut node: Node,
+    jump: bool,
+    deadline: Instant,
+) -> Result<Node> {
     let base = provider.poll_interval();
     let mut delay = base;
     let mut announced = false;
@@ -428,7 +448,7 @@ fn wait_running(provider: &dyn Provider, mut node: Node, deadline: Instant) -> R
             0
         };
         match node.state {
-            NodeState::Running if node.public_ip.is_some() => return Ok(node),
+            NodeState::Running if address(&node, jump).is_some() => return Ok(node),
             NodeState::Error | NodeState::Terminated => {
                 return Err(Error::deploy(
                     &node.name,
@@ -822,6 +842,19 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
 mod tests {
     use super::*;
     use crate::provider::Destroyed;
+
+    #[test]
+    fn behind_a_jump_host_the_private_address_is_used_when_reported() {
+        let mut n = crate::provider::test_node("1", "web");
+        n.public_ip = Some("203.0.113.5".into());
+        assert_eq!(address(&n, true).as_deref(), Some("203.0.113.5"));
+        n.private_ip = Some("10.0.0.5".into());
+        assert_eq!(address(&n, true).as_deref(), Some("10.0.0.5"));
+        assert_eq!(address(&n, false).as_deref(), Some("203.0.113.5"));
+        n.public_ip = None;
+        assert_eq!(address(&n, false), None);
+        assert_eq!(address(&n, true).as_deref(), Some("10.0.0.5"));
+    }
 
     /// A provider whose `create` panics and whose `destroy` counts.
     #[derive(Default)]

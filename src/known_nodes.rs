@@ -1,6 +1,7 @@
 //! What deploy-node learned about each node it made ready, remembered in the state directory
 //! (`nodes/PROVIDER--NAME.json`, next to the journal) so every later connection trusts the same
-//! host key: the host key it pinned or learned, the login user, and the `--identity` file.
+//! host key: the host key it pinned or learned, the login user, the `--identity` file, and the
+//! jump host it went through.
 //! `list-nodes --format ssh-config` writes them as `UserKnownHostsFile` + `StrictHostKeyChecking
 //! yes`, `User` and `IdentityFile`; destroying the node forgets them.
 //!
@@ -34,6 +35,12 @@ pub struct Record {
     /// What the last provisioning applied; none before the first one ended.
     #[serde(default)]
     pub applied: Option<Applied>,
+    /// The jump host the node was reached through (`user@host:port`), when one was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump: Option<String>,
+    /// The jump host's pinned host key (`ssh_jump_host_key`), when one was pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jump_host_key: Option<String>,
 }
 
 impl Record {
@@ -130,6 +137,8 @@ mod tests {
             user: "root".into(),
             identity: None,
             applied: None,
+            jump: None,
+            jump_host_key: None,
         };
         assert!(rec.is_for(&node("7", Some("abc"))));
         assert!(rec.is_for(&node("7", None)));

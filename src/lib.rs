@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod applied;
+pub mod bastion;
 pub mod cli;
 pub mod completions;
 pub mod config;

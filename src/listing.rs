@@ -2,6 +2,7 @@
 //! provider's catalog (`--images/--sizes/--locations`). It reads provider types, so it sits
 //! above `provider` (and `output`, whose stderr sink every layer uses, stays below both).
 
+use crate::bastion::{JumpOf, JumpSettings};
 use crate::error::Result;
 use crate::exit::print_stdout;
 use crate::output::print_json;
@@ -19,7 +20,7 @@ pub enum ListFormat {
 }
 
 /// list-nodes output in the chosen format.
-pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
+pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat, jump_of: JumpOf<'_>) -> Result<()> {
     match format {
         ListFormat::Json => print_json(&crate::expiry::with_records(nodes)),
         ListFormat::Text => {
@@ -29,7 +30,7 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat) -> Result<()> {
             }
             print_stdout(&s)
         }
-        ListFormat::SshConfig => print_stdout(&ssh_config(nodes)?),
+        ListFormat::SshConfig => print_stdout(&ssh_config(nodes, jump_of)?),
         ListFormat::Table => print_stdout(&table(nodes, "")),
     }
 }
@@ -78,17 +79,33 @@ fn age(secs: u64) -> String {
 }
 
 /// `Host` blocks for `ssh -F`: HostName, Port, User, IdentityFile, and a known_hosts file
-/// holding the node's pinned host key (written under the state directory).
-pub(crate) fn ssh_config(nodes: &[Node]) -> Result<String> {
+/// holding the node's pinned host key (written under the state directory). Behind a jump host:
+/// `ProxyJump` and the node's private address as HostName, plus a `Host` block for the bastion
+/// itself (OpenSSH reads the same file for the jump) with its identity and known_hosts files.
+pub(crate) fn ssh_config(nodes: &[Node], jump_of: JumpOf<'_>) -> Result<String> {
     let mut s = String::new();
     let keydir = crate::state::state_dir().join("known_hosts.d");
+    let write_key = |file: &std::path::Path, line: String| -> Result<()> {
+        std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
+        crate::state::write_atomic(file, line.as_bytes(), 0o644)
+    };
     let identity = crate::plan::own_public_key().map(|p| p.with_extension(""));
+    let mut bastions: Vec<JumpSettings> = Vec::new();
     for n in nodes {
-        let Some(ip) = &n.public_ip else { continue };
+        let jump = jump_of(n);
+        let Some(ip) = crate::deploy::address(n, jump.is_some()) else {
+            continue;
+        };
         let port = n.ssh.port.unwrap_or(22);
         let _ = writeln!(s, "Host {}", n.name);
         let _ = writeln!(s, "    HostName {ip}");
         let _ = writeln!(s, "    Port {port}");
+        if let Some(j) = jump {
+            let _ = writeln!(s, "    ProxyJump {}", j.proxy_jump());
+            if !bastions.iter().any(|b| b.host.host == j.host.host) {
+                bastions.push(j);
+            }
+        }
         if let Some(user) = &n.ssh.user {
             let _ = writeln!(s, "    User {user}");
         }
@@ -103,16 +120,43 @@ pub(crate) fn ssh_config(nodes: &[Node]) -> Result<String> {
         }
         if let Some(key) = &n.ssh.host_key {
             // as OpenSSH looks it up: `::1`, or `[::1]:2222` with a port
-            let host = crate::ssh::known_hosts::lookup_name(ip, port);
+            let host = crate::ssh::known_hosts::lookup_name(&ip, port);
             let file = keydir.join(&n.name);
-            std::fs::create_dir_all(&keydir).map_err(|e| crate::Error::io(keydir.display(), e))?;
-            crate::state::write_atomic(
-                &file,
-                format!("{host} {}\n", key.trim()).as_bytes(),
-                0o644,
-            )?;
+            write_key(&file, format!("{host} {}\n", key.trim()))?;
             let _ = writeln!(s, "    UserKnownHostsFile {}", file.display());
             let _ = writeln!(s, "    StrictHostKeyChecking yes");
+        }
+        s.push('\n');
+    }
+    for j in &bastions {
+        // ProxyJump runs `ssh -F THIS_FILE -W ... HOST`: this block applies to the bastion
+        let _ = writeln!(s, "Host {}", j.host.host);
+        if let Some(id) = &identity {
+            let _ = writeln!(s, "    IdentityFile {}", id.display());
+        }
+        match &j.host_key {
+            Some(key) => {
+                let file = keydir.join(format!("jump-{}-{}", j.host.host, j.host.port));
+                write_key(
+                    &file,
+                    format!(
+                        "{} {}\n",
+                        crate::ssh::known_hosts::lookup_name(&j.host.host, j.host.port),
+                        key.trim()
+                    ),
+                )?;
+                let _ = writeln!(s, "    UserKnownHostsFile {}", file.display());
+                let _ = writeln!(s, "    StrictHostKeyChecking yes");
+            }
+            None => {
+                // where deploy-node recorded it on first use, and the user's own file
+                let own = crate::state::state_dir().join("known_hosts");
+                let _ = writeln!(
+                    s,
+                    "    UserKnownHostsFile ~/.ssh/known_hosts {}",
+                    own.display()
+                );
+            }
         }
         s.push('\n');
     }

@@ -11,6 +11,7 @@
 
 pub mod cp;
 
+use crate::bastion::JumpSettings;
 use crate::error::{Error, Result};
 use crate::exit::print_stdout;
 use crate::provider::{Node, Provider};
@@ -56,13 +57,14 @@ pub fn find(provider: &dyn Provider, name: &str) -> Result<Node> {
 /// The SSH target of a found node: its address and port, the remembered login user (else
 /// root), the pinned or remembered host key (else our known_hosts, trust on first use), and the
 /// remembered or driver-made identity.
-pub fn target(node: &Node) -> Result<Target> {
-    let host = node.public_ip.clone().ok_or_else(|| {
+pub fn target(node: &Node, jump: Option<&JumpSettings>) -> Result<Target> {
+    let host = crate::deploy::address(node, jump.is_some()).ok_or_else(|| {
         Error::usage(format!(
             "{}: has no public address (state {})",
             node.name, node.state
         ))
     })?;
+    let identities: Vec<PathBuf> = node.ssh.identity.iter().map(PathBuf::from).collect();
     Ok(Target {
         node: node.name.clone(),
         host,
@@ -72,17 +74,23 @@ pub fn target(node: &Node) -> Result<Target> {
             Some(k) => HostKeyCheck::Pinned(k.clone()),
             None => HostKeyCheck::KnownHosts(state::state_dir().join("known_hosts")),
         },
-        identities: node.ssh.identity.iter().map(PathBuf::from).collect(),
+        jump: jump.map(|j| j.connect_on_use(false, identities.first().cloned())),
+        identities,
         use_agent: true,
     })
 }
 
 /// Runs `argv` (joined with shell quoting) on the node; its stdout and stderr go to ours,
 /// apart, as they arrive; `stdin` is sent first. Returns the remote exit status.
-pub fn exec(node: &Node, argv: &[String], stdin: &[u8]) -> Result<i32> {
+pub fn exec(
+    node: &Node,
+    argv: &[String],
+    stdin: &[u8],
+    jump: Option<&JumpSettings>,
+) -> Result<i32> {
     let command = shlex::try_join(argv.iter().map(String::as_str))
         .map_err(|e| Error::usage(format!("{}: command cannot be quoted: {e}", node.name)))?;
-    let target = target(node)?;
+    let target = target(node, jump)?;
     let mut conn = ssh::connect(&target, Instant::now() + CONNECT_WAIT, &mut || Ok(true))?;
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -98,9 +106,9 @@ pub fn exec(node: &Node, argv: &[String], stdin: &[u8]) -> Result<i32> {
 }
 
 /// The ssh config file (`Host NAME` block) for the node, written under the state directory.
-pub fn ssh_config_file(node: &Node) -> Result<PathBuf> {
-    target(node)?;
-    let text = crate::listing::ssh_config(std::slice::from_ref(node))?;
+pub fn ssh_config_file(node: &Node, jump: Option<&JumpSettings>) -> Result<PathBuf> {
+    target(node, None)?;
+    let text = crate::listing::ssh_config(std::slice::from_ref(node), &|_| jump.cloned())?;
     let dir = state::state_dir().join("ssh_config.d");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let file = dir.join(&node.name);
@@ -108,21 +116,21 @@ pub fn ssh_config_file(node: &Node) -> Result<PathBuf> {
     Ok(file)
 }
 
-/// The system `ssh` command line that reaches the node.
-pub fn ssh_command(node: &Node) -> Result<Vec<String>> {
-    let file = ssh_config_file(node)?;
-    Ok(vec![
-        "ssh".into(),
-        "-F".into(),
-        file.display().to_string(),
-        node.name.clone(),
-    ])
+/// The system `ssh` command line that reaches the node (`-J` through a jump host).
+pub fn ssh_command(node: &Node, jump: Option<&JumpSettings>) -> Result<Vec<String>> {
+    let file = ssh_config_file(node, jump)?;
+    let mut argv = vec!["ssh".into(), "-F".into(), file.display().to_string()];
+    if let Some(j) = jump {
+        argv.extend(["-J".into(), j.proxy_jump()]);
+    }
+    argv.push(node.name.clone());
+    Ok(argv)
 }
 
 /// Runs the system `ssh` to the node (with `extra` arguments: options, or a command) and
 /// returns its exit status.
-pub fn interactive(node: &Node, extra: &[String]) -> Result<i32> {
-    let argv = ssh_command(node)?;
+pub fn interactive(node: &Node, extra: &[String], jump: Option<&JumpSettings>) -> Result<i32> {
+    let argv = ssh_command(node, jump)?;
     let status = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .args(extra)
@@ -132,9 +140,9 @@ pub fn interactive(node: &Node, extra: &[String]) -> Result<i32> {
 }
 
 /// `node show`: everything known about the node, as text or JSON.
-pub fn show(provider: &str, node: &Node, json: bool) -> Result<()> {
+pub fn show(provider: &str, node: &Node, json: bool, jump: Option<&JumpSettings>) -> Result<()> {
     let rec = known_nodes::load(provider, &node.name).filter(|r| r.is_for(node));
-    let ssh = ssh_command(node)
+    let ssh = ssh_command(node, jump)
         .ok()
         .map(|a| shlex::try_join(a.iter().map(String::as_str)).unwrap_or_default());
     if json {

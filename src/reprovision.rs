@@ -207,6 +207,8 @@ mod tests {
             host_key: "ssh-ed25519 AAAA".into(),
             user: "root".into(),
             identity: None,
+            jump: None,
+            jump_host_key: None,
             applied: Some(Applied {
                 bundles: vec!["app".into(), "tz".into()],
                 vars: [("image".to_string(), "debian-12".to_string())].into(),

@@ -17,6 +17,7 @@ mod deploy_local;
 mod deploy_openstack;
 mod fake_openstack;
 mod ipv6;
+mod jump;
 mod junit_corpus;
 mod local_isolation;
 mod man_pages;

@@ -23,6 +23,7 @@ fn target(sshd: &Sshd, key: &ClientKey, host_key: HostKeyCheck) -> Target {
         host_key,
         identities: vec![key.private.clone()],
         use_agent: false,
+        jump: None,
     }
 }
 
@@ -159,6 +160,7 @@ fn closed_port_times_out_naming_phase_and_address() {
         host_key: HostKeyCheck::Insecure,
         identities: vec![key.private.clone()],
         use_agent: false,
+        jump: None,
     };
     let started = Instant::now();
     let mut asked = 0;
@@ -196,6 +198,7 @@ fn node_gone_stops_waiting() {
         host_key: HostKeyCheck::Insecure,
         identities: vec![key.private.clone()],
         use_agent: false,
+        jump: None,
     };
     let err = ssh::connect(&t, soon(), &mut || Ok(false)).err().unwrap();
     assert!(matches!(err, Error::Deploy { .. }), "{err}");

@@ -25,6 +25,11 @@ const NODE_STATUS: &str = concat!(
 pub struct NodeArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Reach the node through this bastion, [USER@]HOST[:PORT] (exec and cp: the built-in
+    /// engine's tunnel; ssh: `ssh -J`), on its private address; `none`: directly [default: the
+    /// jump host the node was deployed through, else config ssh_jump].
+    #[arg(long = "ssh-jump", value_name = "[USER@]HOST[:PORT]", global = true)]
+    pub ssh_jump: Option<String>,
     #[command(subcommand)]
     pub action: Option<NodeAction>,
 }
@@ -79,10 +84,20 @@ pub fn run_node(args: NodeArgs) -> Result<i32> {
     };
     let cfg = args.common.load_config()?;
     let provider = provider_for(&args.common, &cfg, None)?;
+    let configured = crate::bastion::resolve(&cfg, provider.name(), args.ssh_jump.as_deref())?;
+    // the flag, else the jump host the node was deployed through, else the config's
+    let jump_of = |node: &crate::provider::Node| {
+        crate::bastion::for_node(
+            configured.as_ref(),
+            args.ssh_jump.is_some(),
+            provider.name(),
+            node,
+        )
+    };
     match action {
         NodeAction::Show { name, json } => {
             let node = crate::node::find(provider.as_ref(), &name)?;
-            crate::node::show(provider.name(), &node, json)?;
+            crate::node::show(provider.name(), &node, json, jump_of(&node).as_ref())?;
             Ok(0)
         }
         NodeAction::Exec { name, command } => {
@@ -93,12 +108,14 @@ pub fn run_node(args: NodeArgs) -> Result<i32> {
                     .read_to_end(&mut stdin)
                     .map_err(|e| Error::io("stdin", e))?;
             }
-            crate::node::exec(&node, &command, &stdin)
+            crate::node::exec(&node, &command, &stdin, jump_of(&node).as_ref())
         }
-        NodeAction::Cp { src, dst } => crate::node::cp::copy(provider.as_ref(), &src, &dst),
+        NodeAction::Cp { src, dst } => {
+            crate::node::cp::copy(provider.as_ref(), &src, &dst, &jump_of)
+        }
         NodeAction::Ssh { name, args } => {
             let node = crate::node::find(provider.as_ref(), &name)?;
-            crate::node::interactive(&node, &args)
+            crate::node::interactive(&node, &args, jump_of(&node).as_ref())
         }
     }
 }

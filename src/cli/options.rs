@@ -112,6 +112,20 @@ impl DeployOptions {
                 }
             )));
         }
+        // a re-provision goes through the jump host the node was deployed through, unless
+        // --ssh-jump says otherwise
+        let recorded_jump = reprovision
+            .as_ref()
+            .filter(|_| args.ssh_jump.is_none())
+            .and_then(crate::bastion::recorded);
+        let jump = match recorded_jump {
+            Some(j) => Some(j),
+            None => {
+                crate::bastion::resolve(&cfg, &plans[0].provider.value, args.ssh_jump.as_deref())?
+                    .map(|j| j.default_user(&plans[0].ssh_user.value))
+            }
+        }
+        .map(|j| j.connect_on_use(args.insecure_host_key, args.identity.clone()));
         let warnings = plans[0].warnings.clone();
         let outputs = Outputs {
             description: args.description_file.clone(),
@@ -157,6 +171,7 @@ impl DeployOptions {
                 keep_on_failure: args.keep_on_failure,
                 insecure_host_key: args.insecure_host_key,
                 identity: args.identity,
+                jump,
                 prepared: None,
                 records,
             },

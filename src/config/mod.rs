@@ -47,6 +47,13 @@ pub struct Config {
     pub location: Option<Sourced<String>>,
     pub name_prefix: Option<Sourced<String>>,
     pub ssh_user: Option<Sourced<String>>,
+    /// `ssh_jump`: the bastion nodes are reached through (layer: its `provision.toml`).
+    pub ssh_jump: Option<Sourced<String>>,
+    /// `ssh_jump_host_key`: the bastion's pinned host key.
+    pub ssh_jump_host_key: Option<Sourced<String>>,
+    /// The SSH keys of `[providers.NAME]` tables ([`PROVIDER_SSH_KEYS`]), kept apart from the
+    /// driver tables (every driver accepts them; none reads them): provider → key → value.
+    pub provider_ssh: BTreeMap<String, BTreeMap<String, Sourced<toml::Value>>>,
     /// `wait_for_cloud_init` (later layer wins); `None`: not set (wait).
     pub wait_for_cloud_init: Option<bool>,
     /// `keep_scripts` (later layer wins); `None`: not set (remove scripts that had secrets).
@@ -81,6 +88,10 @@ pub struct Config {
     /// Things the user should hear about (bundle replaced, env path missing), for stderr.
     pub warnings: Vec<String>,
 }
+
+/// Keys every `[providers.NAME]` table may hold besides the driver's own: how SSH reaches the
+/// provider's nodes. They are taken out of the table the driver sees.
+pub const PROVIDER_SSH_KEYS: &[&str] = &["ssh_jump", "ssh_jump_host_key"];
 
 /// Where to look for layers; `Default` reads the real environment.
 #[derive(Debug, Clone, Default)]
@@ -187,6 +198,18 @@ impl Config {
         set(&mut self.name_prefix, lc.name_prefix, "name_prefix");
         set(&mut self.ssh_user, lc.ssh_user, "ssh_user");
         set(&mut self.ttl, lc.ttl, "ttl");
+        let file = format!("{label}/provision.toml");
+        for (slot, v) in [
+            (&mut self.ssh_jump, lc.ssh_jump),
+            (&mut self.ssh_jump_host_key, lc.ssh_jump_host_key),
+        ] {
+            if let Some(value) = v {
+                *slot = Some(Sourced {
+                    value,
+                    layer: file.clone(),
+                });
+            }
+        }
         for key in &lc.replaces {
             let slot = match *key {
                 "default_bundles" => &mut self.default_bundles,
@@ -272,8 +295,19 @@ impl Config {
         for (name, table) in lc.providers {
             let origins = self.provider_origins.entry(name.clone()).or_default();
             let layers = self.provider_layers.entry(name.clone()).or_default();
+            let ssh = self.provider_ssh.entry(name.clone()).or_default();
             let slot = self.providers.entry(name).or_default();
             for (k, v) in table {
+                if PROVIDER_SSH_KEYS.contains(&k.as_str()) {
+                    ssh.insert(
+                        k,
+                        Sourced {
+                            value: v,
+                            layer: file.clone(),
+                        },
+                    );
+                    continue;
+                }
                 origins.insert(k.clone(), idx);
                 layers.insert(k.clone(), format!("{label}/provision.toml"));
                 slot.insert(k, v);

@@ -14,6 +14,10 @@ pub struct LayerConfig {
     pub location: Option<String>,
     pub name_prefix: Option<String>,
     pub ssh_user: Option<String>,
+    /// Reach nodes through this bastion, `[user@]host[:port]` (also per provider).
+    pub ssh_jump: Option<String>,
+    /// The bastion's host key (an OpenSSH public key line), pinned (also per provider).
+    pub ssh_jump_host_key: Option<String>,
     /// Wait for cloud-init before the first script (default true).
     pub wait_for_cloud_init: Option<bool>,
     /// Keep the rendered scripts on the node after a run that had secret variables (default

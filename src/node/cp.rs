@@ -45,25 +45,44 @@ fn q(s: &str) -> String {
 }
 
 /// Copies `src` to `dst`; exactly one of them on a node. Returns the remote tar's status.
-pub fn copy(provider: &dyn Provider, src: &str, dst: &str) -> Result<i32> {
+pub fn copy(
+    provider: &dyn Provider,
+    src: &str,
+    dst: &str,
+    jump_of: crate::bastion::JumpOf<'_>,
+) -> Result<i32> {
     match (parse(src), parse(dst)) {
-        (Place::Local(from), Place::Remote { node, path }) => upload(provider, &from, &node, &path),
-        (Place::Remote { node, path }, Place::Local(to)) => download(provider, &node, &path, &to),
+        (Place::Local(from), Place::Remote { node, path }) => {
+            upload(provider, &from, &node, &path, jump_of)
+        }
+        (Place::Remote { node, path }, Place::Local(to)) => {
+            download(provider, &node, &path, &to, jump_of)
+        }
         _ => Err(Error::usage(format!(
             "cp {src} {dst}: exactly one side must be NAME:/path on a node"
         ))),
     }
 }
 
-fn connect(provider: &dyn Provider, name: &str) -> Result<crate::ssh::Connection> {
+fn connect(
+    provider: &dyn Provider,
+    name: &str,
+    jump_of: crate::bastion::JumpOf<'_>,
+) -> Result<crate::ssh::Connection> {
     let node = super::find(provider, name)?;
-    let target = super::target(&node)?;
+    let target = super::target(&node, jump_of(&node).as_ref())?;
     crate::ssh::connect(&target, Instant::now() + super::CONNECT_WAIT, &mut || {
         Ok(true)
     })
 }
 
-fn upload(provider: &dyn Provider, from: &Path, node: &str, to: &str) -> Result<i32> {
+fn upload(
+    provider: &dyn Provider,
+    from: &Path,
+    node: &str,
+    to: &str,
+    jump_of: crate::bastion::JumpOf<'_>,
+) -> Result<i32> {
     let meta = std::fs::metadata(from).map_err(|e| Error::io(from.display(), e))?;
     base(to)?;
     let name = base(&from.to_string_lossy())?;
@@ -85,7 +104,7 @@ fn upload(provider: &dyn Provider, from: &Path, node: &str, to: &str) -> Result<
         d = q(to),
         name = q(&name),
     );
-    let mut conn = connect(provider, node)?;
+    let mut conn = connect(provider, node, jump_of)?;
     let mut err = std::io::stderr();
     conn.exec_streamed(&script, &bytes, &mut |is_err, data| {
         if is_err {
@@ -94,7 +113,13 @@ fn upload(provider: &dyn Provider, from: &Path, node: &str, to: &str) -> Result<
     })
 }
 
-fn download(provider: &dyn Provider, node: &str, from: &str, to: &Path) -> Result<i32> {
+fn download(
+    provider: &dyn Provider,
+    node: &str,
+    from: &str,
+    to: &Path,
+    jump_of: crate::bastion::JumpOf<'_>,
+) -> Result<i32> {
     let name = base(from)?;
     let dir = Path::new(from.trim_end_matches('/'))
         .parent()
@@ -102,7 +127,7 @@ fn download(provider: &dyn Provider, node: &str, from: &str, to: &Path) -> Resul
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| ".".into());
     let script = format!("cd {} && tar cf - {}", q(&dir), q(&name));
-    let mut conn = connect(provider, node)?;
+    let mut conn = connect(provider, node, jump_of)?;
     let mut bytes = Vec::new();
     let mut err = std::io::stderr();
     let status = conn.exec_streamed(&script, &[], &mut |is_err, data| {

@@ -69,6 +69,11 @@ pub fn check(cfg: &Config) -> Result<Vec<String>> {
             ));
             continue;
         };
+        let keys: Vec<&str> = keys
+            .iter()
+            .chain(crate::config::PROVIDER_SSH_KEYS)
+            .copied()
+            .collect();
         for key in table.keys() {
             if !keys.contains(&key.as_str()) {
                 let near = http::near_matches(key, keys.iter().copied(), 1);

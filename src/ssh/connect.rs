@@ -9,8 +9,9 @@ use crate::output;
 use rand::Rng;
 use ssh2::Session;
 use std::fmt;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::io::AsRawFd;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -87,9 +88,14 @@ pub fn connect(
         output::debug(&format!("{}: {phase}: {why}", target.node));
         let timeout = || {
             Error::Timeout(format!(
-                "{}: SSH not ready after {}s: stuck at {phase} on {addr} ({why})",
+                "{}: SSH not ready after {}s: stuck at {phase} on {addr}{} ({why})",
                 target.node,
-                started.elapsed().as_secs()
+                started.elapsed().as_secs(),
+                target
+                    .jump
+                    .as_ref()
+                    .map(|j| format!(" through jump host {}", j.label()))
+                    .unwrap_or_default()
             ))
         };
         if Instant::now() >= deadline {
@@ -135,7 +141,13 @@ fn attempt(
                 Phase::Auth => progress.entered[1] = Some(Instant::now()),
             }
             let msg = match phase {
-                Phase::Tcp => format!("waiting for SSH port {addr}"),
+                Phase::Tcp => match &target.jump {
+                    Some(j) => format!(
+                        "waiting for SSH port {addr} through jump host {}",
+                        j.label()
+                    ),
+                    None => format!("waiting for SSH port {addr}"),
+                },
                 Phase::Banner => format!("{addr} is open, waiting for the SSH banner"),
                 Phase::Auth => format!("authenticating as {} on {addr}", target.user),
             };
@@ -146,26 +158,29 @@ fn attempt(
 
     enter(Phase::Tcp);
     let retry = |phase, e: &dyn fmt::Display| Failure::Retry(phase, e.to_string());
-    let addrs: Vec<_> = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| retry(Phase::Tcp, &e))?
-        .collect();
-    let mut last = String::from("no address");
-    let mut tcp = None;
-    for a in &addrs {
-        let limit = left().min(TRY_LIMIT).max(Duration::from_millis(1));
-        match TcpStream::connect_timeout(a, limit) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = e.to_string(),
+    let (link, peer) = match &target.jump {
+        Some(jump) => {
+            let tunnel = jump
+                .tunnel(&target.node, &target.host, target.port, deadline)
+                .map_err(|e| match e {
+                    super::jump::TunnelError::Fatal(e) => Failure::Fatal(e),
+                    super::jump::TunnelError::Retry(why) => Failure::Retry(Phase::Tcp, why),
+                })?;
+            (Link::Tunnel(tunnel), None)
         }
-    }
-    let tcp = tcp.ok_or(Failure::Retry(Phase::Tcp, last))?;
-    let peer = tcp.peer_addr().map_err(|e| retry(Phase::Tcp, &e))?;
-    tcp.set_nodelay(true).map_err(|e| retry(Phase::Tcp, &e))?;
-    let fd = tcp.as_raw_fd();
+        None => {
+            let tcp = tcp_connect(target, left)?;
+            let peer = tcp.peer_addr().map_err(|e| retry(Phase::Tcp, &e))?;
+            tcp.set_nodelay(true).map_err(|e| retry(Phase::Tcp, &e))?;
+            (Link::Tcp(tcp), Some(peer))
+        }
+    };
+    let fd = link.as_raw_fd();
+    // the node's own messages say which hop failed when a bastion is in between
+    let hop = match &target.jump {
+        Some(j) => format!("through jump host {}: ", j.label()),
+        None => String::new(),
+    };
 
     enter(Phase::Banner);
     let mut session = Session::new().map_err(|e| {
@@ -173,13 +188,13 @@ fn attempt(
             "cannot create an SSH session: {e}"
         )))
     })?;
-    session.set_tcp_stream(tcp);
+    session.set_tcp_stream(link);
     session.set_timeout(ms(left().min(TRY_LIMIT)));
     session.handshake().map_err(|e| {
         // Nothing in common with the server is final: say what each side offers.
-        match super::negotiate::is_kex_failure(&e)
-            .then(|| super::negotiate::mismatch(&session, peer))
-            .flatten()
+        match peer
+            .filter(|_| super::negotiate::is_kex_failure(&e))
+            .and_then(|peer| super::negotiate::mismatch(&session, peer))
         {
             Some(why) => Failure::Fatal(Error::deploy(
                 &target.node,
@@ -192,11 +207,22 @@ fn attempt(
         .host_key()
         .ok_or_else(|| Failure::Retry(Phase::Banner, "no host key".into()))?;
     hostkey::check(target, blob, warned)
-        .map_err(|m| Failure::Fatal(Error::deploy(&target.node, m)))?;
+        .map_err(|m| Failure::Fatal(Error::deploy(&target.node, format!("{hop}{m}"))))?;
 
     enter(Phase::Auth);
     session.set_timeout(ms(left().min(TRY_LIMIT)));
-    authenticate(&session, target, addr)?;
+    authenticate(&session, target, addr).map_err(|f| match f {
+        Failure::Fatal(Error::Deploy {
+            node,
+            message,
+            source,
+        }) => Failure::Fatal(Error::Deploy {
+            node,
+            message: format!("{hop}{message}"),
+            source,
+        }),
+        other => other,
+    })?;
     session.set_timeout(SESSION_TIMEOUT_MS);
     session.set_keepalive(true, KEEPALIVE_SECS);
     output::debug(&format!(
@@ -213,6 +239,42 @@ fn attempt(
         paths: RemotePaths::default(),
         phases: [Duration::ZERO; 3],
     })
+}
+
+/// The socket a session runs on: a TCP connection to the node, or one end of a tunnel through
+/// a jump host.
+enum Link {
+    Tcp(TcpStream),
+    Tunnel(UnixStream),
+}
+
+impl AsRawFd for Link {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Link::Tcp(s) => s.as_raw_fd(),
+            Link::Tunnel(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// A TCP connection to one of the target's addresses, each try bounded by [`TRY_LIMIT`].
+fn tcp_connect(
+    target: &Target,
+    left: impl Fn() -> Duration,
+) -> std::result::Result<TcpStream, Failure> {
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| Failure::Retry(Phase::Tcp, e.to_string()))?
+        .collect();
+    let mut last = String::from("no address");
+    for a in &addrs {
+        let limit = left().min(TRY_LIMIT).max(Duration::from_millis(1));
+        match TcpStream::connect_timeout(a, limit) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(Failure::Retry(Phase::Tcp, last))
 }
 
 fn ms(d: Duration) -> u32 {

@@ -15,6 +15,7 @@
 
 mod connect;
 mod hostkey;
+pub mod jump;
 pub mod known_hosts;
 pub mod login;
 mod negotiate;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use connect::connect;
+pub use jump::{Jump, JumpHost};
 
 /// How the node's host key is checked. It is always checked; [`HostKeyCheck::Insecure`] says so
 /// with a warning.
@@ -59,6 +61,9 @@ pub struct Target {
     pub identities: Vec<PathBuf>,
     /// Try ssh-agent first (when `SSH_AUTH_SOCK` is set).
     pub use_agent: bool,
+    /// Reach `host:port` through this bastion (shared by every node of a run) instead of
+    /// connecting directly.
+    pub jump: Option<std::sync::Arc<Jump>>,
 }
 
 /// Paths on the node used by [`Connection::provision`]. A leading `~/` is the login user's home

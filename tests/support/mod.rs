@@ -6,6 +6,7 @@ pub mod cloudnodes;
 pub mod fakecloud;
 pub mod moto;
 pub mod motoproxy;
+pub mod netns;
 pub mod prism;
 pub mod procs;
 pub mod sshd;

@@ -1,5 +1,5 @@
-//! A private OpenSSH server for tests: `/usr/sbin/sshd -D -e -f CONFIG` on 127.0.0.1 (or
-//! another loopback address, `::1`) and a free port, with its own ed25519 host key and authorized_keys files in a temp dir (so the host's
+//! A private OpenSSH server for tests: `/usr/sbin/sshd -D -e -f CONFIG` on 127.0.0.1 and a free
+//! port, with its own ed25519 host key and authorized_keys files in a temp dir (so the host's
 //! real `~/.ssh` is never read or written), killed on drop. Plus client key pairs in a temp HOME.
 //! A real server, never a mock: the tests exercise what a node will do.
 
@@ -21,6 +21,8 @@ pub struct Sshd {
     /// The server's host public key line (`ssh-ed25519 AAAA... comment`).
     pub host_pub: String,
     child: Child,
+    /// Listening inside a network namespace: readiness is read from its log.
+    in_netns: bool,
 }
 
 impl Sshd {
@@ -33,12 +35,34 @@ impl Sshd {
     /// mount namespace with a tmpfs over /root, so what a deployment writes to root's home
     /// (authorized_keys, /root/deploy) never reaches the host's.
     pub fn start_with(port: u16, private_root: bool) -> Sshd {
-        Sshd::start_on("127.0.0.1", port, private_root)
+        Sshd::launch(None, "127.0.0.1", port, private_root, "VERBOSE")
     }
 
     /// [`Sshd::start_with`] listening only on the loopback address `addr` (`::1`: a host
     /// reachable over IPv6 alone).
     pub fn start_on(addr: &str, port: u16, private_root: bool) -> Sshd {
+        Sshd::launch(None, addr, port, private_root, "VERBOSE")
+    }
+
+    /// Starts a server on 127.0.0.1 and a free port, with sshd's `log_level`.
+    pub fn start_logging(log_level: &str) -> Sshd {
+        Sshd::launch(None, "127.0.0.1", free_port(), false, log_level)
+    }
+
+    /// Starts a server inside network namespace `netns` (made by the test, see
+    /// [`super::netns`]) on `addr:port`, with a private /root and sshd's `log_level` (DEBUG1
+    /// logs each direct-tcpip channel a client opens through it).
+    pub fn start_in(netns: &str, addr: &str, port: u16, log_level: &str) -> Sshd {
+        Sshd::launch(Some(netns), addr, port, true, log_level)
+    }
+
+    fn launch(
+        netns: Option<&str>,
+        addr: &str,
+        port: u16,
+        private_root: bool,
+        log_level: &str,
+    ) -> Sshd {
         ensure_sshd();
         let dir = tempfile::Builder::new().prefix("sshd-").tempdir().unwrap();
         let host_key = dir.path().join("host_ed25519");
@@ -56,26 +80,30 @@ impl Sshd {
                  UsePAM no\nStrictModes no\nPubkeyAuthentication yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nMaxStartups 100\nMaxSessions 20\n\
-                 LogLevel VERBOSE\n",
+                 AllowTcpForwarding yes\nLogLevel {log_level}\n",
                 hk = host_key.display(),
                 d = dir.path().display()
             ),
         )
         .unwrap();
         let log = fs::File::create(dir.path().join("sshd.log")).unwrap();
-        let mut cmd = if private_root && is_root() {
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]);
+                c
+            }
+            None => Command::new("env"),
+        };
+        if private_root && is_root() {
+            cmd.args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
                 .arg(format!(
                     "mount -t tmpfs tmpfs /root && exec {SSHD} -D -e -f '{}'",
                     config.display()
                 ));
-            c
         } else {
-            let mut c = Command::new(SSHD);
-            c.args(["-D", "-e", "-f"]).arg(&config);
-            c
-        };
+            cmd.arg(SSHD).args(["-D", "-e", "-f"]).arg(&config);
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -88,6 +116,7 @@ impl Sshd {
             port,
             host_pub: host_pub.trim().to_string(),
             child,
+            in_netns: netns.is_some(),
         };
         sshd.wait_ready();
         sshd
@@ -99,7 +128,12 @@ impl Sshd {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sshd exited ({status}):\n{}", self.log());
             }
-            if TcpStream::connect((self.addr.as_str(), self.port)).is_ok() {
+            let up = if self.in_netns {
+                self.log().contains("Server listening on")
+            } else {
+                TcpStream::connect((self.addr.as_str(), self.port)).is_ok()
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

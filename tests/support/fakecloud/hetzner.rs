@@ -120,12 +120,22 @@ fn server_json(inner: &Inner, s: &Server) -> Value {
     let running = inner.active(s);
     let img = find_image(&s.image).unwrap_or(IMAGES[0]);
     let loc = location_json(&s.region);
+    let private = inner
+        .private_only
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (public_net, private_net) = if private {
+        let net = json!([{"network": 4711, "ip": s.ip, "alias_ips": [], "mac_address": "86:00:00:2a:7d:e0"}]);
+        let none = json!({"ipv4": null, "ipv6": null, "floating_ips": [], "firewalls": []});
+        (none, net)
+    } else {
+        (public_net(s), json!([]))
+    };
     json!({
         "id": s.id, "name": s.name,
         "status": inner.status_override().unwrap_or_else(|| (if running { "running" } else { "initializing" }).into()),
         "created": s.created,
-        "public_net": public_net(s),
-        "private_net": [],
+        "public_net": public_net,
+        "private_net": private_net,
         "server_type": type_json(&s.size),
         "datacenter": {
             "id": 4, "name": format!("{}-dc14", s.region), "description": "DC 14",

@@ -179,6 +179,9 @@ pub struct Inner {
     /// When set, every server reports this status (e.g. `off`), whatever its reads.
     status: Mutex<Option<String>>,
     pub polls_until_active: AtomicU32,
+    /// Hetzner: servers are on a private network only (their address in `private_net`, no
+    /// public IPv4), as nodes behind a jump host.
+    pub private_only: std::sync::atomic::AtomicBool,
     /// Milliseconds from create to active; `u64::MAX`: count reads instead.
     boot_ms: AtomicU64,
     next_id: AtomicU64,
@@ -257,6 +260,7 @@ impl FakeCloud {
             status: Mutex::new(None),
             polls_until_active: AtomicU32::new(2),
             boot_ms: AtomicU64::new(u64::MAX),
+            private_only: Default::default(),
             next_id: AtomicU64::new(3_000_001),
             served: AtomicU64::new(0),
             per_page_cap: AtomicUsize::new(2),
@@ -305,6 +309,12 @@ impl FakeCloud {
     /// Called with the name of every server deleted through the API.
     pub fn on_delete(&self, f: DeleteHook) {
         *self.inner.delete_hook.lock().unwrap() = Some(Arc::from(f));
+    }
+
+    /// Hetzner: every server reports its address on a private network only (see
+    /// [`Inner::private_only`]).
+    pub fn set_private_only(&self, on: bool) {
+        self.inner.private_only.store(on, Ordering::Relaxed);
     }
 
     /// Every server reports `status` (a status of the provider's spec, such as `off`) from
