@@ -2,14 +2,17 @@
 //! the remote command that unpacks and runs it, and the demultiplexer that splits the runner's
 //! output into steps by nonce markers.
 //!
-//! On the node, `sh -c` unpacks the stream into a private staging dir (mktemp, 0700) and runs
-//! `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
+//! The stream has two sections: a tar of the runner, its plan, the keys and the scripts, whose
+//! length travels in the command line, then `files.tar` up to EOF. On the node, `sh -c` reads
+//! exactly the first section (dd, see unpack.sh) into a private staging dir (mktemp, 0700) and
+//! runs `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
 //! itself as root (directly, or through `sudo -n`; as the login user when root is unreachable)
-//! to append root's keys, move files into place, place the scripts and run them. Files travel
-//! as a nested `files.tar` whose entries already sit at `<target dir>/.provision-<nonce>/<name>`
-//! with their modes: one `tar` as root stages them all beside their targets (same filesystem),
-//! then one `mv` per target directory renames them into place — each rename atomic, and the
-//! number of processes on the node grows with directories, not files. Before and after each step the runner prints
+//! to append root's keys, move files into place, place the scripts and run them. `files.tar`'s
+//! entries already sit at `<target dir>/.provision-<nonce>/<name>` with their modes: one `tar`
+//! as root reads it from stdin and stages them all beside their targets (same filesystem) while
+//! the bytes arrive, then one `mv` per target directory renames them into place — each rename
+//! atomic, so no half-written target is ever visible, and the number of processes on the node
+//! grows with directories, not files. Before and after each step the runner prints
 //! `NONCE start I` / `NONCE end I STATUS` on both stdout and stderr, and `NONCE done` at the
 //! end; the nonce is random per provision, so script output cannot fake a marker.
 
@@ -96,8 +99,8 @@ pub(super) fn provision(
 ) -> Result<ProvisionReport> {
     let nonce = format!("provision-{:032x}", rand::thread_rng().gen::<u128>());
     let vars = runner_vars(&nonce, opts, &conn.paths)?;
-    let upload = build_upload(plan, &nonce, &vars)?;
-    let command = format!("sh -c {}", quote(unpack_line())?);
+    let (upload, first) = build_upload(plan, &nonce, &vars)?;
+    let command = format!("sh -c {} sh {first}", quote(unpack_line())?);
     output::status(
         &conn.node,
         &format!(
@@ -242,8 +245,9 @@ fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Re
     Ok(out)
 }
 
-/// The one tar stream: `run.sh`, `vars.sh`, `plan.sh`, `keys`, `files.tar`, `s/I` (scripts).
-fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
+/// The one stream: a tar of `run.sh`, `vars.sh`, `plan.sh`, `keys`, `s/I` (scripts), then
+/// `files.tar` (the rest, unpacked on the node as it arrives); and the first tar's length.
+fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)> {
     let mut keys = String::new();
     for k in &plan.pubkeys {
         let blob = super::openssh_blob(&k.line).ok_or_else(|| {
@@ -300,7 +304,6 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
         ("vars.sh".into(), vars.as_bytes()),
         ("plan.sh".into(), script.as_bytes()),
         ("keys".into(), keys.as_bytes()),
-        ("files.tar".into(), &files_tar),
     ];
     for (i, s) in plan.scripts.iter().enumerate() {
         entries.push((format!("s/{i}"), &s.content));
@@ -317,8 +320,14 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
         tar.append_data(&mut h, &name, data)
             .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
     }
-    tar.into_inner()
-        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))
+    let mut upload = tar
+        .into_inner()
+        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
+    let first = upload.len();
+    if !dirs.is_empty() {
+        upload.extend_from_slice(&files_tar);
+    }
+    Ok((upload, first))
 }
 
 struct Step {
@@ -596,6 +605,8 @@ mod tests {
         assert!(line.contains(&format!("exit {}", RemoteExit::NO_STAGING)));
         assert!(line.contains(&format!("rc={}", RemoteExit::UNPACK_FAILED)));
         assert!(line.contains("run.sh\" login \"$st\""));
+        // The first section is read by its length ($1), never by tar to the end of stdin.
+        assert!(line.contains("count_bytes,fullblock") && line.contains("count=\"$1\""));
         assert_eq!(RemoteExit::from_status(97), RemoteExit::NoStaging);
         assert!(RemoteExit::why(Some(98), "files").contains("(tar)"));
         assert!(RemoteExit::why(Some(3), "files").contains("during files (exit status 3)"));

@@ -40,8 +40,9 @@ addkeys() {
 unstage() { [ -s "$st/stages" ] && while read -r sd; do rm -rf "$sd"; done < "$st/stages"; return 0; }
 # The mount point of $1's filesystem when it has (almost) no space left.
 full() { df -P "$1" 2>/dev/null | awk 'NR == 2 && $4 < 16 { print $6 }'; }
+# files.tar is the rest of stdin (after the section unpack.sh read): unpacked while it arrives.
 stagefiles() {
-  (umask 022; tar -x -p -m --no-same-owner -f "$st/files.tar" -C /) && return 0
+  (umask 022; tar -x -p -m --no-same-owner -f - -C /) && return 0
   echo "provision: cannot unpack the files on the node" >&2
   while read -r t; do
     d=${t%/*}; d=${d:-/}
