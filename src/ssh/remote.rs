@@ -257,6 +257,15 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
     }
     let mut script = String::new();
     let (files_tar, dirs) = build_files_tar(plan, nonce)?;
+    // renameall's list: staged path NUL target NUL, per file
+    let mut renames = Vec::new();
+    for (dir, names) in &dirs {
+        for n in names {
+            let target = format!("{}/{n}", dir.trim_end_matches('/'));
+            renames
+                .extend_from_slice(format!("{}/{n}\0{target}\0", stage_dir(dir, nonce)).as_bytes());
+        }
+    }
     if !dirs.is_empty() {
         let stages: String = dirs
             .iter()
@@ -271,6 +280,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
         let _ = writeln!(script, "printf '%s' {} > \"$st/targets\"", quote(&targets)?);
         let _ = writeln!(script, "notdir || abort 1");
         let _ = writeln!(script, "stagefiles || abort 1");
+        let _ = writeln!(script, "if haveperl; then renameall || abort 1; else");
         for (dir, names) in &dirs {
             let stage = stage_dir(dir, nonce);
             for chunk in names.chunks(200) {
@@ -286,6 +296,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
                 );
             }
         }
+        let _ = writeln!(script, "fi");
         let _ = writeln!(script, "unstage");
     }
     for (i, s) in plan.scripts.iter().enumerate() {
@@ -304,6 +315,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
         ("vars.sh".into(), vars.as_bytes()),
         ("plan.sh".into(), script.as_bytes()),
         ("keys".into(), keys.as_bytes()),
+        ("renames".into(), &renames),
     ];
     for (i, s) in plan.scripts.iter().enumerate() {
         entries.push((format!("s/{i}"), &s.content));
