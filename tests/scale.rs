@@ -12,7 +12,8 @@
 //! The same test is the 1,000-node benchmark (issue 20), not run in CI:
 //! `PROVISION_SCALE_NODES=1000 cargo nextest run -E 'test(a_hundred_nodes)' --no-capture`
 //! runs N nodes (timeouts scaled to N) and prints wall time, peak RSS, peak threads and file
-//! descriptors of deploy-node and the API calls.
+//! descriptors of deploy-node and the API calls; `PROVISION_SCALE_BIN=target/release` measures
+//! the release build.
 
 use crate::support::cloudnodes;
 use crate::support::fakecloud;
@@ -36,6 +37,26 @@ const BOOT: Duration = Duration::from_secs(5);
 /// `[providers.digitalocean] poll_interval`, seconds.
 const POLL_SECS: f64 = 1.0;
 const RSS_LIMIT_KB: i64 = 150 * 1024;
+
+/// `cmd` with its program taken from `PROVISION_SCALE_BIN` (a directory, e.g. target/release:
+/// the benchmark measures the release build), else unchanged.
+fn with_bin(cmd: std::process::Command) -> std::process::Command {
+    let Ok(dir) = std::env::var("PROVISION_SCALE_BIN") else {
+        return cmd;
+    };
+    let name = std::path::Path::new(cmd.get_program()).file_name().unwrap();
+    let mut c = std::process::Command::new(std::path::Path::new(&dir).join(name));
+    c.env_clear().args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
 
 /// What deploy-node used: peak RSS in KiB (`ru_maxrss` of wait4); peak threads and open file
 /// descriptors (sampled from /proc every 50 ms).
@@ -152,7 +173,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         &format!("{ssh_timeout}s"),
     ]);
     let started = Instant::now();
-    let (code, used, stdout, stderr) = run_measured(deploy.cmd);
+    let (code, used, stdout, stderr) = run_measured(with_bin(deploy.cmd));
     let rss_kb = used.rss_kb;
     let elapsed = started.elapsed();
     // the issue's targets: boot + 15 s up to 100 nodes, boot + 60 s at 1,000

@@ -188,18 +188,33 @@ fn stage_dir(dir: &str, nonce: &str) -> String {
     format!("{}/.{nonce}", dir.trim_end_matches('/'))
 }
 
-/// The files as a tar to unpack at `/`: each at `<its dir>/.<nonce>/<name>` with its mode; and
-/// the target directories in first-seen order with their files' names.
-fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
+/// A target's directory (`/` for a file at the root) and its name.
+fn split_target(target: &str) -> (&str, &str) {
+    let (dir, name) = target.rsplit_once('/').unwrap_or(("", target));
+    (if dir.is_empty() { "/" } else { dir }, name)
+}
+
+/// The target directories in first-seen order, each with its files' names.
+fn dir_files(plan: &Plan) -> DirFiles {
     let mut dirs: DirFiles = Vec::new();
-    let mut tar = tar::Builder::new(Vec::new());
     for f in &plan.files {
-        let (dir, name) = f.target.rsplit_once('/').unwrap_or(("", &f.target));
-        let dir = if dir.is_empty() { "/" } else { dir };
+        let (dir, name) = split_target(&f.target);
         match dirs.iter_mut().find(|(d, _)| d == dir) {
             Some((_, names)) => names.push(name.to_string()),
             None => dirs.push((dir.to_string(), vec![name.to_string()])),
         }
+    }
+    dirs
+}
+
+/// Appends the files as a tar to unpack at `/` to `upload` (no copy of the stream): each at
+/// `<its dir>/.<nonce>/<name>` with its mode.
+fn append_files_tar(plan: &Plan, nonce: &str, mut upload: Vec<u8>) -> Result<Vec<u8>> {
+    let bytes: usize = plan.files.iter().map(|f| f.content.len() + 1024).sum();
+    upload.reserve(bytes + 1024);
+    let mut tar = tar::Builder::new(upload);
+    for f in &plan.files {
+        let (dir, name) = split_target(&f.target);
         let path = format!("{}/{name}", stage_dir(dir, nonce));
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
@@ -211,10 +226,8 @@ fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
         tar.append_data(&mut h, path.trim_start_matches('/'), f.content.as_slice())
             .map_err(|e| Error::unexpected(format!("building the upload: {}: {e}", f.target)))?;
     }
-    let bytes = tar
-        .into_inner()
-        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
-    Ok((bytes, dirs))
+    tar.into_inner()
+        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))
 }
 
 /// `vars.sh`: the runner's settings as named shell variables (see runner.sh's header).
@@ -256,7 +269,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
         let _ = writeln!(keys, "{} {}", super::b64(&blob), k.line.trim());
     }
     let mut script = String::new();
-    let (files_tar, dirs) = build_files_tar(plan, nonce)?;
+    let dirs = dir_files(plan);
     // renameall's list: staged path NUL target NUL, per file
     let mut renames = Vec::new();
     for (dir, names) in &dirs {
@@ -278,7 +291,13 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
             .map(|f| format!("{}\n", f.target))
             .collect();
         let _ = writeln!(script, "printf '%s' {} > \"$st/targets\"", quote(&targets)?);
-        let _ = writeln!(script, "notdir || abort 1");
+        for chunk in plan.files.chunks(500) {
+            let targets: Vec<String> = chunk
+                .iter()
+                .map(|f| quote(&f.target))
+                .collect::<Result<_>>()?;
+            let _ = writeln!(script, "notdir {} || abort 1", targets.join(" "));
+        }
         let _ = writeln!(script, "stagefiles || abort 1");
         let _ = writeln!(script, "if haveperl; then renameall || abort 1; else");
         for (dir, names) in &dirs {
@@ -337,7 +356,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
         .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
     let first = upload.len();
     if !dirs.is_empty() {
-        upload.extend_from_slice(&files_tar);
+        upload = append_files_tar(plan, nonce, upload)?;
     }
     Ok((upload, first))
 }

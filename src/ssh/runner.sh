@@ -62,10 +62,11 @@ stagefiles() {
   [ "$ROOT" = 1 ] || echo "provision: $WHY" >&2
   return 1
 }
+# The targets come as arguments (plan.sh, in chunks): `read` reads a byte per system call.
 notdir() {
-  while read -r t; do
+  for t in "$@"; do
     if [ -d "$t" ] && [ ! -L "$t" ]; then echo "provision: cannot write $t: it is a directory" >&2; return 1; fi
-  done < "$st/targets"
+  done
 }
 # Where perl is (Debian's and Ubuntu's perl-base is essential): every staged file renamed into
 # place by one process, from "$st/renames" (staged path NUL target NUL ...). Elsewhere plan.sh
