@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 
 const LIBSSH2_ERROR_EAGAIN: i32 = -37;
 
-/// The read buffer's first and largest size (an SSH packet carries at most 32 KiB of data).
-const MIN_BUF: usize = 2 * 1024;
-const MAX_BUF: usize = 32 * 1024;
-
 /// Seconds between SSH keepalives while waiting for output.
 pub(super) const KEEPALIVE_SECS: u32 = 30;
 
@@ -43,9 +39,7 @@ fn pump_inner(
     grace: Option<Duration>,
     sink: &mut dyn FnMut(bool, &[u8]) -> bool,
 ) -> io::Result<()> {
-    // Starts small and doubles when a read fills it: a pool of 1,000 nodes keeps 1,000 of
-    // these alive at once, most of them for a few short lines.
-    let mut buf = vec![0u8; MIN_BUF];
+    let mut buf = vec![0u8; 32 * 1024];
     let mut written = 0;
     let mut eof_sent = false;
     let mut open = [true, true];
@@ -89,9 +83,6 @@ fn pump_inner(
                     Ok(0) => break,
                     Ok(n) => {
                         progressed = true;
-                        if n == buf.len() && buf.len() < MAX_BUF {
-                            buf.resize(buf.len() * 2, 0);
-                        }
                         if sink(is_err, &buf[..n]) && stop_at.is_none() {
                             stop_at = grace.map(|g| Instant::now() + g);
                         }
