@@ -270,14 +270,15 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
     }
     let mut script = String::new();
     let dirs = dir_files(plan);
-    // renameall's list: staged path NUL target NUL, per file
+    // renameall's list, per target directory: DIR NUL NAME NUL ... NUL (an empty record ends
+    // the directory); each name is staged at stage_dir(DIR)/NAME
     let mut renames = Vec::new();
     for (dir, names) in &dirs {
-        for n in names {
-            let target = format!("{}/{n}", dir.trim_end_matches('/'));
-            renames
-                .extend_from_slice(format!("{}/{n}\0{target}\0", stage_dir(dir, nonce)).as_bytes());
+        for r in std::iter::once(dir).chain(names) {
+            renames.extend_from_slice(r.as_bytes());
+            renames.push(0);
         }
+        renames.push(0);
     }
     if !dirs.is_empty() {
         let stages: String = dirs
@@ -285,12 +286,6 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
             .map(|(d, _)| format!("{}\n", stage_dir(d, nonce)))
             .collect();
         let _ = writeln!(script, "printf '%s' {} > \"$st/stages\"", quote(&stages)?);
-        let targets: String = plan
-            .files
-            .iter()
-            .map(|f| format!("{}\n", f.target))
-            .collect();
-        let _ = writeln!(script, "printf '%s' {} > \"$st/targets\"", quote(&targets)?);
         for chunk in plan.files.chunks(500) {
             let targets: Vec<String> = chunk
                 .iter()
@@ -301,12 +296,8 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
         let _ = writeln!(script, "stagefiles || abort 1");
         let _ = writeln!(script, "if haveperl; then renameall || abort 1; else");
         for (dir, names) in &dirs {
-            let stage = stage_dir(dir, nonce);
             for chunk in names.chunks(200) {
-                let staged: Vec<String> = chunk
-                    .iter()
-                    .map(|n| quote(&format!("{stage}/{n}")))
-                    .collect::<Result<_>>()?;
+                let staged: Vec<String> = chunk.iter().map(|n| quote(n)).collect::<Result<_>>()?;
                 let _ = writeln!(
                     script,
                     "movein {} {} || abort 1",

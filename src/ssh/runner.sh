@@ -63,23 +63,25 @@ stagefiles() {
   return 1
 }
 # The targets come as arguments (plan.sh, in chunks): `read` reads a byte per system call.
+# They are kept in $st/targets for stagefiles' diagnosis.
 notdir() {
+  printf '%s\n' "$@" >> "$st/targets"
   for t in "$@"; do
     if [ -d "$t" ] && [ ! -L "$t" ]; then echo "provision: cannot write $t: it is a directory" >&2; return 1; fi
   done
 }
 # Where perl is (Debian's and Ubuntu's perl-base is essential): every staged file renamed into
-# place by one process, from "$st/renames" (staged path NUL target NUL ...). Elsewhere plan.sh
-# calls movein, one mv per target directory.
+# place by one process, from "$st/renames" (per target directory: DIR NUL NAME NUL ... NUL; each
+# staged at DIR/.NONCE/NAME). Elsewhere plan.sh calls movein DIR NAME..., one mv per directory.
 haveperl() { command -v perl >/dev/null 2>&1; }
 renameall() {
   # shellcheck disable=SC2016
-  perl -e '$/ = "\0"; while (defined(my $s = <STDIN>)) { my $t = <STDIN>; chomp($s, $t); rename($s, $t) or do { print STDERR "provision: cannot write $t: $!\n"; exit 1 } }' < "$st/renames" && return 0
+  perl -e '$n = shift; $/ = "\0"; while (defined($r = <STDIN>)) { chomp $r; if (!defined $d) { ($d = $r) =~ s{/+$}{}; next } if ($r eq "") { undef $d; next } rename("$d/.$n/$r", "$d/$r") or do { print STDERR "provision: cannot write $d/$r: $!\n"; exit 1 } }' "$NONCE" < "$st/renames" && return 0
   unstage; return 1
 }
 movein() {
   d=$1; shift
-  mv -f -- "$@" "$d/" || { unstage; echo "provision: cannot write into $d" >&2; return 1; }
+  (cd "${d%/}/.$NONCE" && mv -f -- "$@" "$d/") || { unstage; echo "provision: cannot write into $d" >&2; return 1; }
 }
 place() {
   [ -d "$SD" ] || (umask 077; mkdir -p "$SD") || { echo "provision: cannot create $SD" >&2; return 1; }
