@@ -166,9 +166,10 @@ fn attempt(
     })?;
     // -v: what the key exchange costs (issue 20 measures its share of a deploy)
     output::debug(&format!(
-        "{}: SSH handshake (banner, {} key exchange) took {} ms",
+        "{}: SSH handshake (banner, {} key exchange, cipher {}) took {} ms",
         target.node,
         session.methods(ssh2::MethodType::Kex).unwrap_or("?"),
+        session.methods(ssh2::MethodType::CryptCs).unwrap_or("?"),
         kex_started.elapsed().as_millis()
     ));
     let (blob, _) = session
