@@ -48,11 +48,17 @@ CASES = [
     Case("files500-50ms", "500 small files, 1 node, 50 ms RTT", 1, "50ms", "500", ("floor", "openssh", "provision")),
     # diagnostic (not in the default set): where provision's per-file cost comes from
     Case("files500-direct", "500 small files, 1 node, no added latency", 1, "direct", "500", ("floor", "provision")),
+    # issue 20: per-file cost at scale and bulk bytes (floor and provision only, diagnostic set)
+    *(Case(f"small{n}-{lat}", f"{n} small files ({d} dirs), 1 node, {t}", 1, lat, f"small{n}", ("floor", "provision"))
+      for n, d in ((50, 10), (500, 100), (5000, 500)) for lat, t in (("direct", "no added latency"), ("50ms", "50 ms RTT"))),
+    *(Case(f"big-{lat}", f"200 MB in 4 incompressible files, 1 node, {t}", 1, lat, "big", ("floor", "provision"))
+      for lat, t in (("direct", "no added latency"), ("50ms", "50 ms RTT"))),
     Case("cal-one-proxy0", "calibration: 1 node through the proxy at 0 ms", 1, "proxy0", "50", ("floor",)),
     Case("cal-ten-direct", "calibration: 10 nodes, no proxy", 10, "direct", "50", ("floor",)),
     Case("cal-ten-proxy0", "calibration: 10 nodes through the proxy at 0 ms", 10, "proxy0", "50", ("floor",)),
 ]
-DIAGNOSTIC = {"files500-direct"}
+DIAGNOSTIC = {"files500-direct"} | {f"small{n}-{lat}" for n in (50, 500, 5000) for lat in ("direct", "50ms")} | {"big-direct", "big-50ms"}
+SCALE = "small50-direct,small50-50ms,small500-direct,small500-50ms,small5000-direct,small5000-50ms,big-direct,big-50ms"
 SELF_TEST = Case("self-test", "self-test: tiny workload, 1 node", 1, "direct", "tiny")
 PEER_ORDER = ["floor", "openssh", "libcloud", "ansible", "provision"]
 
@@ -121,7 +127,7 @@ def fmt_cell(times, fails, floor_median, runs):
     med = statistics.median(times)
     s = f"{med:.2f}" if med < 10 else f"{med:.1f}"
     if floor_median:
-        s += f" ({med / floor_median:.1f}x)"
+        s += f" ({med / floor_median:.2f}x)"
     if len(times) + fails < runs:
         s += f" n={len(times)}"
     if fails:
@@ -157,6 +163,11 @@ def summary_lines(results):
     if a and b:
         verdict = "met" if a <= 1.5 * b else "NOT met"
         lines.append(f"provision 500 files / 50 files at 50 ms RTT: {a:.2f}/{b:.2f} s = {a / b:.2f}x (target <= 1.5x: {verdict})")
+    for lat in ("direct", "50ms"):
+        for peer in ("floor", "provision"):
+            a, b = med(f"small5000-{lat}", peer), med(f"small50-{lat}", peer)
+            if a and b:
+                lines.append(f"{peer} cost(5000 files) / cost(50 files), {lat}: {a:.2f}/{b:.2f} s = {a / b:.2f}x")
     d1, p1 = med("one-direct", "floor"), med("cal-one-proxy0", "floor")
     if d1 and p1:
         lines.append(f"proxy overhead, floor 1 node: {p1:.2f} s through the proxy at 0 ms vs {d1:.2f} s direct")
@@ -169,7 +180,7 @@ def summary_lines(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per cell (default 5); the median is reported")
-    ap.add_argument("--cases", default=",".join(c.name for c in CASES if c.name not in DIAGNOSTIC), help="comma-separated: " + ", ".join(c.name for c in CASES))
+    ap.add_argument("--cases", default=",".join(c.name for c in CASES if c.name not in DIAGNOSTIC), help="comma-separated: " + ", ".join(c.name for c in CASES) + f"; 'scale' for issue 20's set ({SCALE})")
     ap.add_argument("--peers", default=",".join(PEER_ORDER), help="comma-separated: " + ", ".join(PEER_ORDER))
     ap.add_argument("--slow-runs", type=int, default=3, help="runs for a peer whose run takes over --slow-seconds (default 3)")
     ap.add_argument("--slow-seconds", type=float, default=30, help="see --slow-runs (default 30)")
@@ -184,6 +195,7 @@ def main():
 
     if os.geteuid() != 0:
         sys.exit("run.py needs root (unshare --mount, tmpfs mounts, sshd)")
+    args.cases = args.cases.replace("scale", SCALE)
     cases = [SELF_TEST] if args.self_test else [c for c in CASES if c.name in args.cases.split(",")]
     runs = 1 if args.self_test else args.runs
     peers = [p for p in PEER_ORDER if p in args.peers.split(",")]
@@ -215,7 +227,7 @@ def main():
             ctx = Ctx(cluster, wl, work, tmp, home, args.venv, env, prov)
             nodes = cluster.nodes[: case.nodes]
             cell_peers = [p for p in peers if not case.only or p in case.only]
-            results[case.name] = {p: {"times": [], "failures": []} for p in cell_peers}
+            results[case.name] = {p: {"times": [], "loads": [], "failures": []} for p in cell_peers}
             print(f"== {case.title} ({wl.nfiles} files, {wl.total_bytes / 1e6:.2f} MB)", file=sys.stderr)
             limit = {p: runs for p in cell_peers}
             for r in range(runs):  # interleaved, so slow drifts in machine load hit every peer alike
@@ -231,8 +243,9 @@ def main():
                         print(f"   {p:9} run {r + 1}: FAILED verification ({elapsed:.2f} s): {problems[:3]}", file=sys.stderr)
                     else:
                         res["times"].append(elapsed)
+                        res["loads"].append(os.getloadavg()[0])
                         if args.verbose:
-                            print(f"   {p:9} run {r + 1}: {elapsed:.2f} s", file=sys.stderr)
+                            print(f"   {p:9} run {r + 1}: {elapsed:.2f} s (load {res['loads'][-1]:.1f})", file=sys.stderr)
                 loads.append(os.getloadavg()[0])
     out_peers = [p for p in PEER_ORDER if any(p in results[c.name] for c in cases)]
     sys.stderr.flush()

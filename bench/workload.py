@@ -4,6 +4,9 @@ Workload "50": 3 public keys; 50 files (43 small configs, 6 blobs of 100 KB - 1 
 2.8 MB in all, modes 0644/0600/0755, targets three directory levels below /srv/provbench;
 5 rendered scripts run in order from /root/deploy (one prints 1,000 lines).
 Workload "500": the same but the configs' bytes are spread over 493 configs (500 files).
+Workloads "small50", "small500", "small5000" (issue 20): only small configs (~1 KB each, modes
+0644/0600/0755) spread over 10, 100 and 500 directories; "big": 4 incompressible files of 50 MB
+(200 MB) in 2 directories. Same keys and scripts.
 """
 import hashlib
 import json
@@ -119,9 +122,27 @@ def _text(rng: random.Random, size: int) -> bytes:
     return "".join(out).encode()[:size]
 
 
+# Issue 20's scale workloads: name -> (small files, directories they spread over).
+SMALL = {"small50": (50, 10), "small500": (500, 100), "small5000": (5000, 500)}
+BIG_FILES, BIG_SIZE = 4, 50 * 1024 * 1024
+
+
+def _build_scale(wl: Workload, name: str, rng: random.Random, add):
+    """The small-file and big-file workloads: files only, in their own directory layouts."""
+    if name == "big":
+        for i in range(BIG_FILES):
+            add(f"{ROOT}/big/d{i % 2}/blob{i}.bin", rng.randbytes(BIG_SIZE), (0o644, 0o600)[i % 2])
+        return
+    nfiles, ndirs = SMALL[name]
+    for i in range(nfiles):
+        mode = (0o644, 0o644, 0o600, 0o644, 0o755)[i % 5]
+        d = i % ndirs
+        add(f"{ROOT}/s/d{d // 10:02d}/e{d % 10}/f{i:04d}.conf", _text(rng, rng.randrange(500, 1500)), mode)
+
+
 def build(work: Path, name: str) -> Workload:
     """Creates (or re-creates, deterministically) the workload under work/workload/<name>."""
-    nconfigs = {"50": 43, "500": 493, "tiny": 4}[name]
+    nconfigs = {"50": 43, "500": 493, "tiny": 4}.get(name, 0)
     blobs = BLOB_SIZES if name != "tiny" else [100 * 1024]
     d = work / "workload" / name
     if d.exists():
@@ -139,14 +160,17 @@ def build(work: Path, name: str) -> Workload:
         src.chmod(mode)
         wl.files.append(File(target, src, mode, hashlib.sha256(data).hexdigest(), len(data)))
 
+    if name in SMALL or name == "big":
+        _build_scale(wl, name, rng, add)
     for i in range(nconfigs):
         l1, l2 = levels[0][i % 2], levels[1][(i // 2) % 3]
         mode = (0o644, 0o644, 0o600, 0o644, 0o755)[i % 5]
         size = max(64, int(CONFIG_BYTES / nconfigs * rng.uniform(0.5, 1.5)))
         add(f"{ROOT}/{l1}/{l2}/conf.d/c{i:03d}.conf", _text(rng, size), mode)
-    for i, size in enumerate(blobs):
+    for i, size in enumerate(blobs if nconfigs else []):
         add(f"{ROOT}/var/{levels[1][i % 3]}/data/blob{i}.bin", rng.randbytes(size), 0o644)
-    add(f"{ROOT}/opt/alpha/bin/tool", b"#!/bin/sh\necho tool\n" + _text(rng, 2000), 0o755)
+    if nconfigs:
+        add(f"{ROOT}/opt/alpha/bin/tool", b"#!/bin/sh\necho tool\n" + _text(rng, 2000), 0o755)
     _write_layer(wl)
     (d / "manifest.json").write_text(
         json.dumps([{"target": f.target, "mode": oct(f.mode), "sha256": f.sha256} for f in wl.files], indent=1)

@@ -79,6 +79,7 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
         return Ok(());
     }
     // at most --parallel at once; every node is tried whatever happens to the others
+    crate::pool::raise_fd_limit(req.parallel.min(nodes.len()));
     let results = crate::pool::run_bounded(&nodes, req.parallel, |node| {
         let how = provider.destroy(&node.id)?;
         journal::clear(provider.name(), &node.name);

@@ -69,6 +69,20 @@ pub(crate) fn run_bounded<T: Sync, R: Send>(
         .collect()
 }
 
+/// Raises the soft open-file limit (often 1,024) towards the hard one when `parallel` nodes
+/// need more: each node in flight holds an SSH socket and, while it talks to the cloud, an HTTP
+/// connection; 64 are kept for everything else. Best effort: without it the OS error names
+/// the limit.
+pub(crate) fn raise_fd_limit(parallel: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = (parallel as u64).saturating_mul(2).saturating_add(64);
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
+        }
+    }
+}
+
 /// Deploys every plan, at most `parallel` at once.
 pub(crate) fn deploy_all(
     plans: &[Plan],
@@ -76,6 +90,7 @@ pub(crate) fn deploy_all(
     opts: &Options,
     parallel: usize,
 ) -> Vec<Outcome> {
+    raise_fd_limit(parallel.min(plans.len()));
     // the workers deploy; this thread watches for a signal and cleans up (deploy::Interrupts)
     std::thread::scope(|s| {
         let work = s.spawn(|| {
@@ -290,5 +305,20 @@ mod tests {
         assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
         assert!(peak.load(Ordering::SeqCst) <= 3);
         assert!(peak.load(Ordering::SeqCst) >= 2, "ran in parallel");
+    }
+
+    #[test]
+    fn a_big_pool_raises_the_soft_open_file_limit_up_to_the_hard_one() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        // nextest runs each test in its own process: the limit changed here is this test's
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, 256.min(hard), hard).unwrap();
+        raise_fd_limit(10);
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap().0, 256.min(hard));
+        raise_fd_limit(1000);
+        assert_eq!(
+            getrlimit(Resource::RLIMIT_NOFILE).unwrap().0,
+            2064.min(hard)
+        );
     }
 }

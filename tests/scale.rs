@@ -8,6 +8,12 @@
 //! serves every waiting node; no per-node GET storm), the peak RSS of deploy-node (a resource
 //! bound), and that nothing is left, neither server nor sshd. The wall time is printed, not
 //! asserted: timed tests are flaky. Needs root, as in CI.
+//!
+//! The same test is the 1,000-node benchmark (issue 20), not run in CI:
+//! `PROVISION_SCALE_NODES=1000 cargo nextest run -E 'test(a_hundred_nodes)' --no-capture`
+//! runs N nodes (timeouts scaled to N) and prints wall time, peak RSS, peak threads and file
+//! descriptors of deploy-node and the API calls; `PROVISION_SCALE_BIN=target/release` measures
+//! the release build.
 
 use crate::support::cloudnodes;
 use crate::support::fakecloud;
@@ -20,19 +26,75 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "dop_v1_5ca1e0123456789abcdef0123456789abcdef0123456789abcdef";
-const NODES: usize = 100;
+/// 100, or `PROVISION_SCALE_NODES` for the benchmark.
+fn nodes() -> usize {
+    std::env::var("PROVISION_SCALE_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100)
+}
 const BOOT: Duration = Duration::from_secs(5);
 /// `[providers.digitalocean] poll_interval`, seconds.
 const POLL_SECS: f64 = 1.0;
 const RSS_LIMIT_KB: i64 = 150 * 1024;
 
-/// The child's exit code and peak RSS in KiB (`ru_maxrss` of wait4), with its stdout and
-/// stderr read to the end.
+/// `cmd` with its program taken from `PROVISION_SCALE_BIN` (a directory, e.g. target/release:
+/// the benchmark measures the release build), else unchanged.
+fn with_bin(cmd: std::process::Command) -> std::process::Command {
+    let Ok(dir) = std::env::var("PROVISION_SCALE_BIN") else {
+        return cmd;
+    };
+    let name = std::path::Path::new(cmd.get_program()).file_name().unwrap();
+    let mut c = std::process::Command::new(std::path::Path::new(&dir).join(name));
+    c.env_clear().args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
+
+/// What deploy-node used: peak RSS in KiB (`ru_maxrss` of wait4); peak threads and open file
+/// descriptors (sampled from /proc every 50 ms).
+struct Used {
+    rss_kb: i64,
+    threads: usize,
+    fds: usize,
+}
+
+/// Samples `pid`'s threads and open fds until `done`; returns the peaks.
+fn sample_peaks(pid: u32, done: &std::sync::atomic::AtomicBool) -> (usize, usize) {
+    let (mut threads, mut fds) = (0, 0);
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let t = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        let f = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        threads = threads.max(t);
+        fds = fds.max(f);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (threads, fds)
+}
+
+/// The child's exit code and what it used, with its stdout and stderr read to the end.
 // reaped by wait4, not Child::wait, which would not give the rusage
 #[allow(clippy::zombie_processes)]
-fn run_measured(mut cmd: std::process::Command) -> (i32, i64, String, String) {
+fn run_measured(mut cmd: std::process::Command) -> (i32, Used, String, String) {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (pid, done) = (child.id(), done.clone());
+        std::thread::spawn(move || sample_peaks(pid, &done))
+    };
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -49,16 +111,26 @@ fn run_measured(mut cmd: std::process::Command) -> (i32, i64, String, String) {
     // SAFETY: status and usage are ours and live for the call.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32, "wait4");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (threads, fds) = sampler.join().unwrap();
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         -1
     };
-    (code, usage.ru_maxrss, stdout, stderr)
+    let used = Used {
+        rss_kb: usage.ru_maxrss,
+        threads,
+        fds,
+    };
+    (code, used, stdout, stderr)
 }
 
 #[test]
 fn a_hundred_nodes_with_five_second_boots() {
+    let count = nodes();
+    // the benchmark's pools take longer to create than 100 nodes
+    let (timeout, ssh_timeout) = (20.max(count / 5), 120.max(count / 4));
     let fake = FakeCloud::start(Api::DigitalOcean, TOKEN);
     attach_nodes(&fake);
     fake.set_boot_time(BOOT);
@@ -71,7 +143,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         &format!(
             "image = \"ubuntu-24-04-x64\"\nsize = \"s-1vcpu-1gb\"\nlocation = \"fra1\"\n\n\
              [bundles.hello]\nscripts = [\"hello.sh\"]\n\n\
-             [providers.digitalocean]\npoll_interval = {POLL_SECS}\ntimeout = 20\nretries = 2\n"
+             [providers.digitalocean]\npoll_interval = {POLL_SECS}\ntimeout = {timeout}\nretries = 2\n"
         ),
     );
     s.write(
@@ -84,38 +156,43 @@ fn a_hundred_nodes_with_five_second_boots() {
             .env("DIGITALOCEAN_TOKEN", TOKEN)
             .args(["-c", "site", "-p", "digitalocean"])
     };
-    let names: Vec<String> = (1..=NODES).map(|i| format!("scale-{i}")).collect();
+    let names: Vec<String> = (1..=count).map(|i| format!("scale-{i}")).collect();
     // a failing test leaves no sshd behind
     let _cleanup: Vec<Cleanup> = names.iter().cloned().map(Cleanup).collect();
 
     let deploy = cmd("deploy-node").args([
         "--count",
-        &NODES.to_string(),
+        &count.to_string(),
         "--parallel",
-        &NODES.to_string(),
+        &count.to_string(),
         "-n",
         "scale-{i}",
         "-b",
         "hello",
         "--ssh-timeout",
-        "120s",
+        &format!("{ssh_timeout}s"),
     ]);
     let started = Instant::now();
-    let (code, rss_kb, stdout, stderr) = run_measured(deploy.cmd);
+    let (code, used, stdout, stderr) = run_measured(with_bin(deploy.cmd));
+    let rss_kb = used.rss_kb;
     let elapsed = started.elapsed();
-    let target = BOOT + Duration::from_secs(15);
+    // the issue's targets: boot + 15 s up to 100 nodes, boot + 60 s at 1,000
+    let slack = if count > 100 { 60 } else { 15 };
+    let target = BOOT + Duration::from_secs(slack);
     let (lists, gets) = (
         fake.count_requests("GET", "/v2/droplets?"),
         fake.count_requests("GET", "/v2/droplets/"),
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
-        "scale: {NODES} nodes, boot {BOOT:?}: deploy-node took {:.1} s = {:.2} × (boot + 15 s); \
-         peak RSS {:.1} MiB; {} creates, {lists} list calls, {gets} droplet GETs, {} requests \
-         in all; load average {}",
+        "scale: {count} nodes, boot {BOOT:?}: deploy-node took {:.1} s = {:.2} × (boot + {slack} s); \
+         peak RSS {:.1} MiB, peak {} threads, peak {} open fds; {} creates, {lists} list \
+         calls, {gets} droplet GETs, {} requests in all; load average {}",
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() / target.as_secs_f64(),
         rss_kb as f64 / 1024.0,
+        used.threads,
+        used.fds,
         fake.count_requests("POST", "/v2/droplets"),
         fake.log().len(),
         load.trim()
@@ -129,7 +206,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         "exit code\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), NODES, "{stdout}");
+    assert_eq!(lines.len(), count, "{stdout}");
     for n in &names {
         let ip = fake.server_named(n).expect("server exists").ip;
         assert!(ip.starts_with("127.") && ip != "127.0.0.1", "{n}: {ip}");
@@ -140,8 +217,8 @@ fn a_hundred_nodes_with_five_second_boots() {
         let hello = format!("[{n}] hello from {n}");
         assert!(stderr.contains(&hello), "no {hello:?}:\n{stderr}");
     }
-    assert_eq!(fake.count_requests("POST", "/v2/droplets"), NODES);
-    assert_eq!(fake.count(), NODES);
+    assert_eq!(fake.count_requests("POST", "/v2/droplets"), count);
+    assert_eq!(fake.count(), count);
     // the deploy state: every node `ready`, its tag created once for the pool, not per node
     for n in &names {
         let tags = fake.server_named(n).unwrap().tags;
@@ -155,7 +232,9 @@ fn a_hundred_nodes_with_five_second_boots() {
     // One shared list call serves every waiting node, at most one per poll interval (the
     // cache is refreshed only when older than the interval), so the list calls are bounded
     // by the time spent, not by the number of nodes.
-    let list_bound = (elapsed.as_secs_f64() / POLL_SECS).floor() as usize + 2;
+    // (a list of more than 200 droplets is several pages, each one request)
+    let pages = count.div_ceil(200);
+    let list_bound = ((elapsed.as_secs_f64() / POLL_SECS).floor() as usize + 2) * pages;
     assert!(
         lists <= list_bound,
         "{lists} list calls in {elapsed:?} at a {POLL_SECS} s poll interval (bound {list_bound})"
@@ -165,8 +244,8 @@ fn a_hundred_nodes_with_five_second_boots() {
     // 5 s boot with 1 s → ×1.5 backoff (1, 2.5, 4.75, 8.1 s) and asks again between SSH
     // tries, so per-node polling would be ≥ 400 GETs. Allow at most one per node.
     assert!(
-        gets <= NODES,
-        "{gets} GET /v2/droplets/ID calls for {NODES} nodes: per-node polling"
+        gets <= count,
+        "{gets} GET /v2/droplets/ID calls for {count} nodes: per-node polling"
     );
     // the account's key is looked up (and registered) once for the pool, not once per create
     assert_eq!(fake.count_requests("GET", "/v2/account/keys"), 1);

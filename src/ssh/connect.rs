@@ -190,6 +190,7 @@ fn attempt(
     })?;
     session.set_tcp_stream(link);
     session.set_timeout(ms(left().min(TRY_LIMIT)));
+    let kex_started = Instant::now();
     session.handshake().map_err(|e| {
         // Nothing in common with the server is final: say what each side offers.
         match peer
@@ -203,6 +204,14 @@ fn attempt(
             None => retry(Phase::Banner, &e),
         }
     })?;
+    // -v: what the key exchange costs (issue 20 measures its share of a deploy)
+    output::debug(&format!(
+        "{}: SSH handshake (banner, {} key exchange, cipher {}) took {} ms",
+        target.node,
+        session.methods(ssh2::MethodType::Kex).unwrap_or("?"),
+        session.methods(ssh2::MethodType::CryptCs).unwrap_or("?"),
+        kex_started.elapsed().as_millis()
+    ));
     let (blob, _) = session
         .host_key()
         .ok_or_else(|| Failure::Retry(Phase::Banner, "no host key".into()))?;

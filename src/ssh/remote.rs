@@ -2,14 +2,17 @@
 //! the remote command that unpacks and runs it, and the demultiplexer that splits the runner's
 //! output into steps by nonce markers.
 //!
-//! On the node, `sh -c` unpacks the stream into a private staging dir (mktemp, 0700) and runs
-//! `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
+//! The stream has two sections: a tar of the runner, its plan, the keys and the scripts, whose
+//! length travels in the command line, then `files.tar` up to EOF. On the node, `sh -c` reads
+//! exactly the first section (dd, see unpack.sh) into a private staging dir (mktemp, 0700) and
+//! runs `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
 //! itself as root (directly, or through `sudo -n`; as the login user when root is unreachable)
-//! to append root's keys, move files into place, place the scripts and run them. Files travel
-//! as a nested `files.tar` whose entries already sit at `<target dir>/.provision-<nonce>/<name>`
-//! with their modes: one `tar` as root stages them all beside their targets (same filesystem),
-//! then one `mv` per target directory renames them into place — each rename atomic, and the
-//! number of processes on the node grows with directories, not files. Before and after each step the runner prints
+//! to append root's keys, move files into place, place the scripts and run them. `files.tar`'s
+//! entries already sit at `<target dir>/.provision-<nonce>/<name>` with their modes: one `tar`
+//! as root reads it from stdin and stages them all beside their targets (same filesystem) while
+//! the bytes arrive, then one `mv` per target directory renames them into place — each rename
+//! atomic, so no half-written target is ever visible, and the number of processes on the node
+//! grows with directories, not files. Before and after each step the runner prints
 //! `NONCE start I` / `NONCE end I STATUS` on both stdout and stderr, and `NONCE done` at the
 //! end; the nonce is random per provision, so script output cannot fake a marker.
 
@@ -96,8 +99,8 @@ pub(super) fn provision(
 ) -> Result<ProvisionReport> {
     let nonce = format!("provision-{:032x}", rand::thread_rng().gen::<u128>());
     let vars = runner_vars(&nonce, opts, &conn.paths)?;
-    let upload = build_upload(plan, &nonce, &vars)?;
-    let command = format!("sh -c {}", quote(unpack_line())?);
+    let (upload, first) = build_upload(plan, &nonce, &vars)?;
+    let command = format!("sh -c {} sh {first}", quote(unpack_line())?);
     output::status(
         &conn.node,
         &format!(
@@ -186,18 +189,33 @@ fn stage_dir(dir: &str, nonce: &str) -> String {
     format!("{}/.{nonce}", dir.trim_end_matches('/'))
 }
 
-/// The files as a tar to unpack at `/`: each at `<its dir>/.<nonce>/<name>` with its mode; and
-/// the target directories in first-seen order with their files' names.
-fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
+/// A target's directory (`/` for a file at the root) and its name.
+fn split_target(target: &str) -> (&str, &str) {
+    let (dir, name) = target.rsplit_once('/').unwrap_or(("", target));
+    (if dir.is_empty() { "/" } else { dir }, name)
+}
+
+/// The target directories in first-seen order, each with its files' names.
+fn dir_files(plan: &Plan) -> DirFiles {
     let mut dirs: DirFiles = Vec::new();
-    let mut tar = tar::Builder::new(Vec::new());
     for f in &plan.files {
-        let (dir, name) = f.target.rsplit_once('/').unwrap_or(("", &f.target));
-        let dir = if dir.is_empty() { "/" } else { dir };
+        let (dir, name) = split_target(&f.target);
         match dirs.iter_mut().find(|(d, _)| d == dir) {
             Some((_, names)) => names.push(name.to_string()),
             None => dirs.push((dir.to_string(), vec![name.to_string()])),
         }
+    }
+    dirs
+}
+
+/// Appends the files as a tar to unpack at `/` to `upload` (no copy of the stream): each at
+/// `<its dir>/.<nonce>/<name>` with its mode.
+fn append_files_tar(plan: &Plan, nonce: &str, mut upload: Vec<u8>) -> Result<Vec<u8>> {
+    let bytes: usize = plan.files.iter().map(|f| f.content.len() + 1024).sum();
+    upload.reserve(bytes + 1024);
+    let mut tar = tar::Builder::new(upload);
+    for f in &plan.files {
+        let (dir, name) = split_target(&f.target);
         let path = format!("{}/{name}", stage_dir(dir, nonce));
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
@@ -209,10 +227,8 @@ fn build_files_tar(plan: &Plan, nonce: &str) -> Result<(Vec<u8>, DirFiles)> {
         tar.append_data(&mut h, path.trim_start_matches('/'), f.content.as_slice())
             .map_err(|e| Error::unexpected(format!("building the upload: {}: {e}", f.target)))?;
     }
-    let bytes = tar
-        .into_inner()
-        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
-    Ok((bytes, dirs))
+    tar.into_inner()
+        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))
 }
 
 /// `vars.sh`: the runner's settings as named shell variables (see runner.sh's header).
@@ -243,8 +259,9 @@ fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Re
     Ok(out)
 }
 
-/// The one tar stream: `run.sh`, `vars.sh`, `plan.sh`, `keys`, `files.tar`, `s/I` (scripts).
-fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
+/// The one stream: a tar of `run.sh`, `vars.sh`, `plan.sh`, `keys`, `s/I` (scripts), then
+/// `files.tar` (the rest, unpacked on the node as it arrives); and the first tar's length.
+fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)> {
     let mut keys = String::new();
     for k in &plan.pubkeys {
         let blob = super::openssh_blob(&k.line).ok_or_else(|| {
@@ -253,28 +270,35 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
         let _ = writeln!(keys, "{} {}", super::b64(&blob), k.line.trim());
     }
     let mut script = String::new();
-    let (files_tar, dirs) = build_files_tar(plan, nonce)?;
+    let dirs = dir_files(plan);
+    // renameall's list, per target directory: DIR NUL NAME NUL ... NUL (an empty record ends
+    // the directory); each name is staged at stage_dir(DIR)/NAME
+    let mut renames = Vec::new();
+    for (dir, names) in &dirs {
+        for r in std::iter::once(dir).chain(names) {
+            renames.extend_from_slice(r.as_bytes());
+            renames.push(0);
+        }
+        renames.push(0);
+    }
     if !dirs.is_empty() {
         let stages: String = dirs
             .iter()
             .map(|(d, _)| format!("{}\n", stage_dir(d, nonce)))
             .collect();
         let _ = writeln!(script, "printf '%s' {} > \"$st/stages\"", quote(&stages)?);
-        let targets: String = plan
-            .files
-            .iter()
-            .map(|f| format!("{}\n", f.target))
-            .collect();
-        let _ = writeln!(script, "printf '%s' {} > \"$st/targets\"", quote(&targets)?);
-        let _ = writeln!(script, "notdir || abort 1");
+        for chunk in plan.files.chunks(500) {
+            let targets: Vec<String> = chunk
+                .iter()
+                .map(|f| quote(&f.target))
+                .collect::<Result<_>>()?;
+            let _ = writeln!(script, "notdir {} || abort 1", targets.join(" "));
+        }
         let _ = writeln!(script, "stagefiles || abort 1");
+        let _ = writeln!(script, "if haveperl; then renameall || abort 1; else");
         for (dir, names) in &dirs {
-            let stage = stage_dir(dir, nonce);
             for chunk in names.chunks(200) {
-                let staged: Vec<String> = chunk
-                    .iter()
-                    .map(|n| quote(&format!("{stage}/{n}")))
-                    .collect::<Result<_>>()?;
+                let staged: Vec<String> = chunk.iter().map(|n| quote(n)).collect::<Result<_>>()?;
                 let _ = writeln!(
                     script,
                     "movein {} {} || abort 1",
@@ -283,6 +307,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
                 );
             }
         }
+        let _ = writeln!(script, "fi");
         let _ = writeln!(script, "unstage");
     }
     for (i, s) in plan.scripts.iter().enumerate() {
@@ -301,7 +326,7 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
         ("vars.sh".into(), vars.as_bytes()),
         ("plan.sh".into(), script.as_bytes()),
         ("keys".into(), keys.as_bytes()),
-        ("files.tar".into(), &files_tar),
+        ("renames".into(), &renames),
     ];
     for (i, s) in plan.scripts.iter().enumerate() {
         entries.push((format!("s/{i}"), &s.content));
@@ -318,8 +343,14 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
         tar.append_data(&mut h, &name, data)
             .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
     }
-    tar.into_inner()
-        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))
+    let mut upload = tar
+        .into_inner()
+        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
+    let first = upload.len();
+    if !dirs.is_empty() {
+        upload = append_files_tar(plan, nonce, upload)?;
+    }
+    Ok((upload, first))
 }
 
 struct Step {
@@ -613,6 +644,8 @@ mod tests {
         assert!(line.contains(&format!("exit {}", RemoteExit::NO_STAGING)));
         assert!(line.contains(&format!("rc={}", RemoteExit::UNPACK_FAILED)));
         assert!(line.contains("run.sh\" login \"$st\""));
+        // The first section is read by its length ($1), never by tar to the end of stdin.
+        assert!(line.contains("count_bytes,fullblock") && line.contains("count=\"$1\""));
         assert_eq!(RemoteExit::from_status(97), RemoteExit::NoStaging);
         assert!(RemoteExit::why(Some(98), "files").contains("(tar)"));
         assert!(RemoteExit::why(Some(3), "files").contains("during files (exit status 3)"));

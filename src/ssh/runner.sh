@@ -8,7 +8,8 @@
 # Settings come as named variables from vars.sh (generated, in the upload):
 #   NONCE KEEP_GOING REMOVE_SCRIPTS SCRIPT_TIMEOUT LOGIN_KEYS ROOT_KEYS SCRIPT_DIR USER_SCRIPT_DIR
 #   CLOUD_INIT_WAIT (seconds; 0: do not wait for cloud-init)
-# plan.sh (generated) calls notdir/stagefiles/movein/unstage/place/cloudinit/run.
+# plan.sh (generated) calls notdir/stagefiles/haveperl/renameall/movein/unstage/place/cloudinit/
+# run.
 # Steps are framed by markers, `NONCE start I`, `NONCE end I STATUS`, `NONCE done` (and
 # `NONCE note WHAT` for progress), each at the
 # end of a line on both stdout and stderr; remote.rs's Demux reads them.
@@ -37,11 +38,19 @@ addkeys() {
     grep -qF -e "$blob" "$f" || printf '%s\n' "$line" >> "$f" || return 1
   done < "$st/keys"
 }
-unstage() { [ -s "$st/stages" ] && while read -r sd; do rm -rf "$sd"; done < "$st/stages"; return 0; }
+# Removes every staging dir with one rm (a process per directory costs ms each).
+unstage() {
+  [ -s "$st/stages" ] || return 0
+  set --
+  while IFS= read -r sd; do set -- "$@" "$sd"; done < "$st/stages"
+  rm -rf -- "$@"
+  return 0
+}
 # The mount point of $1's filesystem when it has (almost) no space left.
 full() { df -P "$1" 2>/dev/null | awk 'NR == 2 && $4 < 16 { print $6 }'; }
+# files.tar is the rest of stdin (after the section unpack.sh read): unpacked while it arrives.
 stagefiles() {
-  (umask 022; tar -x -p -m --no-same-owner -f "$st/files.tar" -C /) && return 0
+  (umask 022; tar -x -p -m --no-same-owner -f - -C /) && return 0
   echo "provision: cannot unpack the files on the node" >&2
   while read -r t; do
     d=${t%/*}; d=${d:-/}
@@ -53,14 +62,26 @@ stagefiles() {
   [ "$ROOT" = 1 ] || echo "provision: $WHY" >&2
   return 1
 }
+# The targets come as arguments (plan.sh, in chunks): `read` reads a byte per system call.
+# They are kept in $st/targets for stagefiles' diagnosis.
 notdir() {
-  while read -r t; do
+  printf '%s\n' "$@" >> "$st/targets"
+  for t in "$@"; do
     if [ -d "$t" ] && [ ! -L "$t" ]; then echo "provision: cannot write $t: it is a directory" >&2; return 1; fi
-  done < "$st/targets"
+  done
+}
+# Where perl is (Debian's and Ubuntu's perl-base is essential): every staged file renamed into
+# place by one process, from "$st/renames" (per target directory: DIR NUL NAME NUL ... NUL; each
+# staged at DIR/.NONCE/NAME). Elsewhere plan.sh calls movein DIR NAME..., one mv per directory.
+haveperl() { command -v perl >/dev/null 2>&1; }
+renameall() {
+  # shellcheck disable=SC2016
+  perl -e '$n = shift; $/ = "\0"; while (defined($r = <STDIN>)) { chomp $r; if (!defined $d) { ($d = $r) =~ s{/+$}{}; next } if ($r eq "") { undef $d; next } rename("$d/.$n/$r", "$d/$r") or do { print STDERR "provision: cannot write $d/$r: $!\n"; exit 1 } }' "$NONCE" < "$st/renames" && return 0
+  unstage; return 1
 }
 movein() {
   d=$1; shift
-  mv -f -- "$@" "$d/" || { unstage; echo "provision: cannot write into $d" >&2; return 1; }
+  (cd "${d%/}/.$NONCE" && mv -f -- "$@" "$d/") || { unstage; echo "provision: cannot write into $d" >&2; return 1; }
 }
 place() {
   [ -d "$SD" ] || (umask 077; mkdir -p "$SD") || { echo "provision: cannot create $SD" >&2; return 1; }
