@@ -94,6 +94,9 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
         });
     }
     out.duration = started.elapsed();
+    if out.error.is_some() {
+        out.phases.fail(None, out.duration);
+    }
     let secs = out.duration.as_secs_f64();
     output::status(
         &out.name,
@@ -176,7 +179,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
                 Ok(p.get(&id)?
                     .is_some_and(|n| n.state != NodeState::Terminated))
             };
-            let conn = ssh::connect(&target, deadline, &mut still_there)?;
+            let mut reached = Vec::new();
+            let conn = ssh::connect_timed(&target, deadline, &mut still_there, &mut reached)
+                .inspect_err(|_| out.phases.0.append(&mut reached))?;
             for (phase, took) in conn.phases() {
                 out.phases.push(phase, took);
             }
@@ -270,6 +275,7 @@ pub(crate) fn record_provision_phases(
                 kind: "script",
                 script: Some(s.name.clone()),
                 duration: s.duration,
+                failed: s.status != Some(0),
             });
         }
     }
@@ -833,7 +839,17 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
             .phases
             .0
             .iter()
-            .map(|p| (p.label(), p.duration))
+            .map(|p| crate::junit::PhaseResult {
+                label: p.label(),
+                duration: p.duration,
+                failure: p.failed.then(|| {
+                    outcome
+                        .error
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| format!("{} failed", p.label()))
+                }),
+            })
             .collect(),
     }
 }

@@ -104,6 +104,9 @@ pub fn run(
         out.kept = true;
     }
     out.duration = started.elapsed();
+    if out.error.is_some() {
+        out.phases.fail(None, out.duration);
+    }
     let secs = out.duration.as_secs_f64();
     output::status(
         &out.name,
@@ -156,7 +159,9 @@ fn apply(
         }
     }
     let deadline = Instant::now() + opts.ssh_timeout;
-    let mut conn = ssh::connect(&target, deadline, &mut || Ok(true))?;
+    let mut reached = Vec::new();
+    let mut conn = ssh::connect_timed(&target, deadline, &mut || Ok(true), &mut reached)
+        .inspect_err(|_| out.phases.0.append(&mut reached))?;
     for (phase, took) in conn.phases() {
         out.phases.push(phase, took);
     }

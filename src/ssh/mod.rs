@@ -29,7 +29,7 @@ use std::os::unix::io::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use connect::connect;
+pub use connect::{connect, connect_timed};
 pub use jump::{Jump, JumpHost};
 
 /// How the node's host key is checked. It is always checked; [`HostKeyCheck::Insecure`] says so
