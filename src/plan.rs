@@ -16,7 +16,8 @@ use std::path::{Component, Path, PathBuf};
 pub const DEFAULT_PREFIX: &str = "deploy-test-";
 /// Where scripts land on the node (root login; other logins use sudo to reach it).
 pub const REMOTE_SCRIPT_DIR: &str = "/root/deploy";
-const BUILTIN_VARS: &[&str] = &[
+/// The variables the tool sets for every script (never the user's to set).
+pub const BUILTIN_VARS: &[&str] = &[
     "node_name",
     "provider",
     "image",

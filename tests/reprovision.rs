@@ -170,11 +170,25 @@ pub(crate) fn edit_and_reprovision(
     let r = r
         .stdout_has("bundles     app\n")
         .stdout_has("color=blue")
+        // the built-in variables apart from the user's
+        .stdout_has(&format!("node_name={name}"))
         .stdout_has("secrets     token (not kept)")
         .stdout_has("run         2\n")
         .stdout_has("last run    ok at ")
         .stdout_lacks(TOKEN);
     assert!(!r.stdout.contains("token="), "{}", r.stdout);
+    let vars = r.stdout.lines().find(|l| l.starts_with("vars ")).unwrap();
+    assert!(!vars.contains("node_name="), "{}", r.stdout);
+    let builtin = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("built-in "))
+        .unwrap();
+    assert!(
+        builtin.contains(&format!("node_name={name}")),
+        "{}",
+        r.stdout
+    );
     let r = cmd("node").args(["show", name, "--json"]).run().code(0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let dep = &v["deployed"];
