@@ -94,6 +94,13 @@ fn deploy_exec_and_ssh_config_through_the_bastion() {
         "{kh}"
     );
 
+    // a re-provision's dry run names the jump host the node's record keeps
+    s.cmd("deploy-node")
+        .args(["--reprovision", "-n", "web", "--dry-run"])
+        .run()
+        .code(0)
+        .stdout_has(&format!("  jump host: {}  (the record of web)\n", p.jump()));
+
     // node exec goes through the same tunnel (its bastion key is known now)
     let r = s
         .cmd("node")
@@ -405,4 +412,41 @@ fn a_node_the_bastion_cannot_reach_is_retried_until_the_deadline() {
         count(&log, &format!("target 127.0.0.1 port {closed}")) > 1,
         "{log}"
     );
+}
+
+/// `--dry-run` says which jump host is in effect and where it was set (text and JSON), an IPv6
+/// bastion written as OpenSSH's ProxyJump wants it (`user@[v6]:port`); nothing is connected to.
+#[test]
+fn the_dry_run_names_the_jump_host_in_effect_and_its_source() {
+    let s = Sandbox::new();
+    let toml = s.write(
+        "xdg-config/provision/provision.toml",
+        "provider = \"static\"\n[providers.static]\nssh_jump = \"ops@[::1]:2222\"\n\
+         [providers.static.hosts]\nweb = \"10.0.0.5\"\n",
+    );
+    let dry = |extra: &[&str]| {
+        s.cmd("deploy-node")
+            .args(["-n", "web", "--dry-run"])
+            .args(extra)
+            .run()
+            .code(0)
+    };
+    dry(&[]).stdout_has(&format!(
+        "  jump host: ops@[::1]:2222  ({}: [providers.static] ssh_jump)\n",
+        toml.display()
+    ));
+    let v: serde_json::Value = serde_json::from_str(&dry(&["--json"]).stdout).unwrap();
+    assert_eq!(v["plans"][0]["jump"]["value"], "ops@[::1]:2222", "{v}");
+    assert_eq!(
+        v["plans"][0]["jump"]["layer"],
+        format!("{}: [providers.static] ssh_jump", toml.display())
+    );
+    // the flag wins, and its user defaults to the ssh user
+    dry(&["--ssh-jump", "[2001:db8::7]"])
+        .stdout_has("  jump host: root@[2001:db8::7]  (--ssh-jump)\n");
+    // none turns it off: no line, null in JSON
+    dry(&["--ssh-jump", "none"]).stdout_lacks("jump host");
+    let v: serde_json::Value =
+        serde_json::from_str(&dry(&["--ssh-jump", "none", "--json"]).stdout).unwrap();
+    assert!(v["plans"][0]["jump"].is_null(), "{v}");
 }
