@@ -519,11 +519,49 @@ fn run_reprovision(opts: &options::DeployOptions, rec: &crate::known_nodes::Reco
     if opts.deploy.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
+    deploy::install_signal_handler();
     output::start_progress(std::slice::from_ref(&plan.node_name));
-    let outcome = crate::reprovision::run(plan, provider.name(), &node, rec, &opts.deploy);
+    let started = std::time::Instant::now();
+    // the worker re-provisions; this thread watches for a signal: nothing to destroy, so it
+    // says the node stays and, when a script is still running, stops without waiting for it
+    let worker = {
+        let (plan, provider, node, rec, deploy) = (
+            plan.clone(),
+            provider.clone(),
+            node.clone(),
+            rec.clone(),
+            opts.deploy.clone(),
+        );
+        std::thread::spawn(move || {
+            crate::reprovision::run(&plan, provider.as_ref(), &node, &rec, &deploy)
+        })
+    };
+    let interrupts = deploy::interrupts();
+    while !worker.is_finished() && !interrupts.hit() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if interrupts.hit() {
+        output::warn(&crate::reprovision::interrupted_line(&plan.node_name));
+        // a worker between phases stops at once; one in a script is left to the exit
+        let give_up = std::time::Instant::now() + REPROVISION_STOP_GRACE;
+        while !worker.is_finished() && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let outcome = if worker.is_finished() {
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    } else {
+        crate::reprovision::interrupted(provider.as_ref(), &node, started)
+    };
     output::finish_progress();
     report::finish(opts, vec![outcome])
 }
+
+/// How long a signalled re-provision waits for its worker to stop at a phase boundary before
+/// it leaves a running script behind (the node stays either way).
+const REPROVISION_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The provider of the run, with `--isolation` passed to the local driver as a typed value.
 fn deploy_provider(opts: &options::DeployOptions) -> Result<Arc<dyn Provider>> {

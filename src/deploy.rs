@@ -237,7 +237,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
 /// Records how the deploy ended on the node's tags ([`TAG_STATE`]), where the provider can
 /// update them, so any runner's reaper tells a finished deploy from one whose runner died.
 /// A failure only warns: the node is what it is either way.
-fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &str) {
+pub(crate) fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &str) {
     let Some(node) = out.node.as_mut() else {
         return;
     };
