@@ -201,11 +201,15 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
             .then(|| deadline.saturating_duration_since(Instant::now())),
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let provisioned = conn.provision(plan, &run_opts, &mut on_line);
+    let mut reached = Vec::new();
+    let provisioned = conn.provision_timed(plan, &run_opts, &mut on_line, &mut reached);
     record_applied(&pname, plan, &provisioned);
     let report = match provisioned {
         Ok(r) => r,
-        Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
+        Err(e) => {
+            out.phases.0.append(&mut reached);
+            return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
+        }
     };
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
     record_provision_phases(&mut out.phases, &report);

@@ -222,9 +222,10 @@ fn apply(
         cloud_init: None,
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let provisioned = conn.provision(&send, &run_opts, &mut on_line);
+    let mut reached = Vec::new();
+    let provisioned = conn.provision_timed(&send, &run_opts, &mut on_line, &mut reached);
     deploy::record_applied(provider, plan, &provisioned);
-    let report = provisioned?;
+    let report = provisioned.inspect_err(|_| out.phases.0.append(&mut reached))?;
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
     deploy::record_provision_phases(&mut out.phases, &report);
     out.report = Some(report);

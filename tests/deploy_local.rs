@@ -517,7 +517,7 @@ fn signal_during_scripts(sig: i32, name: &str) {
     let site = site(&s);
     let mut cmd = s
         .cmd("deploy-node")
-        .args(["-c", &site, "-b", "hangs", "-n", name])
+        .args(["-c", &site, "-b", "hangs", "-n", name, "-d", "d.json"])
         .cmd;
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -532,6 +532,15 @@ fn signal_during_scripts(sig: i32, name: &str) {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
     assert!(out.stdout.is_empty());
+    // the phases end with the script it was stopped in, marked failed
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("d.json")).unwrap()).unwrap();
+    let last = d["phases"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["phase"], &last["script"], &last["failed"]),
+        (&"script".into(), &"hang.sh".into(), &true.into()),
+        "{d}"
+    );
     assert_eq!(list(&s), "");
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
