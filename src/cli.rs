@@ -54,7 +54,8 @@ const DEPLOY_STATUS: &str = concat!(
     "EXIT STATUS:\n",
     "  0 success; 2 usage or config error, nothing created; 11 unexpected error;\n",
     "  12 malformed provider response; 13 provider unavailable; 14 deployment error (a failing\n",
-    "  script keeps the node); 15 timeout; 130 interrupted (what was created is destroyed)\n\n",
+    "  script keeps the node); 15 timeout; 130 interrupted (what was created is destroyed;\n",
+    "  a re-provision's node stays)\n\n",
     "DESCRIPTION FILE (-d FILE), format 2:\n",
     "  The original's keys with its types, then today's additions; --count N writes a JSON\n",
     "  array of such objects. state is libcloud's integer (0 running, 2 terminated, 3 pending,\n",
@@ -69,8 +70,10 @@ const DEPLOY_STATUS: &str = concat!(
     "      \"script\": \"tz.sh\", \"duration\": 0.41}], \"duration\": 1.93}\n",
     "  phases: seconds in each phase the deployment finished, in order: create (the API\n",
     "  answered), running, tcp (port open), banner, auth, upload, cloud-init, then each script\n",
-    "  that ran; duration: the whole deployment. --json carries the same two fields, --junit a\n",
-    "  suite \"NODE phases\" with a test case per phase, and a pool's summary the slowest phase.\n",
+    "  that ran; duration: the whole deployment. A failed deployment ends with the phase it was\n",
+    "  stuck in, marked \"failed\": true. --json carries the same two fields, --junit a suite\n",
+    "  \"NODE phases\" with a test case per phase (the stuck one failing), and a pool's summary\n",
+    "  the slowest phase.\n",
     "  IPv6 addresses are written bare here (\"::1\"), as [::1]:PORT where a port follows.\n\n",
     "COMING FROM PROVISION 0.9:\n",
     "  A config directory with the original's __init__.py is read statically (never run);\n",
@@ -517,11 +520,49 @@ fn run_reprovision(opts: &options::DeployOptions, rec: &crate::known_nodes::Reco
     if opts.deploy.insecure_host_key {
         output::warn("--insecure-host-key: the node's host key is not checked; a machine in the middle would not be noticed");
     }
+    deploy::install_signal_handler();
     output::start_progress(std::slice::from_ref(&plan.node_name));
-    let outcome = crate::reprovision::run(plan, provider.name(), &node, rec, &opts.deploy);
+    let started = std::time::Instant::now();
+    // the worker re-provisions; this thread watches for a signal: nothing to destroy, so it
+    // says the node stays and, when a script is still running, stops without waiting for it
+    let worker = {
+        let (plan, provider, node, rec, deploy) = (
+            plan.clone(),
+            provider.clone(),
+            node.clone(),
+            rec.clone(),
+            opts.deploy.clone(),
+        );
+        std::thread::spawn(move || {
+            crate::reprovision::run(&plan, provider.as_ref(), &node, &rec, &deploy)
+        })
+    };
+    let interrupts = deploy::interrupts();
+    while !worker.is_finished() && !interrupts.hit() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if interrupts.hit() {
+        output::warn(&crate::reprovision::interrupted_line(&plan.node_name));
+        // a worker between phases stops at once; one in a script is left to the exit
+        let give_up = std::time::Instant::now() + REPROVISION_STOP_GRACE;
+        while !worker.is_finished() && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let outcome = if worker.is_finished() {
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    } else {
+        crate::reprovision::interrupted(provider.as_ref(), &node, started)
+    };
     output::finish_progress();
     report::finish(opts, vec![outcome])
 }
+
+/// How long a signalled re-provision waits for its worker to stop at a phase boundary before
+/// it leaves a running script behind (the node stays either way).
+const REPROVISION_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The provider of the run, with `--isolation` passed to the local driver as a typed value.
 fn deploy_provider(opts: &options::DeployOptions) -> Result<Arc<dyn Provider>> {

@@ -94,6 +94,9 @@ pub fn deploy(plan: &Plan, provider: Arc<dyn Provider>, opts: &Options) -> Outco
         });
     }
     out.duration = started.elapsed();
+    if out.error.is_some() {
+        out.phases.fail(None, out.duration);
+    }
     let secs = out.duration.as_secs_f64();
     output::status(
         &out.name,
@@ -176,7 +179,9 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
                 Ok(p.get(&id)?
                     .is_some_and(|n| n.state != NodeState::Terminated))
             };
-            let conn = ssh::connect(&target, deadline, &mut still_there)?;
+            let mut reached = Vec::new();
+            let conn = ssh::connect_timed(&target, deadline, &mut still_there, &mut reached)
+                .inspect_err(|_| out.phases.0.append(&mut reached))?;
             for (phase, took) in conn.phases() {
                 out.phases.push(phase, took);
             }
@@ -196,11 +201,15 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
             .then(|| deadline.saturating_duration_since(Instant::now())),
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let provisioned = conn.provision(plan, &run_opts, &mut on_line);
+    let mut reached = Vec::new();
+    let provisioned = conn.provision_timed(plan, &run_opts, &mut on_line, &mut reached);
     record_applied(&pname, plan, &provisioned);
     let report = match provisioned {
         Ok(r) => r,
-        Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
+        Err(e) => {
+            out.phases.0.append(&mut reached);
+            return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
+        }
     };
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
     record_provision_phases(&mut out.phases, &report);
@@ -232,7 +241,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
 /// Records how the deploy ended on the node's tags ([`TAG_STATE`]), where the provider can
 /// update them, so any runner's reaper tells a finished deploy from one whose runner died.
 /// A failure only warns: the node is what it is either way.
-fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &str) {
+pub(crate) fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &str) {
     let Some(node) = out.node.as_mut() else {
         return;
     };
@@ -270,6 +279,7 @@ pub(crate) fn record_provision_phases(
                 kind: "script",
                 script: Some(s.name.clone()),
                 duration: s.duration,
+                failed: s.status != Some(0),
             });
         }
     }
@@ -833,7 +843,17 @@ pub fn junit_result(outcome: &Outcome) -> crate::junit::report::NodeResult {
             .phases
             .0
             .iter()
-            .map(|p| (p.label(), p.duration))
+            .map(|p| crate::junit::PhaseResult {
+                label: p.label(),
+                duration: p.duration,
+                failure: p.failed.then(|| {
+                    outcome
+                        .error
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| format!("{} failed", p.label()))
+                }),
+            })
             .collect(),
     }
 }

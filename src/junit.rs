@@ -39,6 +39,7 @@
 mod gate;
 mod read;
 pub mod report;
+pub use report::PhaseResult;
 #[cfg(test)]
 mod tests;
 

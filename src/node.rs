@@ -184,21 +184,36 @@ pub fn show(provider: &str, node: &Node, json: bool, jump: Option<&JumpSettings>
     print_stdout(&s)
 }
 
-/// How the node was deployed (bundles, variables without secrets, run, last result), from
-/// its record; `-` for a node not deployed from this machine.
+/// How the node was deployed (bundles, the user's variables without secrets, the built-in
+/// ones apart, run, last result), from its record; `-` for a node not deployed from this
+/// machine.
 fn deployed(s: &mut String, applied: Option<&crate::applied::Applied>) {
     let Some(a) = applied else {
         let _ = writeln!(s, "{:<12}-", "deployed");
         return;
     };
     let _ = writeln!(s, "{:<12}{}", "bundles", a.bundles.join(" "));
-    let vars: Vec<String> = a
-        .vars
-        .iter()
-        .filter(|(k, _)| k.as_str() != "provision_run")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let _ = writeln!(s, "{:<12}{}", "vars", vars.join(" "));
+    let builtin = |k: &str| crate::plan::BUILTIN_VARS.contains(&k);
+    let list = |user: bool| {
+        a.vars
+            .iter()
+            // provision_run has its own line ("run")
+            .filter(|(k, _)| builtin(k) != user && k.as_str() != "provision_run")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+    };
+    let vars = list(true);
+    let _ = writeln!(
+        s,
+        "{:<12}{}",
+        "vars",
+        if vars.is_empty() {
+            "-".to_string()
+        } else {
+            vars.join(" ")
+        }
+    );
+    let _ = writeln!(s, "{:<12}{}", "built-in", list(false).join(" "));
     if !a.secrets.is_empty() {
         let names: Vec<&str> = a.secrets.iter().map(|x| x.name.as_str()).collect();
         let _ = writeln!(s, "{:<12}{} (not kept)", "secrets", names.join(" "));
@@ -216,4 +231,46 @@ fn deployed(s: &mut String, applied: Option<&crate::applied::Applied>) {
             .map(|e| format!(": {e}"))
             .unwrap_or_default()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_lists_the_user_s_variables_apart_from_the_built_in_ones() {
+        let a = crate::applied::Applied {
+            bundles: vec!["app".into()],
+            vars: [
+                ("color", "blue"),
+                ("node_name", "web"),
+                ("provider", "local"),
+                ("image", "debian-12"),
+                ("bundles", "app"),
+                ("provision_run", "2"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            provision_run: 2,
+            ..Default::default()
+        };
+        let mut s = String::new();
+        deployed(&mut s, Some(&a));
+        assert!(s.contains("\nvars        color=blue\n"), "{s}");
+        assert!(
+            s.contains("\nbuilt-in    bundles=app image=debian-12 node_name=web provider=local\n"),
+            "{s}"
+        );
+        assert!(s.contains("\nrun         2\n"), "{s}");
+        assert!(!s.contains("provision_run"), "{s}");
+
+        let only_builtins = crate::applied::Applied {
+            vars: a.vars.into_iter().filter(|(k, _)| k != "color").collect(),
+            ..Default::default()
+        };
+        let mut s = String::new();
+        deployed(&mut s, Some(&only_builtins));
+        assert!(s.contains("\nvars        -\n"), "{s}");
+    }
 }

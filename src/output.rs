@@ -286,6 +286,9 @@ pub(crate) fn render_plan(plan: &Plan) -> String {
         "  ssh user:  {}  ({})",
         plan.ssh_user.value, plan.ssh_user.layer
     );
+    if let Some(j) = &plan.jump {
+        let _ = writeln!(s, "  jump host: {}  ({})", j.value, j.layer);
+    }
     let _ = writeln!(s, "\nBundles, in order:");
     if plan.bundles.is_empty() {
         let _ = writeln!(s, "  (none)");

@@ -16,7 +16,8 @@ use std::path::{Component, Path, PathBuf};
 pub const DEFAULT_PREFIX: &str = "deploy-test-";
 /// Where scripts land on the node (root login; other logins use sudo to reach it).
 pub const REMOTE_SCRIPT_DIR: &str = "/root/deploy";
-const BUILTIN_VARS: &[&str] = &[
+/// The variables the tool sets for every script (never the user's to set).
+pub const BUILTIN_VARS: &[&str] = &[
     "node_name",
     "provider",
     "image",
@@ -67,6 +68,10 @@ pub struct Plan {
     pub files: Vec<PlannedFile>,
     pub scripts: Vec<PlannedScript>,
     pub vars: BTreeMap<String, Sourced<String>>,
+    /// The jump host the node is reached through (OpenSSH's `ProxyJump` value) and where
+    /// it was set (`--ssh-jump`, a file's key, or the node's record); `None`: directly. Set
+    /// once the run's jump host is resolved (`cli::options`).
+    pub jump: Option<Sourced<String>>,
     /// Things the user should hear about (bundle replaced, same target twice) for stderr.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -411,6 +416,7 @@ impl Plan {
             files,
             scripts,
             vars,
+            jump: None,
             warnings,
         })
     }

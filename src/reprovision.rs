@@ -8,6 +8,11 @@
 //!
 //! Secrets are not on disk: a `-T` secret given as an `env:`/`file:` reference is read again
 //! from it; one given as a literal must be given again.
+//!
+//! How it ended is recorded on the node's tags where the provider can update them
+//! (`provision-state` = `ready`/`failed`, as a deploy does), so `list-nodes` shows a node whose
+//! re-provision failed. Ctrl-C or SIGTERM stops it (exit 130) with nothing to destroy: the
+//! node stays, as its scripts left it ([`interrupted`]).
 
 use crate::applied::Applied;
 use crate::deploy::{self, Outcome};
@@ -15,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::known_nodes::Record;
 use crate::output;
 use crate::plan::{Plan, Request};
-use crate::provider::{Node, NodeState};
+use crate::provider::{Node, NodeState, Provider, DEPLOY_FAILED, DEPLOY_READY};
 use crate::ssh::{self, HostKeyCheck, RunOptions};
 use std::time::{Duration, Instant};
 
@@ -84,7 +89,7 @@ pub fn check_node(node: &Node, rec: &Record) -> Result<()> {
 /// and the node always stays.
 pub fn run(
     plan: &Plan,
-    provider: &str,
+    provider: &dyn Provider,
     node: &Node,
     rec: &Record,
     opts: &deploy::Options,
@@ -99,11 +104,24 @@ pub fn run(
         duration: Duration::ZERO,
         phases: Default::default(),
     };
-    if let Err(e) = apply(plan, provider, node, rec, opts, &mut out) {
-        out.error = Some(e);
+    if let Err(e) = apply(plan, provider.name(), node, rec, opts, &mut out) {
+        out.error = Some(if deploy::interrupts().hit() {
+            Error::Interrupted
+        } else {
+            e
+        });
         out.kept = true;
     }
     out.duration = started.elapsed();
+    if out.error.is_some() {
+        out.phases.fail(None, out.duration);
+    }
+    let state = if out.error.is_some() {
+        DEPLOY_FAILED
+    } else {
+        DEPLOY_READY
+    };
+    deploy::record_state(provider, &mut out, state);
     let secs = out.duration.as_secs_f64();
     output::status(
         &out.name,
@@ -113,6 +131,31 @@ pub fn run(
         },
     );
     out
+}
+
+/// The outcome of a re-provision stopped by Ctrl-C or SIGTERM while its worker still runs
+/// (a script is running): nothing to destroy, so the node stays; it is recorded `failed` on
+/// its tags (where the provider can update them) and said on stderr, naming it.
+pub fn interrupted(provider: &dyn Provider, node: &Node, started: Instant) -> Outcome {
+    let mut out = Outcome {
+        name: node.name.clone(),
+        node: Some(node.clone()),
+        report: None,
+        error: Some(Error::Interrupted),
+        kept: true,
+        duration: started.elapsed(),
+        phases: Default::default(),
+    };
+    out.phases.fail(Some("script"), out.duration);
+    deploy::record_state(provider, &mut out, DEPLOY_FAILED);
+    out
+}
+
+/// The line a signal prints: the node stays, and how to run it again.
+pub fn interrupted_line(name: &str) -> String {
+    format!(
+        "interrupted: {name}: re-provision stopped; nothing to destroy: the node stays as its scripts left it (run it again with `deploy-node --reprovision -n {name}`)"
+    )
 }
 
 /// The plan without the files that are on the node as the plan has them.
@@ -156,10 +199,14 @@ fn apply(
         }
     }
     let deadline = Instant::now() + opts.ssh_timeout;
-    let mut conn = ssh::connect(&target, deadline, &mut || Ok(true))?;
+    let mut reached = Vec::new();
+    let mut still_there = || deploy::interrupts().check().map(|_| true);
+    let mut conn = ssh::connect_timed(&target, deadline, &mut still_there, &mut reached)
+        .inspect_err(|_| out.phases.0.append(&mut reached))?;
     for (phase, took) in conn.phases() {
         out.phases.push(phase, took);
     }
+    deploy::interrupts().check()?;
     let send = changed_only(plan, rec.applied.as_ref());
     let same = plan.files.len() - send.files.len();
     if same > 0 {
@@ -175,9 +222,10 @@ fn apply(
         cloud_init: None,
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let provisioned = conn.provision(&send, &run_opts, &mut on_line);
+    let mut reached = Vec::new();
+    let provisioned = conn.provision_timed(&send, &run_opts, &mut on_line, &mut reached);
     deploy::record_applied(provider, plan, &provisioned);
-    let report = provisioned?;
+    let report = provisioned.inspect_err(|_| out.phases.0.append(&mut reached))?;
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
     deploy::record_provision_phases(&mut out.phases, &report);
     out.report = Some(report);

@@ -251,10 +251,11 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
     assert!(r.stdout.is_empty());
     assert_eq!(names(&s), ["failing-node"]);
     let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
-    assert_eq!(report.failed.len(), 1);
+    // the step bad.sh, and its phase: where the failed deploy ended
+    assert_eq!(report.failed.len(), 2, "{:?}", report.failed);
     assert_eq!(report.skipped, 1);
     // a JUnit consumer other than ours reads the same report: the node's suite (5 steps, 1
-    // failure), then its phases suite (7 phases and the 2 scripts that ran)
+    // failure), then its phases suite (7 phases and the 2 scripts that ran, bad.sh failed)
     let consumer = Command::new("python3")
         .arg("-c")
         .arg(
@@ -269,7 +270,7 @@ fn a_failing_script_keeps_the_node_and_exits_14() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&consumer.stdout),
-        "2 failing-node 14 1 1 ['keys', 'files', 'ok.sh', 'bad.sh', 'never.sh', 'create', 'running', 'tcp', 'banner', 'auth', 'upload', 'cloud-init', 'script ok.sh', 'script bad.sh']\n",
+        "2 failing-node 14 2 1 ['keys', 'files', 'ok.sh', 'bad.sh', 'never.sh', 'create', 'running', 'tcp', 'banner', 'auth', 'upload', 'cloud-init', 'script ok.sh', 'script bad.sh']\n",
         "{}",
         String::from_utf8_lossy(&consumer.stderr)
     );
@@ -516,7 +517,7 @@ fn signal_during_scripts(sig: i32, name: &str) {
     let site = site(&s);
     let mut cmd = s
         .cmd("deploy-node")
-        .args(["-c", &site, "-b", "hangs", "-n", name])
+        .args(["-c", &site, "-b", "hangs", "-n", name, "-d", "d.json"])
         .cmd;
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -531,6 +532,15 @@ fn signal_during_scripts(sig: i32, name: &str) {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains(&format!("{name}: destroyed")), "{stderr}");
     assert!(out.stdout.is_empty());
+    // the phases end with the script it was stopped in, marked failed
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("d.json")).unwrap()).unwrap();
+    let last = d["phases"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["phase"], &last["script"], &last["failed"]),
+        (&"script".into(), &"hang.sh".into(), &true.into()),
+        "{d}"
+    );
     assert_eq!(list(&s), "");
     assert_eq!(
         s.cmd("list-nodes").args(["--orphans"]).run().code(0).stdout,
@@ -794,11 +804,12 @@ fn a_pool_reports_every_node_and_exits_with_the_worst_code() {
         r.stderr
     );
     let report = provision::junit::read_results(&s.path().join("pool.xml")).unwrap();
-    assert_eq!(report.failed.len(), 1);
+    // pool-2's failed script: its step and its phase
+    assert_eq!(report.failed.len(), 2, "{:?}", report.failed);
     assert_eq!(
         report.passed,
-        3 * 2 + 2 + 3 * (7 + 1),
-        "keys+files per node, two good scripts, each node's 7 phases and its script's"
+        3 * 2 + 2 + 3 * 7 + 2,
+        "keys+files per node, two good scripts, each node's 7 phases and the good scripts'"
     );
     let mut listed = names(&s);
     listed.sort();

@@ -28,7 +28,12 @@ fn site(s: &Sandbox, provider_lines: &str) -> String {
 fn ssh_via_config(s: &Sandbox, list: Cmd, node: &str, cmd: &str) -> String {
     let cfg = list.args(["--format", "ssh-config"]).run().code(0).stdout;
     assert!(cfg.contains("HostName ::1\n"), "{cfg}");
-    let path = s.write("ssh_config", &cfg);
+    ssh_with_config(s, &cfg, node, cmd)
+}
+
+/// The real `ssh -F` with the ssh-config text `cfg`, running `cmd` on `node`: its stdout.
+pub(crate) fn ssh_with_config(s: &Sandbox, cfg: &str, node: &str, cmd: &str) -> String {
+    let path = s.write("ssh_config", cfg);
     let out = Command::new("ssh")
         .env("HOME", s.home())
         .arg("-F")

@@ -94,6 +94,13 @@ fn deploy_exec_and_ssh_config_through_the_bastion() {
         "{kh}"
     );
 
+    // a re-provision's dry run names the jump host the node's record keeps
+    s.cmd("deploy-node")
+        .args(["--reprovision", "-n", "web", "--dry-run"])
+        .run()
+        .code(0)
+        .stdout_has(&format!("  jump host: {}  (the record of web)\n", p.jump()));
+
     // node exec goes through the same tunnel (its bastion key is known now)
     let r = s
         .cmd("node")
@@ -404,5 +411,112 @@ fn a_node_the_bastion_cannot_reach_is_retried_until_the_deadline() {
     assert!(
         count(&log, &format!("target 127.0.0.1 port {closed}")) > 1,
         "{log}"
+    );
+}
+
+/// `--dry-run` says which jump host is in effect and where it was set (text and JSON), an IPv6
+/// bastion written as OpenSSH's ProxyJump wants it (`user@[v6]:port`); nothing is connected to.
+#[test]
+fn the_dry_run_names_the_jump_host_in_effect_and_its_source() {
+    let s = Sandbox::new();
+    let toml = s.write(
+        "xdg-config/provision/provision.toml",
+        "provider = \"static\"\n[providers.static]\nssh_jump = \"ops@[::1]:2222\"\n\
+         [providers.static.hosts]\nweb = \"10.0.0.5\"\n",
+    );
+    let dry = |extra: &[&str]| {
+        s.cmd("deploy-node")
+            .args(["-n", "web", "--dry-run"])
+            .args(extra)
+            .run()
+            .code(0)
+    };
+    dry(&[]).stdout_has(&format!(
+        "  jump host: ops@[::1]:2222  ({}: [providers.static] ssh_jump)\n",
+        toml.display()
+    ));
+    let v: serde_json::Value = serde_json::from_str(&dry(&["--json"]).stdout).unwrap();
+    assert_eq!(v["plans"][0]["jump"]["value"], "ops@[::1]:2222", "{v}");
+    assert_eq!(
+        v["plans"][0]["jump"]["layer"],
+        format!("{}: [providers.static] ssh_jump", toml.display())
+    );
+    // the flag wins, and its user defaults to the ssh user
+    dry(&["--ssh-jump", "[2001:db8::7]"])
+        .stdout_has("  jump host: root@[2001:db8::7]  (--ssh-jump)\n");
+    // none turns it off: no line, null in JSON
+    dry(&["--ssh-jump", "none"]).stdout_lacks("jump host");
+    let v: serde_json::Value =
+        serde_json::from_str(&dry(&["--ssh-jump", "none", "--json"]).stdout).unwrap();
+    assert!(v["plans"][0]["jump"].is_null(), "{v}");
+}
+
+/// A bastion on IPv6 loopback alone (`[::1]:PORT`), in front of a static host: deploy-node
+/// goes through it (its log shows the forwarded channel to the node), records its host key as
+/// OpenSSH writes it (`[::1]:PORT`), and `ProxyJump root@[::1]:PORT` in list-nodes'
+/// ssh-config works with the real `ssh -F`, as does `node ssh`'s `-J` and `node exec`.
+#[test]
+fn an_ipv6_bastion_is_bracketed_everywhere_and_works() {
+    let s = Sandbox::new();
+    let node = Sshd::start_with(sshd::free_port(), true);
+    let bport = sshd::free_port();
+    let bastion = Sshd::start_on_logging("::1", bport, "DEBUG1");
+    let own = std::fs::read_to_string(s.home().join(".ssh/id_ed25519.pub")).unwrap();
+    node.authorize("root", &own);
+    bastion.authorize("root", &own);
+    let jump = format!("root@[::1]:{bport}");
+    s.write(
+        "xdg-config/provision/provision.toml",
+        &format!(
+            "provider = \"static\"\nssh_jump = \"{jump}\"\n\
+             [bundles.probe]\nscripts = [\"probe.sh\"]\n\
+             [providers.static.hosts]\nweb = \"root@127.0.0.1:{}\"\n",
+            node.port
+        ),
+    );
+    s.write("xdg-config/provision/scripts/probe.sh", "echo probed\n");
+    s.cmd("deploy-node")
+        .args(["-n", "web", "-b", "probe"])
+        .run()
+        .code(0)
+        .stderr_has("probed");
+    let blog = bastion.log();
+    assert!(
+        blog.contains(&format!("target 127.0.0.1 port {}", node.port)),
+        "the bastion forwarded nothing to the node:\n{blog}"
+    );
+    let kh = std::fs::read_to_string(s.state().join("known_hosts")).unwrap();
+    assert!(kh.contains(&format!("[::1]:{bport} ssh-ed25519 ")), "{kh}");
+
+    let cfg = s
+        .cmd("list-nodes")
+        .args(["--format", "ssh-config"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(cfg.contains(&format!("    ProxyJump {jump}\n")), "{cfg}");
+    assert_eq!(
+        crate::ipv6::ssh_with_config(&s, &cfg, "web", "echo via-config"),
+        "via-config\n"
+    );
+    s.cmd("node")
+        .args(["ssh", "web", "--", "-o", "BatchMode=yes", "echo viassh"])
+        .run()
+        .code(0)
+        .stdout_has("viassh\n");
+    s.cmd("node")
+        .args(["exec", "web", "--", "echo", "viaexec"])
+        .run()
+        .code(0)
+        .stdout_has("viaexec\n");
+    // each of the three connections went through the bastion
+    assert_eq!(
+        count(
+            &bastion.log(),
+            &format!("target 127.0.0.1 port {}", node.port)
+        ),
+        4,
+        "{}",
+        bastion.log()
     );
 }

@@ -130,3 +130,53 @@ fn a_pools_summary_names_each_nodes_slowest_phase() {
         .run()
         .code(0);
 }
+
+/// A deploy that fails while waiting for SSH (a static host whose port nobody listens on)
+/// ends its phases with the one it was stuck in, `tcp`, marked failed — in `-d`, `--json` and
+/// as a failing test case of the JUnit phases suite.
+#[test]
+fn a_failed_deploy_records_the_phase_it_was_stuck_in() {
+    let s = Sandbox::new();
+    let port = crate::support::sshd::free_port();
+    s.write(
+        "static/provision.toml",
+        &format!("provider = \"static\"\n[providers.static.hosts]\nghost = \"127.0.0.1:{port}\"\n"),
+    );
+    let st = s.path().join("static").display().to_string();
+    let r = s
+        .cmd("deploy-node")
+        .args(["-c", &st, "-n", "ghost", "--ssh-timeout", "2s"])
+        .args(["-d", "d.json", "--json", "--junit", "deploy.xml"])
+        .run()
+        .code(15);
+    let json: Value = serde_json::from_str(&r.stdout).unwrap();
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path().join("d.json")).unwrap()).unwrap();
+    for desc in [&json["nodes"][0], &d] {
+        assert_eq!(checked_phases(desc), ["create", "running", "tcp"], "{desc}");
+        let last = desc["phases"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["failed"], true, "{desc}");
+        // it waited there until the deadline
+        assert!(last["duration"].as_f64().unwrap() >= 1.5, "{last}");
+        assert!(desc["phases"][0].get("failed").is_none(), "{desc}");
+    }
+    let xml = std::fs::read_to_string(s.path().join("deploy.xml")).unwrap();
+    let suite = &xml[xml.find("<testsuite name=\"ghost phases\"").expect(&xml)..];
+    let tcp = &suite[suite
+        .find("<testcase name=\"tcp\" classname=\"provision.ghost.phases\"")
+        .expect(suite)..];
+    let tcp = &tcp[..tcp.find("</testcase>").expect(tcp)];
+    assert!(
+        tcp.contains("<failure") && tcp.contains("TCP port open"),
+        "{tcp}"
+    );
+    let report = provision::junit::read_results(&s.path().join("deploy.xml")).unwrap();
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|f| f.to_string() == "provision.ghost.phases::tcp"),
+        "{:?}",
+        report.failed
+    );
+}

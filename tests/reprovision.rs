@@ -170,11 +170,25 @@ pub(crate) fn edit_and_reprovision(
     let r = r
         .stdout_has("bundles     app\n")
         .stdout_has("color=blue")
+        // the built-in variables apart from the user's
+        .stdout_has(&format!("node_name={name}"))
         .stdout_has("secrets     token (not kept)")
         .stdout_has("run         2\n")
         .stdout_has("last run    ok at ")
         .stdout_lacks(TOKEN);
     assert!(!r.stdout.contains("token="), "{}", r.stdout);
+    let vars = r.stdout.lines().find(|l| l.starts_with("vars ")).unwrap();
+    assert!(!vars.contains("node_name="), "{}", r.stdout);
+    let builtin = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("built-in "))
+        .unwrap();
+    assert!(
+        builtin.contains(&format!("node_name={name}")),
+        "{}",
+        r.stdout
+    );
     let r = cmd("node").args(["show", name, "--json"]).run().code(0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let dep = &v["deployed"];
@@ -277,5 +291,84 @@ fn local_node_edit_reprovision_and_refusals() {
         .code(14)
         .one_line_error()
         .stderr_has("the provider reports the node as stopped: start it, then re-provision");
+    s.cmd("destroy-node").args([name]).run().code(0);
+}
+
+/// A re-provision records how it ended on the node's tags (`provision-state`), so `list-nodes`
+/// shows a node whose re-provision failed; Ctrl-C/SIGTERM while its script runs exits 130
+/// naming the node, which stays (nothing to destroy), recorded failed.
+#[test]
+fn a_failed_or_interrupted_reprovision_shows_in_list_nodes_and_the_node_stays() {
+    let s = Sandbox::new();
+    let name = "deploy-test-reprov-sig";
+    deploy_app(&s, s.cmd("deploy-node"), name);
+    let state = || {
+        let t = s
+            .cmd("list-nodes")
+            .args(["--format", "table"])
+            .run()
+            .code(0)
+            .stdout;
+        let row = t
+            .lines()
+            .find(|l| l.starts_with(name))
+            .expect(&t)
+            .to_string();
+        row.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let reprov = || {
+        s.cmd("deploy-node")
+            .args(["-c", "app", "--reprovision", "-n", name])
+            .env("REPROV_TOKEN", TOKEN)
+    };
+    assert_eq!(state(), "running");
+
+    // a failing script: exit 14, the node stays, recorded failed
+    s.write("app/scripts/app.sh", &script("exit 3\n"));
+    reprov().run().code(14);
+    assert_eq!(state(), "running/failed");
+    // fixed: ready again
+    s.write("app/scripts/app.sh", &script(""));
+    reprov().run().code(0);
+    assert_eq!(state(), "running");
+
+    // a script that hangs, and SIGTERM while it runs
+    s.write(
+        "app/scripts/app.sh",
+        &script(&format!("touch {DIR}/started\nsleep 30\n")),
+    );
+    let mut c = reprov().cmd;
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let started = || {
+        s.cmd("node")
+            .args(["exec", name, "--", "test", "-e", &format!("{DIR}/started")])
+            .run()
+            .code
+            == 0
+    };
+    assert!(crate::support::procs::wait_until(
+        std::time::Duration::from_secs(30),
+        started
+    ));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "interrupted: {name}: re-provision stopped; nothing to destroy: the node stays"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("destroyed"), "{stderr}");
+    // the node is still there, running, and shows the re-provision failed
+    assert_eq!(state(), "running/failed");
+    s.cmd("node")
+        .args(["exec", name, "--", "true"])
+        .run()
+        .code(0);
     s.cmd("destroy-node").args([name]).run().code(0);
 }

@@ -227,6 +227,7 @@ fn plan() -> Plan {
         files: vec![],
         scripts: vec![],
         vars: BTreeMap::new(),
+        jump: None,
         warnings: vec![],
         remove_scripts: false,
         secrets: vec![],

@@ -124,8 +124,16 @@ impl DeployOptions {
                 crate::bastion::resolve(&cfg, &plans[0].provider.value, args.ssh_jump.as_deref())?
                     .map(|j| j.default_user(&plans[0].ssh_user.value))
             }
+        };
+        // the plans (and so --dry-run) say which jump host is in effect and where it was set
+        let mut plans = plans;
+        for p in &mut plans {
+            p.jump = jump.as_ref().map(|j| crate::config::Sourced {
+                value: j.proxy_jump(),
+                layer: j.source.clone(),
+            });
         }
-        .map(|j| j.connect_on_use(args.insecure_host_key, args.identity.clone()));
+        let jump = jump.map(|j| j.connect_on_use(args.insecure_host_key, args.identity.clone()));
         let warnings = plans[0].warnings.clone();
         let outputs = Outputs {
             description: args.description_file.clone(),

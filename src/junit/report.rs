@@ -2,7 +2,8 @@
 //! per node and one test case per step — keys, files, and each script — so CI pages show
 //! provisioning next to the tests, then a suite `NODE phases` with one passing test case per
 //! phase the deployment finished (`create`, `running`, `tcp`, ..., `script NAME`) and its
-//! time. Script output is trimmed to its tail.
+//! time — and, for a failed deployment, a failing one for the phase it was stuck in. Script
+//! output is trimmed to its tail.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::time::Duration;
@@ -32,8 +33,18 @@ pub struct NodeResult {
     pub steps: Vec<StepResult>,
     /// `<property>`s of the node's suite: its expiry, owner and CI job, as recorded on it.
     pub properties: Vec<(String, String)>,
-    /// Each phase's label and time ([`crate::phases`]), in order.
-    pub phases: Vec<(String, Duration)>,
+    /// Each phase ([`crate::phases`]), in order.
+    pub phases: Vec<PhaseResult>,
+}
+
+/// One phase of one node's deployment: a test case of the `NODE phases` suite.
+#[derive(Debug, Clone)]
+pub struct PhaseResult {
+    /// `create`, ..., `script NAME`.
+    pub label: String,
+    pub duration: Duration,
+    /// `Some(message)` for the phase a failed deployment was stuck in.
+    pub failure: Option<String>,
 }
 
 /// Keeps the last `limit` bytes (on a char boundary), saying how much was cut.
@@ -88,10 +99,18 @@ pub fn build(nodes: &[NodeResult]) -> Report {
         report.add_test_suite(suite);
         if !n.phases.is_empty() {
             let mut phases = TestSuite::new(format!("{} phases", n.node));
-            for (label, took) in &n.phases {
-                let mut case = TestCase::new(label.as_str(), TestCaseStatus::success());
+            for p in &n.phases {
+                let status = match &p.failure {
+                    Some(msg) => {
+                        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                        s.set_message(msg.as_str());
+                        s
+                    }
+                    None => TestCaseStatus::success(),
+                };
+                let mut case = TestCase::new(p.label.as_str(), status);
                 case.set_classname(format!("provision.{}.phases", n.node));
-                case.set_time(*took);
+                case.set_time(p.duration);
                 phases.add_test_case(case);
             }
             report.add_test_suite(phases);
@@ -121,6 +140,14 @@ mod tests {
         }
     }
 
+    fn phase(label: &str, ms: u64, failure: Option<&str>) -> PhaseResult {
+        PhaseResult {
+            label: label.into(),
+            duration: Duration::from_millis(ms),
+            failure: failure.map(str::to_string),
+        }
+    }
+
     #[test]
     fn the_gate_reads_back_what_we_write() {
         let ok = NodeResult {
@@ -128,8 +155,8 @@ mod tests {
             steps: vec![step("keys", None, false), step("01-a.sh", None, false)],
             properties: vec![("provision-expires-at".into(), "2026-12-01T08:00:00Z".into())],
             phases: vec![
-                ("create".into(), Duration::from_millis(250)),
-                ("script 01-a.sh".into(), Duration::from_millis(1500)),
+                phase("create", 250, None),
+                phase("script 01-a.sh", 1500, None),
             ],
         };
         let xml = to_xml(std::slice::from_ref(&ok));
@@ -156,11 +183,26 @@ mod tests {
             properties: vec![],
             phases: vec![],
         };
-        let xml = to_xml(&[ok, bad]);
+        // a deploy that timed out waiting for SSH: its stuck phase is a failing test case
+        let stuck = NodeResult {
+            node: "n3".into(),
+            steps: vec![],
+            properties: vec![],
+            phases: vec![
+                phase("create", 100, None),
+                phase("tcp", 9000, Some("n3: SSH not ready")),
+            ],
+        };
+        let xml = to_xml(&[ok, bad, stuck]);
         let r = crate::junit::parse_results(std::path::Path::new("deploy.xml"), xml.as_bytes())
             .unwrap();
-        assert_eq!((r.passed, r.failed.len(), r.skipped), (5, 1, 1));
+        assert_eq!((r.passed, r.failed.len(), r.skipped), (6, 2, 1));
         assert!(xml.contains("exit status 3"));
+        assert!(xml.contains("n3: SSH not ready"), "{xml}");
+        assert!(
+            xml.contains(r#"<testcase name="tcp" classname="provision.n3.phases" time="9.000">"#),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -58,17 +58,78 @@ pub fn connect(
     deadline: Instant,
     still_there: &mut dyn FnMut() -> Result<bool>,
 ) -> Result<Connection> {
+    connect_timed(target, deadline, still_there, &mut Vec::new())
+}
+
+/// [`connect`], and on failure the phases it got through in `reached`: each finished one
+/// (`tcp`, `banner`) with its time, then the one it was stuck in, marked failed, with the time
+/// spent in it — so a failed deploy's phases say where it waited.
+pub fn connect_timed(
+    target: &Target,
+    deadline: Instant,
+    still_there: &mut dyn FnMut() -> Result<bool>,
+    reached: &mut Vec<crate::phases::Phase>,
+) -> Result<Connection> {
     let started = Instant::now();
-    let addr = crate::address::with_port(&target.host, target.port);
     let mut announced: Option<Phase> = None;
     // when the banner and the auth phases were first entered
     let mut entered: [Option<Instant>; 2] = [None, None];
+    let r = tries(
+        target,
+        deadline,
+        still_there,
+        started,
+        &mut announced,
+        &mut entered,
+    );
+    if r.is_err() {
+        *reached = stuck_phases(started, announced, entered, Instant::now());
+    }
+    r
+}
+
+/// The finished phases and the one a failed connect was stuck in.
+fn stuck_phases(
+    started: Instant,
+    announced: Option<Phase>,
+    entered: [Option<Instant>; 2],
+    end: Instant,
+) -> Vec<crate::phases::Phase> {
+    use crate::phases::Phase as Timed;
+    let mut out = Vec::new();
+    let mut from = started;
+    for (kind, at) in [("tcp", entered[0]), ("banner", entered[1])] {
+        if let Some(at) = at {
+            out.push(Timed::new(kind, at.saturating_duration_since(from)));
+            from = at;
+        }
+    }
+    let kind = match announced {
+        None | Some(Phase::Tcp) => "tcp",
+        Some(Phase::Banner) => "banner",
+        Some(Phase::Auth) => "auth",
+    };
+    let mut stuck = Timed::new(kind, end.saturating_duration_since(from));
+    stuck.failed = true;
+    out.push(stuck);
+    out
+}
+
+fn tries(
+    target: &Target,
+    deadline: Instant,
+    still_there: &mut dyn FnMut() -> Result<bool>,
+    started: Instant,
+    announced: &mut Option<Phase>,
+    entered: &mut [Option<Instant>; 2],
+) -> Result<Connection> {
+    let addr = crate::address::with_port(&target.host, target.port);
     let mut warned = false;
     let mut backoff = FIRST_BACKOFF;
     loop {
         let mut progress = Progress {
-            announced: &mut announced,
-            entered: &mut entered,
+            announced: &mut *announced,
+            entered: &mut *entered,
         };
         let (phase, why) = match attempt(target, &addr, deadline, &mut progress, &mut warned) {
             Ok(mut conn) => {
@@ -439,4 +500,35 @@ fn is_encrypted(path: &Path) -> bool {
         return ssh_key::PrivateKey::from_openssh(&text).is_ok_and(|k| k.is_encrypted());
     }
     text.contains("ENCRYPTED")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_connect_names_the_phase_it_was_stuck_in() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let p = stuck_phases(t0, Some(Phase::Tcp), [None, None], ms(700));
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].kind, p[0].failed), ("tcp", true));
+        assert_eq!(p[0].duration, Duration::from_millis(700));
+
+        let p = stuck_phases(
+            t0,
+            Some(Phase::Auth),
+            [Some(ms(100)), Some(ms(300))],
+            ms(1000),
+        );
+        let got: Vec<_> = p.iter().map(|p| (p.kind, p.duration, p.failed)).collect();
+        assert_eq!(
+            got,
+            [
+                ("tcp", Duration::from_millis(100), false),
+                ("banner", Duration::from_millis(200), false),
+                ("auth", Duration::from_millis(700), true),
+            ]
+        );
+    }
 }

@@ -29,7 +29,7 @@ use std::os::unix::io::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use connect::connect;
+pub use connect::{connect, connect_timed};
 pub use jump::{Jump, JumpHost};
 
 /// How the node's host key is checked. It is always checked; [`HostKeyCheck::Insecure`] says so
@@ -271,7 +271,19 @@ impl Connection {
         opts: &RunOptions,
         on_line: &mut dyn FnMut(&str, bool, &str),
     ) -> Result<ProvisionReport> {
-        remote::provision(self, plan, opts, on_line)
+        remote::provision(self, plan, opts, on_line, &mut Vec::new())
+    }
+
+    /// [`Connection::provision`], and when it fails the phases it got through in `reached`
+    /// (upload, cloud-init, each script) ending with the one it broke in, marked failed.
+    pub fn provision_timed(
+        &mut self,
+        plan: &crate::plan::Plan,
+        opts: &RunOptions,
+        on_line: &mut dyn FnMut(&str, bool, &str),
+        reached: &mut Vec<crate::phases::Phase>,
+    ) -> Result<ProvisionReport> {
+        remote::provision(self, plan, opts, on_line, reached)
     }
 
     fn open_exec(&mut self, command: &str) -> Result<ssh2::Channel> {

@@ -96,6 +96,7 @@ pub(super) fn provision(
     plan: &Plan,
     opts: &RunOptions,
     on_line: &mut dyn FnMut(&str, bool, &str),
+    reached: &mut Vec<crate::phases::Phase>,
 ) -> Result<ProvisionReport> {
     let nonce = format!("provision-{:032x}", rand::thread_rng().gen::<u128>());
     let vars = runner_vars(&nonce, opts, &conn.paths)?;
@@ -134,6 +135,9 @@ pub(super) fn provision(
     };
     demux.flush();
     let during = demux.current_step_name();
+    if pumped.is_err() || !demux.all_done() {
+        *reached = demux.broken_phases(started, Instant::now());
+    }
     if let Err(e) = pumped {
         return Err(conn.transport(&format!("provisioning ({during})"), e));
     }
@@ -511,6 +515,51 @@ impl<'a> Demux<'a> {
             StepKind::Script => format!("script {}", s.name),
             _ => s.name.clone(),
         }
+    }
+
+    /// The phases of a provision that broke at `end` (the connection lost, the runner gone):
+    /// the upload, the cloud-init wait and each script, as far as they got, the one it broke
+    /// in marked failed (a script that ended with a failing status is marked failed too).
+    fn broken_phases(&self, started: Instant, end: Instant) -> Vec<crate::phases::Phase> {
+        use crate::phases::Phase;
+        let stuck = |kind, script: Option<String>, from: Instant| Phase {
+            kind,
+            script,
+            duration: end.saturating_duration_since(from),
+            failed: true,
+        };
+        let Some(placed) = self.steps.get(FILES).and_then(|s| s.ended) else {
+            return vec![stuck("upload", None, started)];
+        };
+        let mut out = vec![Phase::new(
+            "upload",
+            placed.saturating_duration_since(started),
+        )];
+        let Some(first) = self.steps.get(FILES + 1).and_then(|s| s.started) else {
+            out.push(stuck("cloud-init", None, placed));
+            return out;
+        };
+        out.push(Phase::new(
+            "cloud-init",
+            first.saturating_duration_since(placed),
+        ));
+        for s in &self.steps[FILES + 1..] {
+            let Some(begun) = s.started else { break };
+            let name = Some(s.report.name.clone());
+            match s.ended {
+                None => {
+                    out.push(stuck("script", name, begun));
+                    break;
+                }
+                Some(ended) => out.push(Phase {
+                    kind: "script",
+                    script: name,
+                    duration: ended.saturating_duration_since(begun),
+                    failed: s.report.status.is_some_and(|c| c != 0),
+                }),
+            }
+        }
+        out
     }
 
     fn all_stderr(&self) -> String {

@@ -44,6 +44,11 @@ impl Sshd {
         Sshd::launch(None, addr, port, private_root, "VERBOSE")
     }
 
+    /// [`Sshd::start_on`] with sshd's `log_level` (DEBUG1 logs each direct-tcpip channel).
+    pub fn start_on_logging(addr: &str, port: u16, log_level: &str) -> Sshd {
+        Sshd::launch(None, addr, port, true, log_level)
+    }
+
     /// Starts a server on 127.0.0.1 and a free port, with sshd's `log_level`.
     pub fn start_logging(log_level: &str) -> Sshd {
         Sshd::launch(None, "127.0.0.1", free_port(), false, log_level)
