@@ -108,6 +108,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         fake.count_requests("GET", "/v2/droplets?"),
         fake.count_requests("GET", "/v2/droplets/"),
     );
+    let requests = fake.log();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
         "scale: {NODES} nodes, boot {BOOT:?}: deploy-node took {:.1} s = {:.2} × (boot + 15 s); \
@@ -117,7 +118,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         elapsed.as_secs_f64() / target.as_secs_f64(),
         rss_kb as f64 / 1024.0,
         fake.count_requests("POST", "/v2/droplets"),
-        fake.log().len(),
+        requests.len(),
         load.trim()
     );
 
@@ -152,6 +153,31 @@ fn a_hundred_nodes_with_five_second_boots() {
         assert_eq!(states, ["provision-state:ready"], "{n}: {tags:?}");
     }
     assert_eq!(fake.count_requests("POST", "/v2/tags?"), 1);
+    // Issue 20: API requests ≤ creates + a constant per poll interval. The deploy state costs
+    // one request per node (the `ready` tag added; `deploying` stays beside it, see the
+    // driver), and beyond that only the lists, the GETs bounded below, and a constant for
+    // the pool: images, sizes, regions, the account's keys listed and one registered, the
+    // state tag made.
+    let state_updates = requests
+        .iter()
+        .filter(|l| l.starts_with("POST /v2/tags/") && l.contains("/resources"))
+        .count();
+    assert_eq!(state_updates, NODES, "one state update per node");
+    assert_eq!(fake.count_requests("DELETE", "/v2/tags/"), 0);
+    const POOL: usize = 6;
+    let bound = NODES + NODES + lists + gets + POOL;
+    assert!(
+        requests.len() <= bound,
+        "{} requests for {NODES} nodes (bound {bound}: creates, state updates, {lists} lists, \
+         {gets} GETs, {POOL} for the pool):\n{}",
+        requests.len(),
+        requests
+            .iter()
+            .filter(|l| !l.starts_with("POST /v2/droplets") && !l.starts_with("POST /v2/tags/"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // One shared list call serves every waiting node, at most one per poll interval (the
     // cache is refreshed only when older than the interval), so the list calls are bounded
     // by the time spent, not by the number of nodes.

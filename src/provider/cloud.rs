@@ -1,15 +1,24 @@
 //! What the cloud drivers share besides HTTP: construction from `[providers.NAME]` and `-k`
 //! (credential, base URL, HTTP settings, poll interval, the user's cloud-config), the host keys
 //! of the nodes a driver instance created (so `get` reports them too), and the builder methods
-//! tests use to point a driver at a loopback fake. One copy, so the drivers cannot drift.
+//! tests use to point a driver at a loopback fake, and the REST resource steps the token
+//! drivers share (a server by numeric id, found by its create id, destroyed; the host key a
+//! create pinned). One copy, so the drivers cannot drift. The resource paths, keys and nouns
+//! stay with each driver and come in as parameters.
 
-use super::cloudinit;
+use super::cloudinit::{self, HostKey};
 use super::http::{self, Auth, Client, Credential, CredentialSource, Hooks, HttpConfig};
-use crate::error::Result;
-use serde_json::{Map, Value};
+use super::{Destroyed, Node};
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub mod catalog;
+pub mod keys;
+pub use catalog::CloudCatalog;
+pub use keys::KeyApi;
 
 /// A driver's fixed facts.
 pub struct DriverInfo {
@@ -35,6 +44,20 @@ pub struct CloudCore {
     host_keys: Mutex<HashMap<String, String>>,
     /// The account's references (ids, names) of the public keys of a create, per key set.
     account_keys: Mutex<HashMap<Vec<String>, Vec<Value>>>,
+    /// Each node's tags as the provider last answered them, raw (see [`CloudCore::seen_tags`]).
+    raw_tags: Mutex<HashMap<String, Value>>,
+}
+
+/// Where a driver's servers live in its REST API.
+pub struct Servers {
+    /// The collection (`/v2/droplets`, `/servers`).
+    pub path: &'static str,
+    /// The list's key in a list answer (`droplets`).
+    pub list_key: &'static str,
+    /// The server's key in a create or get answer (`droplet`).
+    pub item_key: &'static str,
+    /// What the provider calls a server, for errors.
+    pub noun: &'static str,
 }
 
 impl std::fmt::Debug for CloudCore {
@@ -76,6 +99,7 @@ impl CloudCore {
             source,
             host_keys: Mutex::new(HashMap::new()),
             account_keys: Mutex::new(HashMap::new()),
+            raw_tags: Mutex::new(HashMap::new()),
         })
     }
 
@@ -112,6 +136,103 @@ impl CloudCore {
             .get(id)
             .cloned()
     }
+
+    /// `node` with the host key this instance pinned for it, if it made it.
+    pub fn pinned(&self, mut node: Node) -> Node {
+        if let Some(k) = self.host_key(&node.id) {
+            node.ssh.host_key = Some(k);
+        }
+        node
+    }
+
+    /// A node this instance just created with `host` pinned: remembered, logged in as root.
+    pub fn created(&self, mut node: Node, host: &HostKey) -> Node {
+        node.ssh.host_key = Some(host.public.clone());
+        node.ssh.user = Some("root".into());
+        self.remember_host_key(&node.id, &host.public);
+        node
+    }
+
+    /// Remembers a node's tags as the provider answered them (a driver whose tag update
+    /// replaces them all sends them back without reading them first).
+    pub fn remember_tags(&self, id: &str, raw: Value) {
+        self.raw_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), raw);
+    }
+
+    /// A node's tags as the provider last answered them to this instance (a list, get or
+    /// create), raw; `None` when it never showed the node.
+    pub fn seen_tags(&self, id: &str) -> Option<Value> {
+        self.raw_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// The object under `key` of the answer `v` to `what` (`POST /v2/droplets`).
+    pub fn item<'a>(&self, what: &str, v: &'a Value, key: &str) -> Result<&'a Value> {
+        v.get(key).ok_or_else(|| {
+            self.client
+                .malformed(format!("{what}: no '{key}' in the response"))
+        })
+    }
+
+    /// The server `id` (a number; anything else is no server), `None` when it is gone.
+    pub fn get_server(&self, servers: &Servers, id: &str) -> Result<Option<Value>> {
+        let Ok(id) = id.parse::<u64>() else {
+            return Ok(None);
+        };
+        let path = format!("{}/{id}", servers.path);
+        match self.client.get_opt(&path, &[])? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                self.item(&format!("GET {path}"), &v, servers.item_key)?
+                    .clone(),
+            )),
+        }
+    }
+
+    /// The server named `name` among those `query` lists (by a create-id tag, never by name
+    /// alone), as a create answer would hold it.
+    pub fn find_created(
+        &self,
+        servers: &Servers,
+        query: &[(&str, String)],
+        name: &str,
+    ) -> Result<Option<Value>> {
+        let list = self.client.get_all(servers.path, servers.list_key, query)?;
+        Ok(list
+            .into_iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+            .map(|s| json!({ servers.item_key: s })))
+    }
+
+    /// DELETEs the server `id` (a number, else a usage error naming the provider).
+    pub fn destroy_server(&self, servers: &Servers, id: &str) -> Result<Destroyed> {
+        let id: u64 = id.parse().map_err(|_| {
+            Error::usage(format!(
+                "{}: '{id}' is not a {} id (a number)",
+                self.client.provider(),
+                servers.noun
+            ))
+        })?;
+        Ok(if self.client.delete(&format!("{}/{id}", servers.path))? {
+            Destroyed::Destroyed
+        } else {
+            Destroyed::AlreadyGone
+        })
+    }
+}
+
+/// Seconds since the Unix epoch (0 before it), for creation-time tags.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The builder methods of a driver whose `core` field is a [`CloudCore`].
