@@ -48,6 +48,16 @@ pub struct CloudCore {
     raw_tags: Mutex<HashMap<String, Value>>,
 }
 
+/// What every token cloud's server create sends besides its own fields.
+pub struct Boot {
+    /// The node's host key, generated here and pinned by the user-data.
+    pub host: HostKey,
+    /// The cloud-config: the user's keys, the host key, the user's own `user_data` merged.
+    pub user_data: String,
+    /// The account's references to the user's keys (registered where missing).
+    pub keys: Vec<Value>,
+}
+
 /// Where a driver's servers live in its REST API.
 pub struct Servers {
     /// The collection (`/v2/droplets`, `/servers`).
@@ -58,6 +68,8 @@ pub struct Servers {
     pub item_key: &'static str,
     /// What the provider calls a server, for errors.
     pub noun: &'static str,
+    /// The list query that selects ours (`("tag_name", "provision")`).
+    pub ours: (&'static str, &'static str),
 }
 
 impl std::fmt::Debug for CloudCore {
@@ -137,6 +149,38 @@ impl CloudCore {
             .cloned()
     }
 
+    /// A server create's [`Boot`] for `public_keys`: the host key and user-data (both
+    /// redacted from every error and log line from now on), the keys' references (looked up
+    /// once per key set and instance, see [`CloudCore::account_keys`]).
+    pub fn boot(&self, keys: &KeyApi, public_keys: &[String]) -> Result<Boot> {
+        let host = HostKey::generate()?;
+        let user_data = cloudinit::user_data(public_keys, &host, self.user.as_ref());
+        self.client.add_secret(host.private_openssh(), true);
+        self.client.add_secret(&user_data, false);
+        let keys = self.account_keys(public_keys, || self.register_keys(keys, public_keys))?;
+        Ok(Boot {
+            host,
+            user_data,
+            keys,
+        })
+    }
+
+    /// POSTs `body` to the servers' collection (a lost answer asks `lookup`, see
+    /// [`Client::create`]) and reads the created server with `node`, its host key pinned.
+    pub fn create_server(
+        &self,
+        servers: &Servers,
+        body: &Value,
+        lookup: &dyn Fn() -> Result<Option<Value>>,
+        host: &HostKey,
+        node: impl Fn(&Value) -> Result<Node>,
+    ) -> Result<Node> {
+        let v = self.client.create(servers.path, body, lookup)?;
+        let what = format!("POST {}", servers.path);
+        let s = self.item(&what, &v, servers.item_key)?;
+        Ok(self.created(node(s)?, host))
+    }
+
     /// `node` with the host key this instance pinned for it, if it made it.
     pub fn pinned(&self, mut node: Node) -> Node {
         if let Some(k) = self.host_key(&node.id) {
@@ -208,6 +252,32 @@ impl CloudCore {
             .into_iter()
             .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
             .map(|s| json!({ servers.item_key: s })))
+    }
+
+    /// The items under `key` of every page of `path` that parse as `T` (the catalog entries
+    /// whose shape a driver reads); the others are skipped.
+    pub fn list_of<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>> {
+        let list = self.client.get_all(path, key, query)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect())
+    }
+
+    /// Every server of the account, or only ours (`servers.ours`), raw.
+    pub fn list_servers(&self, servers: &Servers, all: bool) -> Result<Vec<Value>> {
+        let (k, v) = servers.ours;
+        let q = if all {
+            vec![]
+        } else {
+            vec![(k, v.to_string())]
+        };
+        self.client.get_all(servers.path, servers.list_key, &q)
     }
 
     /// DELETEs the server `id` (a number, else a usage error naming the provider).
@@ -301,3 +371,48 @@ macro_rules! token_driver {
     };
 }
 pub(crate) use token_driver;
+
+/// The [`super::Provider`] methods a token cloud's driver shares, for inside its `impl
+/// Provider`: catalogs and their check through [`CloudCatalog`], list, get and destroy through
+/// the [`Servers`] given (each raw server read by the driver's own `node`), its name `NAME`,
+/// the poll interval, and tags that can be updated (the driver writes `update_tags`).
+macro_rules! token_provider {
+    ($servers:expr) => {
+        fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
+            self.catalog_of(kind)
+        }
+
+        fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
+            self.prepared(image, size, location)
+        }
+
+        fn name(&self) -> &str {
+            NAME
+        }
+
+        fn list(&self, all: bool) -> Result<Vec<Node>> {
+            let list = self.core.list_servers(&$servers, all)?;
+            list.iter().map(|s| self.node(s)).collect()
+        }
+
+        fn get(&self, id: &str) -> Result<Option<Node>> {
+            match self.core.get_server(&$servers, id)? {
+                None => Ok(None),
+                Some(s) => self.node(&s).map(Some),
+            }
+        }
+
+        fn destroy(&self, id: &str) -> Result<Destroyed> {
+            self.core.destroy_server(&$servers, id)
+        }
+
+        fn poll_interval(&self) -> Duration {
+            self.core.poll
+        }
+
+        fn updates_tags(&self) -> bool {
+            true
+        }
+    };
+}
+pub(crate) use token_provider;

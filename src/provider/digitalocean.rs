@@ -10,9 +10,9 @@
 //! `token` in `[providers.digitalocean]`. Base URL: `PROVISION_DIGITALOCEAN_URL`, then config
 //! `api_url`, then <https://api.digitalocean.com>.
 
-use super::cloud::{cloud_builders, now_secs, token_driver, CloudCatalog, CloudCore, DriverInfo};
+use super::cloud::{cloud_builders, now_secs, token_driver, token_provider};
+use super::cloud::{CloudCatalog, CloudCore, DriverInfo};
 use super::cloud::{KeyApi, Servers};
-use super::cloudinit::{self, HostKey};
 use super::http::catalog::Labels;
 use super::http::{self, Bearer, Candidate, ErrorFields, Hooks};
 use super::registry::Registration;
@@ -148,6 +148,7 @@ const DROPLETS: Servers = Servers {
     list_key: "droplets",
     item_key: "droplet",
     noun: "droplet",
+    ours: ("tag_name", TAG_MANAGED),
 };
 
 /// The account's SSH keys: a droplet create takes their ids; a new key is named by its
@@ -195,12 +196,6 @@ struct Region {
     available: Option<bool>,
 }
 
-/// The items of a list answer that parse as `T`; others are skipped.
-fn parsed<T: serde::de::DeserializeOwned>(list: Vec<Value>) -> impl Iterator<Item = T> {
-    list.into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-}
-
 impl CloudCatalog for DigitalOcean {
     const PROVIDER: &'static str = NAME;
     const LABELS: Labels = Labels {
@@ -209,8 +204,9 @@ impl CloudCatalog for DigitalOcean {
     };
 
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
-        let list = self.core.client.get_all("/v2/images", "images", &[])?;
-        Ok(parsed::<Image>(list)
+        let list: Vec<Image> = self.core.list_of("/v2/images", "images", &[])?;
+        Ok(list
+            .into_iter()
             .filter_map(|i| {
                 let id = i.id?.to_string();
                 let name = i.name.unwrap_or_default();
@@ -228,8 +224,9 @@ impl CloudCatalog for DigitalOcean {
 
     /// `(slug, "1 vCPU, 1024 MB, 25 GB, $6/mo")` of every size.
     fn sizes(&self) -> Result<Vec<(String, String)>> {
-        let list = self.core.client.get_all("/v2/sizes", "sizes", &[])?;
-        Ok(parsed::<Size>(list)
+        let list: Vec<Size> = self.core.list_of("/v2/sizes", "sizes", &[])?;
+        Ok(list
+            .into_iter()
             .filter_map(|s| {
                 let desc = format!(
                     "{} vCPU, {} MB, {} GB, ${}/mo",
@@ -242,8 +239,9 @@ impl CloudCatalog for DigitalOcean {
 
     /// `(slug, name)` of every region.
     fn locations(&self) -> Result<Vec<(String, String)>> {
-        let list = self.core.client.get_all("/v2/regions", "regions", &[])?;
-        Ok(parsed::<Region>(list)
+        let list: Vec<Region> = self.core.list_of("/v2/regions", "regions", &[])?;
+        Ok(list
+            .into_iter()
             .filter_map(|r| {
                 let name = r.name.unwrap_or_default();
                 let desc = if r.available.unwrap_or(true) {
@@ -405,27 +403,11 @@ pub fn droplet_node(
 }
 
 impl Provider for DigitalOcean {
-    fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
-        self.catalog_of(kind)
-    }
-
-    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
-        self.prepared(image, size, location)
-    }
-
-    fn name(&self) -> &str {
-        NAME
-    }
+    token_provider!(DROPLETS);
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let spec = &spec.identified();
-        let host = HostKey::generate()?;
-        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
-        self.core.client.add_secret(host.private_openssh(), true);
-        self.core.client.add_secret(&user_data, false);
-        let keys = self.core.account_keys(&spec.public_keys, || {
-            self.core.register_keys(&KEYS, &spec.public_keys)
-        })?;
+        let boot = self.core.boot(&KEYS, &spec.public_keys)?;
         let image = match spec.image.parse::<u64>() {
             Ok(id) => json!(id),
             Err(_) => json!(spec.image),
@@ -435,47 +417,15 @@ impl Provider for DigitalOcean {
             "region": spec.location,
             "size": spec.size,
             "image": image,
-            "ssh_keys": keys,
+            "ssh_keys": boot.keys,
             "tags": tags_for(spec, now_secs()),
-            "user_data": user_data,
+            "user_data": boot.user_data,
             "ipv6": self.ip.ipv6,
         });
         let lookup = || self.find_ours(spec);
-        let v = self.core.client.create(DROPLETS.path, &body, &lookup)?;
-        let d = self.core.item("POST /v2/droplets", &v, DROPLETS.item_key)?;
-        Ok(self.core.created(self.node(d)?, &host))
-    }
-
-    fn list(&self, all: bool) -> Result<Vec<Node>> {
-        let q = if all {
-            vec![]
-        } else {
-            vec![("tag_name", TAG_MANAGED.to_string())]
-        };
-        let list = self
-            .core
-            .client
-            .get_all(DROPLETS.path, DROPLETS.list_key, &q)?;
-        list.iter().map(|d| self.node(d)).collect()
-    }
-
-    fn get(&self, id: &str) -> Result<Option<Node>> {
-        match self.core.get_server(&DROPLETS, id)? {
-            None => Ok(None),
-            Some(d) => self.node(&d).map(Some),
-        }
-    }
-
-    fn destroy(&self, id: &str) -> Result<Destroyed> {
-        self.core.destroy_server(&DROPLETS, id)
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.core.poll
-    }
-
-    fn updates_tags(&self) -> bool {
-        true
+        let node = |s: &Value| self.node(s);
+        self.core
+            .create_server(&DROPLETS, &body, &lookup, &boot.host, node)
     }
 
     /// Per tag: the new `key:value` tag is created (`POST /v2/tags`: a tag must exist before

@@ -11,9 +11,9 @@
 //! Credentials: `-k`, `HCLOUD_TOKEN` (as the hcloud CLI), then `token` in `[providers.hetzner]`.
 //! Base URL: `PROVISION_HETZNER_URL`, then config `api_url`, then <https://api.hetzner.cloud/v1>.
 
-use super::cloud::{cloud_builders, now_secs, token_driver, CloudCatalog, CloudCore, DriverInfo};
+use super::cloud::{cloud_builders, now_secs, token_driver, token_provider};
+use super::cloud::{CloudCatalog, CloudCore, DriverInfo};
 use super::cloud::{KeyApi, Servers};
-use super::cloudinit::{self, HostKey};
 use super::http::catalog::Labels;
 use super::http::{Bearer, Candidate, ErrorFields, Hooks};
 use super::registry::Registration;
@@ -140,6 +140,7 @@ const SERVERS: Servers = Servers {
     list_key: "servers",
     item_key: "server",
     noun: "server",
+    ours: ("label_selector", TAG_MANAGED),
 };
 
 /// The project's SSH keys: a server create takes their names, unique per project, so a new
@@ -191,12 +192,6 @@ struct Location {
     city: Option<String>,
 }
 
-/// The items of a list answer that parse as `T`; others are skipped.
-fn parsed<T: serde::de::DeserializeOwned>(list: Vec<Value>) -> impl Iterator<Item = T> {
-    list.into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
-}
-
 impl CloudCatalog for Hetzner {
     const PROVIDER: &'static str = NAME;
     const LABELS: Labels = Labels {
@@ -205,12 +200,11 @@ impl CloudCatalog for Hetzner {
     };
 
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
-        let list =
+        let list: Vec<Image> =
             self.core
-                .client
-                .get_all("/images", "images", &[("status", "available".into())])?;
+                .list_of("/images", "images", &[("status", "available".into())])?;
         let mut out: Vec<(Candidate, String)> = Vec::new();
-        for i in parsed::<Image>(list) {
+        for i in list {
             let Some(id) = i.id else {
                 continue;
             };
@@ -232,11 +226,9 @@ impl CloudCatalog for Hetzner {
 
     /// `(name, "description, N cores, M GB")` of every server type.
     fn sizes(&self) -> Result<Vec<(String, String)>> {
-        let list = self
-            .core
-            .client
-            .get_all("/server_types", "server_types", &[])?;
-        Ok(parsed::<ServerType>(list)
+        let list: Vec<ServerType> = self.core.list_of("/server_types", "server_types", &[])?;
+        Ok(list
+            .into_iter()
             .filter_map(|t| {
                 let d = t.description.unwrap_or_default();
                 let dep = if t.deprecated == Some(true) {
@@ -255,8 +247,9 @@ impl CloudCatalog for Hetzner {
 
     /// `(name, "description, city")` of every location.
     fn locations(&self) -> Result<Vec<(String, String)>> {
-        let list = self.core.client.get_all("/locations", "locations", &[])?;
-        Ok(parsed::<Location>(list)
+        let list: Vec<Location> = self.core.list_of("/locations", "locations", &[])?;
+        Ok(list
+            .into_iter()
             .filter_map(|l| {
                 let desc = format!(
                     "{}, {}",
@@ -429,34 +422,18 @@ pub fn server_node(s: &Value, ip: &crate::address::IpOptions) -> std::result::Re
 }
 
 impl Provider for Hetzner {
-    fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
-        self.catalog_of(kind)
-    }
-
-    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
-        self.prepared(image, size, location)
-    }
-
-    fn name(&self) -> &str {
-        NAME
-    }
+    token_provider!(SERVERS);
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let spec = &spec.identified();
-        let host = HostKey::generate()?;
-        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
-        self.core.client.add_secret(host.private_openssh(), true);
-        self.core.client.add_secret(&user_data, false);
-        let keys = self.core.account_keys(&spec.public_keys, || {
-            self.core.register_keys(&KEYS, &spec.public_keys)
-        })?;
+        let boot = self.core.boot(&KEYS, &spec.public_keys)?;
         let mut body = json!({
             "name": spec.name,
             "server_type": spec.size,
             "image": spec.image,
-            "ssh_keys": keys,
+            "ssh_keys": boot.keys,
             "labels": labels_for(spec, now_secs()),
-            "user_data": user_data,
+            "user_data": boot.user_data,
             "start_after_create": true,
             "public_net": {"enable_ipv4": self.ip.ipv4, "enable_ipv6": self.ip.ipv6},
         });
@@ -464,41 +441,9 @@ impl Provider for Hetzner {
             body["location"] = json!(spec.location);
         }
         let lookup = || self.find_ours(spec);
-        let v = self.core.client.create(SERVERS.path, &body, &lookup)?;
-        let s = self.core.item("POST /servers", &v, SERVERS.item_key)?;
-        Ok(self.core.created(self.node(s)?, &host))
-    }
-
-    fn list(&self, all: bool) -> Result<Vec<Node>> {
-        let q = if all {
-            vec![]
-        } else {
-            vec![("label_selector", TAG_MANAGED.to_string())]
-        };
-        let list = self
-            .core
-            .client
-            .get_all(SERVERS.path, SERVERS.list_key, &q)?;
-        list.iter().map(|s| self.node(s)).collect()
-    }
-
-    fn get(&self, id: &str) -> Result<Option<Node>> {
-        match self.core.get_server(&SERVERS, id)? {
-            None => Ok(None),
-            Some(s) => self.node(&s).map(Some),
-        }
-    }
-
-    fn destroy(&self, id: &str) -> Result<Destroyed> {
-        self.core.destroy_server(&SERVERS, id)
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.core.poll
-    }
-
-    fn updates_tags(&self) -> bool {
-        true
+        let node = |s: &Value| self.node(s);
+        self.core
+            .create_server(&SERVERS, &body, &lookup, &boot.host, node)
     }
 
     /// One `PUT /servers/{id}` with the server's labels and these, encoded. The PUT replaces
