@@ -7,6 +7,7 @@ use crate::support::prism;
 
 use fakecloud::{Api, FakeCloud, Fault};
 use prism::{Prism, Violations};
+use provision::provider::cloud::CloudCatalog;
 use provision::provider::digitalocean::{droplet_to_node, DigitalOcean};
 use provision::provider::http::HttpConfig;
 use provision::provider::{Destroyed, Node, NodeSpec, NodeState, Provider, TAG_MANAGED};
@@ -146,22 +147,45 @@ fn create_get_list_destroy_through_prism() {
         .iter()
         .any(|n| n.id == foreign.to_string() && !n.is_managed()));
 
-    // the deploy state (issue 17): replaced, never doubled, the other tags kept
+    // the deploy state (issues 17, 20): the end state is added in one request per node (the
+    // tag itself made once per process), `deploying` stays beside it and the droplet reads as
+    // the end state; the other tags are kept
     assert!(d.updates_tags());
+    let fake = &shared().fake;
+    let mut asked = Vec::new();
     for state in ["deploying", "ready"] {
         let t = [("provision-state".to_string(), state.to_string())].into();
-        d.update_tags(&d.get(&node.id).unwrap().unwrap(), &t)
-            .unwrap();
+        let n = d.get(&node.id).unwrap().unwrap();
+        let before = fake.log().len();
+        d.update_tags(&n, &t).unwrap();
+        asked.push(fake.log().len() - before);
     }
-    let raw = shared().fake.server_named("do-flow-1").unwrap().tags;
-    let states: Vec<&String> = raw
+    let raw = fake.server_named("do-flow-1").unwrap().tags;
+    let mut states: Vec<&String> = raw
         .iter()
         .filter(|t| t.starts_with("provision-state"))
         .collect();
-    assert_eq!(states, ["provision-state:ready"], "{raw:?}");
+    states.sort();
+    assert_eq!(
+        states,
+        ["provision-state:deploying", "provision-state:ready"],
+        "{raw:?}"
+    );
     assert!(raw.contains(&"team:qa".to_string()), "{raw:?}");
     let got = d.get(&node.id).unwrap().unwrap();
     assert_eq!(got.deploy_state(), Some("ready"));
+    // the same state again: already on the droplet, nothing sent
+    let t = [("provision-state".to_string(), "ready".to_string())].into();
+    let before = fake.log().len();
+    d.update_tags(&got, &t).unwrap();
+    assert_eq!(fake.log().len(), before, "nothing to change");
+    // the tag POST (first time in this process) and the resources POST, never a DELETE
+    assert!(asked.iter().all(|&n| n <= 2), "{asked:?}");
+    assert_eq!(
+        fake.count_requests("DELETE", "/v2/tags/provision-state"),
+        0,
+        "the old state tag stays"
+    );
 
     assert_eq!(d.destroy(&node.id).unwrap(), Destroyed::Destroyed);
     assert_eq!(d.destroy(&node.id).unwrap(), Destroyed::AlreadyGone);

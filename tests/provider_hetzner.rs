@@ -7,6 +7,7 @@ use crate::support::prism;
 
 use fakecloud::{Api, FakeCloud, Fault};
 use prism::{Prism, Violations};
+use provision::provider::cloud::CloudCatalog;
 use provision::provider::hetzner::{server_to_node, Hetzner};
 use provision::provider::http::HttpConfig;
 use provision::provider::{Destroyed, Node, NodeSpec, NodeState, Provider, TAG_MANAGED};
@@ -150,10 +151,18 @@ fn create_get_list_destroy_through_prism() {
 
     // the deploy state (issue 17): replaced, never doubled, the other tags kept
     assert!(d.updates_tags());
+    // a label someone else set, raw: sent back as it is, not re-encoded (`a_b` would
+    // become `a_5Fb` through our decoding and encoding)
+    shared().fake.set_tag(&node.name, "note", Some("a_b"));
     for state in ["deploying", "ready"] {
         let t = [("provision-state".to_string(), state.to_string())].into();
-        d.update_tags(&d.get(&node.id).unwrap().unwrap(), &t)
-            .unwrap();
+        let n = d.get(&node.id).unwrap().unwrap();
+        // one PUT from the labels the get answered (issue 20), no GET first
+        let before = shared().fake.log();
+        d.update_tags(&n, &t).unwrap();
+        let sent = shared().fake.log()[before.len()..].to_vec();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].starts_with("PUT /servers/"), "{sent:?}");
     }
     let raw = shared().fake.server_named(&node.name).unwrap().labels;
     assert_eq!(
@@ -161,6 +170,7 @@ fn create_get_list_destroy_through_prism() {
         Some("ready")
     );
     assert_eq!(raw.get("team").map(String::as_str), Some("qa"), "{raw:?}");
+    assert_eq!(raw.get("note").map(String::as_str), Some("a_b"), "{raw:?}");
     let got = d.get(&node.id).unwrap().unwrap();
     assert_eq!(got.deploy_state(), Some("ready"));
 

@@ -183,6 +183,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         fake.count_requests("GET", "/v2/droplets?"),
         fake.count_requests("GET", "/v2/droplets/"),
     );
+    let requests = fake.log();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!(
         "scale: {count} nodes, boot {BOOT:?}: deploy-node took {:.1} s = {:.2} × (boot + {slack} s); \
@@ -194,7 +195,7 @@ fn a_hundred_nodes_with_five_second_boots() {
         used.threads,
         used.fds,
         fake.count_requests("POST", "/v2/droplets"),
-        fake.log().len(),
+        requests.len(),
         load.trim()
     );
 
@@ -219,16 +220,47 @@ fn a_hundred_nodes_with_five_second_boots() {
     }
     assert_eq!(fake.count_requests("POST", "/v2/droplets"), count);
     assert_eq!(fake.count(), count);
-    // the deploy state: every node `ready`, its tag created once for the pool, not per node
+    // the deploy state: every node `ready` beside the `deploying` of its create (a droplet
+    // with both reads as `ready`: unit tests in the driver), the tag created once for the
+    // pool, not per node
     for n in &names {
         let tags = fake.server_named(n).unwrap().tags;
         let states: Vec<&String> = tags
             .iter()
             .filter(|t| t.starts_with("provision-state"))
             .collect();
-        assert_eq!(states, ["provision-state:ready"], "{n}: {tags:?}");
+        assert_eq!(
+            states,
+            ["provision-state:deploying", "provision-state:ready"],
+            "{n}: {tags:?}"
+        );
     }
     assert_eq!(fake.count_requests("POST", "/v2/tags?"), 1);
+    // Issue 20: API requests ≤ creates + a constant per poll interval. The deploy state costs
+    // one request per node (the `ready` tag added; `deploying` stays beside it, see the
+    // driver), and beyond that only the lists, the GETs bounded below, and a constant for
+    // the pool: images, sizes, regions, the account's keys listed and one registered, the
+    // state tag made.
+    let state_updates = requests
+        .iter()
+        .filter(|l| l.starts_with("POST /v2/tags/") && l.contains("/resources"))
+        .count();
+    assert_eq!(state_updates, count, "one state update per node");
+    assert_eq!(fake.count_requests("DELETE", "/v2/tags/"), 0);
+    const POOL: usize = 6;
+    let bound = count + count + lists + gets + POOL;
+    assert!(
+        requests.len() <= bound,
+        "{} requests for {count} nodes (bound {bound}: creates, state updates, {lists} lists, \
+         {gets} GETs, {POOL} for the pool):\n{}",
+        requests.len(),
+        requests
+            .iter()
+            .filter(|l| !l.starts_with("POST /v2/droplets") && !l.starts_with("POST /v2/tags/"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     // One shared list call serves every waiting node, at most one per poll interval (the
     // cache is refreshed only when older than the interval), so the list calls are bounded
     // by the time spent, not by the number of nodes.

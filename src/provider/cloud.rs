@@ -1,15 +1,27 @@
 //! What the cloud drivers share besides HTTP: construction from `[providers.NAME]` and `-k`
 //! (credential, base URL, HTTP settings, poll interval, the user's cloud-config), the host keys
 //! of the nodes a driver instance created (so `get` reports them too), and the builder methods
-//! tests use to point a driver at a loopback fake. One copy, so the drivers cannot drift.
+//! tests use to point a driver at a loopback fake, each node's raw tags as last read, and the
+//! `Provider` methods the token drivers (DigitalOcean, Hetzner) share. One copy, so the
+//! drivers cannot drift. Beside it: the server steps (cloud/servers.rs), key registration
+//! (cloud/keys.rs) and the catalogs (cloud/catalog.rs) those drivers share; the paths, keys
+//! and names of each API stay with its driver and come in as parameters.
 
-use super::cloudinit;
+use super::cloudinit::{self, HostKey};
 use super::http::{self, Auth, Client, Credential, CredentialSource, Hooks, HttpConfig};
+use super::Node;
 use crate::error::Result;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub mod catalog;
+pub mod keys;
+pub mod servers;
+pub use catalog::CloudCatalog;
+pub use keys::KeyApi;
+pub use servers::{Boot, Servers};
 
 /// A driver's fixed facts.
 pub struct DriverInfo {
@@ -35,6 +47,8 @@ pub struct CloudCore {
     host_keys: Mutex<HashMap<String, String>>,
     /// The account's references (ids, names) of the public keys of a create, per key set.
     account_keys: Mutex<HashMap<Vec<String>, Vec<Value>>>,
+    /// Each node's tags as the provider last answered them, raw (see [`CloudCore::seen_tags`]).
+    raw_tags: Mutex<HashMap<String, Value>>,
 }
 
 impl std::fmt::Debug for CloudCore {
@@ -76,6 +90,7 @@ impl CloudCore {
             source,
             host_keys: Mutex::new(HashMap::new()),
             account_keys: Mutex::new(HashMap::new()),
+            raw_tags: Mutex::new(HashMap::new()),
         })
     }
 
@@ -112,6 +127,64 @@ impl CloudCore {
             .get(id)
             .cloned()
     }
+
+    /// `node` with the host key this instance pinned for it, if it made it.
+    pub fn pinned(&self, mut node: Node) -> Node {
+        if let Some(k) = self.host_key(&node.id) {
+            node.ssh.host_key = Some(k);
+        }
+        node
+    }
+
+    /// A node this instance just created with `host` pinned: remembered, logged in as root.
+    pub fn created(&self, mut node: Node, host: &HostKey) -> Node {
+        node.ssh.host_key = Some(host.public.clone());
+        node.ssh.user = Some("root".into());
+        self.remember_host_key(&node.id, &host.public);
+        node
+    }
+
+    /// Remembers a node's tags as the provider answered them (a driver whose tag update
+    /// replaces them all sends them back without reading them first).
+    pub fn remember_tags(&self, id: &str, raw: Value) {
+        self.raw_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), raw);
+    }
+
+    /// A node's tags as the provider last answered them to this instance (a list, get or
+    /// create), raw; `None` when it never showed the node.
+    pub fn seen_tags(&self, id: &str) -> Option<Value> {
+        self.raw_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// The items under `key` of every page of `path` that parse as `T` (the catalog entries
+    /// whose shape a driver reads); the others are skipped.
+    pub fn list_of<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>> {
+        let list = self.client.get_all(path, key, query)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect())
+    }
+}
+
+/// Seconds since the Unix epoch (0 before it), for creation-time tags.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The builder methods of a driver whose `core` field is a [`CloudCore`].
@@ -180,3 +253,48 @@ macro_rules! token_driver {
     };
 }
 pub(crate) use token_driver;
+
+/// The [`super::Provider`] methods a token cloud's driver shares, for inside its `impl
+/// Provider`: catalogs and their check through [`CloudCatalog`], list, get and destroy through
+/// the [`Servers`] given (each raw server read by the driver's own `node`), its name `NAME`,
+/// the poll interval, and tags that can be updated (the driver writes `update_tags`).
+macro_rules! token_provider {
+    ($servers:expr) => {
+        fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
+            self.catalog_of(kind)
+        }
+
+        fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
+            self.prepared(image, size, location)
+        }
+
+        fn name(&self) -> &str {
+            NAME
+        }
+
+        fn list(&self, all: bool) -> Result<Vec<Node>> {
+            let list = self.core.list_servers(&$servers, all)?;
+            list.iter().map(|s| self.node(s)).collect()
+        }
+
+        fn get(&self, id: &str) -> Result<Option<Node>> {
+            match self.core.get_server(&$servers, id)? {
+                None => Ok(None),
+                Some(s) => self.node(&s).map(Some),
+            }
+        }
+
+        fn destroy(&self, id: &str) -> Result<Destroyed> {
+            self.core.destroy_server(&$servers, id)
+        }
+
+        fn poll_interval(&self) -> Duration {
+            self.core.poll
+        }
+
+        fn updates_tags(&self) -> bool {
+            true
+        }
+    };
+}
+pub(crate) use token_provider;

@@ -11,13 +11,15 @@
 //! Credentials: `-k`, `HCLOUD_TOKEN` (as the hcloud CLI), then `token` in `[providers.hetzner]`.
 //! Base URL: `PROVISION_HETZNER_URL`, then config `api_url`, then <https://api.hetzner.cloud/v1>.
 
-use super::cloud::{cloud_builders, token_driver, CloudCore, DriverInfo};
-use super::cloudinit::{self, HostKey};
-use super::http::{self, Bearer, Candidate, ErrorFields, Hooks, Resolved};
+use super::cloud::{cloud_builders, now_secs, token_driver, token_provider};
+use super::cloud::{CloudCatalog, CloudCore, DriverInfo};
+use super::cloud::{KeyApi, Servers};
+use super::http::catalog::Labels;
+use super::http::{Bearer, Candidate, ErrorFields, Hooks};
 use super::registry::Registration;
 use super::{map_state, Destroyed, Node, NodeSpec, NodeState, Provider, SshEndpoint};
 use super::{TAG_CREATED, TAG_CREATE_ID, TAG_MANAGED};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -132,163 +134,135 @@ pub const INFO: DriverInfo = DriverInfo {
 cloud_builders!(Hetzner);
 token_driver!(Hetzner);
 
-impl Hetzner {
+/// Where servers live.
+const SERVERS: Servers = Servers {
+    path: "/servers",
+    list_key: "servers",
+    item_key: "server",
+    noun: "server",
+    ours: ("label_selector", TAG_MANAGED),
+};
+
+/// The project's SSH keys: a server create takes their names, unique per project, so a new
+/// key's name carries its fingerprint; ours carry our label.
+const KEYS: KeyApi = KeyApi {
+    path: "/ssh_keys",
+    list_key: "ssh_keys",
+    item_key: "ssh_key",
+    reference: "name",
+    name: |comment, fp| match comment {
+        "" => format!("provision {fp}"),
+        c => format!("{c} {fp}"),
+    },
+    extra: || {
+        let mut m = Map::new();
+        m.insert("labels".into(), json!({ TAG_MANAGED: "1" }));
+        m
+    },
+};
+
+/// An image of `GET /images`, the fields we read.
+#[derive(Deserialize)]
+struct Image {
+    id: Option<u64>,
+    name: Option<String>,
+    description: Option<String>,
+    architecture: Option<String>,
+}
+
+/// A server type of `GET /server_types`.
+#[derive(Deserialize)]
+struct ServerType {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    cores: f64,
+    #[serde(default)]
+    memory: f64,
+    #[serde(default)]
+    disk: f64,
+    deprecated: Option<bool>,
+}
+
+/// A location of `GET /locations`.
+#[derive(Deserialize)]
+struct Location {
+    name: Option<String>,
+    description: Option<String>,
+    city: Option<String>,
+}
+
+impl CloudCatalog for Hetzner {
+    const PROVIDER: &'static str = NAME;
+    const LABELS: Labels = Labels {
+        size: "server type",
+        location: "location",
+    };
+
     fn image_candidates(&self) -> Result<Vec<(Candidate, String)>> {
-        let list =
+        let list: Vec<Image> =
             self.core
-                .client
-                .get_all("/images", "images", &[("status", "available".into())])?;
+                .list_of("/images", "images", &[("status", "available".into())])?;
         let mut out: Vec<(Candidate, String)> = Vec::new();
-        for i in &list {
-            let Some(id) = i.get("id").and_then(Value::as_u64) else {
+        for i in list {
+            let Some(id) = i.id else {
                 continue;
             };
-            let name = i.get("name").and_then(Value::as_str);
-            let desc = i.get("description").and_then(Value::as_str).unwrap_or("");
-            let arch = i.get("architecture").and_then(Value::as_str).unwrap_or("");
+            let desc = i.description.unwrap_or_default();
+            let arch = i.architecture.unwrap_or_default();
             // system images share a name across architectures: the name is what we send
-            let send = name.map(String::from).unwrap_or_else(|| id.to_string());
+            let send = i.name.clone().unwrap_or_else(|| id.to_string());
             if out.iter().any(|(c, _)| c.id == send) {
                 continue;
             }
-            let mut names: Vec<String> = name.map(String::from).into_iter().collect();
-            if name.is_none() && !desc.is_empty() {
-                names.push(desc.to_string());
+            let mut names: Vec<String> = i.name.iter().cloned().collect();
+            if i.name.is_none() && !desc.is_empty() {
+                names.push(desc.clone());
             }
             out.push((Candidate { id: send, names }, format!("{desc} ({arch})")));
         }
         Ok(out)
     }
 
-    /// `(name or id, description)` of every available image, for `list-nodes --images`.
-    pub fn images(&self) -> Result<Vec<(String, String)>> {
-        let mut v: Vec<_> = self
-            .image_candidates()?
-            .into_iter()
-            .map(|(c, d)| (c.id, d))
-            .collect();
-        v.sort_by(|a, b| http::natural_cmp(&a.0, &b.0));
-        Ok(v)
-    }
-
     /// `(name, "description, N cores, M GB")` of every server type.
-    pub fn sizes(&self) -> Result<Vec<(String, String)>> {
-        let list = self
-            .core
-            .client
-            .get_all("/server_types", "server_types", &[])?;
+    fn sizes(&self) -> Result<Vec<(String, String)>> {
+        let list: Vec<ServerType> = self.core.list_of("/server_types", "server_types", &[])?;
         Ok(list
-            .iter()
+            .into_iter()
             .filter_map(|t| {
-                let name = t.get("name")?.as_str()?.to_string();
-                let n = |k: &str| t.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-                let d = t.get("description").and_then(Value::as_str).unwrap_or("");
-                let dep = if t.get("deprecated").and_then(Value::as_bool) == Some(true) {
+                let d = t.description.unwrap_or_default();
+                let dep = if t.deprecated == Some(true) {
                     " (deprecated)"
                 } else {
                     ""
                 };
-                Some((
-                    name,
-                    format!(
-                        "{d}, {} cores, {} GB RAM, {} GB disk{dep}",
-                        n("cores"),
-                        n("memory"),
-                        n("disk")
-                    ),
-                ))
+                let desc = format!(
+                    "{d}, {} cores, {} GB RAM, {} GB disk{dep}",
+                    t.cores, t.memory, t.disk
+                );
+                Some((t.name?, desc))
             })
             .collect())
     }
 
     /// `(name, "description, city")` of every location.
-    pub fn locations(&self) -> Result<Vec<(String, String)>> {
-        let list = self.core.client.get_all("/locations", "locations", &[])?;
+    fn locations(&self) -> Result<Vec<(String, String)>> {
+        let list: Vec<Location> = self.core.list_of("/locations", "locations", &[])?;
         Ok(list
-            .iter()
+            .into_iter()
             .filter_map(|l| {
-                let name = l.get("name")?.as_str()?.to_string();
-                let s = |k: &str| l.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                Some((name, format!("{}, {}", s("description"), s("city"))))
+                let desc = format!(
+                    "{}, {}",
+                    l.description.unwrap_or_default(),
+                    l.city.unwrap_or_default()
+                );
+                Some((l.name?, desc))
             })
             .collect())
     }
+}
 
-    /// Checks image, server type and location before anything is created; a wrong one is a
-    /// config error with near matches. The image follows the prefix rule.
-    pub fn resolve(&self, image: &str, size: &str, location: &str) -> Result<Resolved> {
-        let images: Vec<Candidate> = self
-            .image_candidates()?
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
-        http::catalog::resolve(
-            NAME,
-            http::catalog::Labels {
-                size: "server type",
-                location: "location",
-            },
-            &images,
-            &self.sizes()?,
-            &self.locations()?,
-            (image, size, location),
-        )
-    }
-
-    /// The project's key names for `public_keys`, registering the missing ones.
-    fn key_names(&self, public_keys: &[String]) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        let mut registered = self.core.client.get_all("/ssh_keys", "ssh_keys", &[])?;
-        for line in public_keys {
-            let Some(key) = cloudinit::parse_public_key(line) else {
-                continue;
-            };
-            let find = |list: &[Value]| {
-                list.iter().find_map(|k| {
-                    let pk = k.get("public_key")?.as_str()?;
-                    let name = k.get("name")?.as_str()?;
-                    cloudinit::same_key(pk, line).then(|| name.to_string())
-                })
-            };
-            if let Some(n) = find(&registered) {
-                names.push(n);
-                continue;
-            }
-            let fp = cloudinit::fingerprint(&key);
-            // names are unique per project: the fingerprint makes ours unique too
-            let name = match key.comment() {
-                "" => format!("provision {fp}"),
-                c => format!("{c} {fp}"),
-            };
-            let body =
-                json!({"name": name, "public_key": line.trim(), "labels": {TAG_MANAGED: "1"}});
-            let lookup = || {
-                let list = self.core.client.get_all("/ssh_keys", "ssh_keys", &[])?;
-                Ok(find(&list).map(|n| json!({"ssh_key": {"name": n}})))
-            };
-            let made = match self.core.client.create("/ssh_keys", &body, &lookup) {
-                Ok(v) => v,
-                Err(e) => match lookup()? {
-                    Some(v) => v,
-                    None => return Err(e),
-                },
-            };
-            let n = made
-                .pointer("/ssh_key/name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    self.core
-                        .client
-                        .malformed("POST /ssh_keys: no ssh_key.name")
-                })?
-                .to_string();
-            crate::output::debug(&format!("{NAME}: registered key {fp}"));
-            registered.push(json!({"name": n, "public_key": line.trim()}));
-            names.push(n);
-        }
-        Ok(names)
-    }
-
+impl Hetzner {
     /// The server `spec`'s create attempt made, by its create-id label (never by name alone).
     fn find_ours(&self, spec: &NodeSpec) -> Result<Option<Value>> {
         let Some(id) = spec.create_id() else {
@@ -298,11 +272,7 @@ impl Hetzner {
             ("name", spec.name.clone()),
             ("label_selector", format!("{TAG_CREATE_ID}={id}")),
         ];
-        let list = self.core.client.get_all("/servers", "servers", &q)?;
-        Ok(list
-            .into_iter()
-            .find(|s| s.get("name").and_then(Value::as_str) == Some(spec.name.as_str()))
-            .map(|s| json!({ "server": s })))
+        self.core.find_created(&SERVERS, &q, &spec.name)
     }
 
     /// Sets the `ipv4`/`ipv6`/`address_family` options (tests; the config sets them otherwise).
@@ -311,12 +281,13 @@ impl Hetzner {
         self
     }
 
+    /// The server as a node; its raw labels are remembered for [`Provider::update_tags`].
     fn node(&self, s: &Value) -> Result<Node> {
-        let mut n = server_node(s, &self.ip).map_err(|m| self.core.client.malformed(m))?;
-        if let Some(k) = self.core.host_key(&n.id) {
-            n.ssh.host_key = Some(k.clone());
+        let n = server_node(s, &self.ip).map_err(|m| self.core.client.malformed(m))?;
+        if let Some(labels) = s.get("labels").filter(|l| l.is_object()) {
+            self.core.remember_tags(&n.id, labels.clone());
         }
-        Ok(n)
+        Ok(self.core.pinned(n))
     }
 }
 
@@ -358,6 +329,56 @@ fn labels_for(spec: &NodeSpec, now: u64) -> Map<String, Value> {
     labels
 }
 
+/// A server, the fields we read: any of them but id, name and status may be missing or null
+/// (an IPv6-only server has `public_net.ipv4: null`; one on a private network only, no
+/// public address at all).
+#[derive(Deserialize)]
+struct Server {
+    id: u64,
+    name: String,
+    status: String,
+    public_net: Option<PublicNet>,
+    private_net: Option<Vec<PrivateNet>>,
+    image: Option<Named>,
+    server_type: Option<Named>,
+    location: Option<Named>,
+    datacenter: Option<Datacenter>,
+    created: Option<String>,
+    labels: Option<BTreeMap<String, Option<String>>>,
+}
+
+/// `public_net`: an IPv4 address, and the IPv6 /64 network.
+#[derive(Deserialize)]
+struct PublicNet {
+    ipv4: Option<Ip>,
+    ipv6: Option<Ip>,
+}
+
+/// `public_net.ipv4`/`ipv6`.
+#[derive(Deserialize)]
+struct Ip {
+    ip: Option<String>,
+}
+
+/// One private network the server is attached to.
+#[derive(Deserialize)]
+struct PrivateNet {
+    ip: Option<String>,
+}
+
+/// An image, server type or location as a server embeds it.
+#[derive(Deserialize)]
+struct Named {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// `datacenter`, for its location (older answers lack the server's own `location`).
+#[derive(Deserialize)]
+struct Datacenter {
+    location: Option<Named>,
+}
+
 /// A server object as a [`Node`] whose address is its IPv4 one, else the `::1` of its IPv6
 /// network; `Err` names the missing field.
 pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
@@ -366,105 +387,53 @@ pub fn server_to_node(s: &Value) -> std::result::Result<Node, String> {
 
 /// [`server_to_node`] choosing the address as `ip` says.
 pub fn server_node(s: &Value, ip: &crate::address::IpOptions) -> std::result::Result<Node, String> {
-    let id = s
-        .get("id")
-        .and_then(Value::as_u64)
-        .ok_or("server without a numeric id")?;
-    let name = s
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or("server without a name")?;
-    let status = s
-        .get("status")
-        .and_then(Value::as_str)
-        .ok_or("server without a status")?;
-    let st = |p: &str| s.pointer(p).and_then(Value::as_str).map(String::from);
-    let mut tags = BTreeMap::new();
-    for (k, v) in s
-        .get("labels")
-        .and_then(Value::as_object)
+    let s = Server::deserialize(s).map_err(|e| format!("server: {e}"))?;
+    let tags = s
+        .labels
         .into_iter()
         .flatten()
-    {
-        let v = v.as_str().unwrap_or("");
-        tags.insert(k.clone(), super::tags::decode(&super::tags::HETZNER, v));
-    }
-    let private_ip = s
-        .get("private_net")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(|n| n.get("ip"))
-        .and_then(Value::as_str)
-        .map(String::from);
+        .map(|(k, v)| {
+            let v = super::tags::decode(&super::tags::HETZNER, v.as_deref().unwrap_or(""));
+            (k, v)
+        })
+        .collect();
+    let (v4, v6) = s.public_net.map_or((None, None), |p| (p.ipv4, p.ipv6));
+    let name_of = |n: Option<Named>| n.and_then(|n| n.name);
     Ok(Node {
-        id: id.to_string(),
-        name: name.to_string(),
-        state: map_state(STATES, status),
+        id: s.id.to_string(),
+        name: s.name,
+        state: map_state(STATES, &s.status),
         public_ip: ip.choose(
-            st("/public_net/ipv4/ip"),
-            st("/public_net/ipv6/ip").and_then(|n| crate::address::host_in_network(&n)),
+            v4.and_then(|a| a.ip),
+            v6.and_then(|a| a.ip)
+                .and_then(|n| crate::address::host_in_network(&n)),
         ),
-        private_ip,
-        image: st("/image/name").or_else(|| st("/image/description")),
-        size: st("/server_type/name"),
-        location: st("/location/name").or_else(|| st("/datacenter/location/name")),
-        created: st("/created"),
+        private_ip: s
+            .private_net
+            .and_then(|nets| nets.into_iter().next())
+            .and_then(|n| n.ip),
+        image: s.image.and_then(|i| i.name.or(i.description)),
+        size: name_of(s.server_type),
+        location: name_of(s.location).or_else(|| name_of(s.datacenter.and_then(|d| d.location))),
+        created: s.created,
         tags,
         ssh: SshEndpoint::default(),
     })
 }
 
 impl Provider for Hetzner {
-    fn catalog(&self, kind: super::Catalog) -> Result<Vec<(String, String)>> {
-        match kind {
-            super::Catalog::Images => self.images(),
-            super::Catalog::Sizes => self.sizes(),
-            super::Catalog::Locations => self.locations(),
-        }
-    }
-
-    fn prepare(&self, image: &str, size: &str, location: &str) -> Result<super::Prepared> {
-        let r = self.resolve(image, size, location)?;
-        Ok(super::Prepared {
-            image: r.image,
-            size: r.size,
-            location: r.location,
-        })
-    }
-
-    fn name(&self) -> &str {
-        NAME
-    }
+    token_provider!(SERVERS);
 
     fn create(&self, spec: &NodeSpec) -> Result<Node> {
         let spec = &spec.identified();
-        let host = HostKey::generate()?;
-        let user_data = cloudinit::user_data(&spec.public_keys, &host, self.core.user.as_ref());
-        self.core.client.add_secret(host.private_openssh(), true);
-        self.core.client.add_secret(&user_data, false);
-        let keys: Vec<String> = self
-            .core
-            .account_keys(&spec.public_keys, || {
-                Ok(self
-                    .key_names(&spec.public_keys)?
-                    .into_iter()
-                    .map(Value::String)
-                    .collect())
-            })?
-            .into_iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let boot = self.core.boot(&KEYS, &spec.public_keys)?;
         let mut body = json!({
             "name": spec.name,
             "server_type": spec.size,
             "image": spec.image,
-            "ssh_keys": keys,
-            "labels": labels_for(spec, now),
-            "user_data": user_data,
+            "ssh_keys": boot.keys,
+            "labels": labels_for(spec, now_secs()),
+            "user_data": boot.user_data,
             "start_after_create": true,
             "public_net": {"enable_ipv4": self.ip.ipv4, "enable_ipv6": self.ip.ipv6},
         });
@@ -472,84 +441,41 @@ impl Provider for Hetzner {
             body["location"] = json!(spec.location);
         }
         let lookup = || self.find_ours(spec);
-        let v = self.core.client.create("/servers", &body, &lookup)?;
-        let s = v.get("server").ok_or_else(|| {
-            self.core
-                .client
-                .malformed("POST /servers: no 'server' in the response")
-        })?;
-        let mut node = self.node(s)?;
-        node.ssh.host_key = Some(host.public.clone());
-        node.ssh.user = Some("root".into());
-        self.core.remember_host_key(&node.id, &host.public);
-        Ok(node)
+        let node = |s: &Value| self.node(s);
+        self.core
+            .create_server(&SERVERS, &body, &lookup, &boot.host, node)
     }
 
-    fn list(&self, all: bool) -> Result<Vec<Node>> {
-        let q = if all {
-            vec![]
-        } else {
-            vec![("label_selector", TAG_MANAGED.to_string())]
-        };
-        let list = self.core.client.get_all("/servers", "servers", &q)?;
-        list.iter().map(|s| self.node(s)).collect()
-    }
-
-    fn get(&self, id: &str) -> Result<Option<Node>> {
-        let Ok(id) = id.parse::<u64>() else {
-            return Ok(None);
-        };
-        match self.core.client.get_opt(&format!("/servers/{id}"), &[])? {
-            None => Ok(None),
-            Some(v) => {
-                let s = v.get("server").ok_or_else(|| {
-                    self.core
-                        .client
-                        .malformed("GET server: no 'server' in the response")
-                })?;
-                self.node(s).map(Some)
-            }
-        }
-    }
-
-    fn destroy(&self, id: &str) -> Result<Destroyed> {
-        let id: u64 = id
-            .parse()
-            .map_err(|_| Error::usage(format!("{NAME}: '{id}' is not a server id (a number)")))?;
-        Ok(if self.core.client.delete(&format!("/servers/{id}"))? {
-            Destroyed::Destroyed
-        } else {
-            Destroyed::AlreadyGone
-        })
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.core.poll
-    }
-
-    fn updates_tags(&self) -> bool {
-        true
-    }
-
-    /// `PUT /servers/{id}` with the server's labels (read first: the PUT replaces them all)
-    /// and these, encoded.
+    /// One `PUT /servers/{id}` with the server's labels and these, encoded. The PUT replaces
+    /// all labels, so it sends back the ones the server carried when this instance last read
+    /// it (its create, the pool's shared list, a get: as fresh as the caller's last poll, as
+    /// on DigitalOcean), raw as Hetzner gave them: a label set by someone else is sent back
+    /// unchanged. Only a server this instance never read is read first (issue 20: one
+    /// request per node and update).
     fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
-        let path = format!("/servers/{}", node.id);
-        let current = self.core.client.get(&path, &[])?;
-        let mut labels = current
-            .pointer("/server/labels")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let path = format!("{}/{}", SERVERS.path, node.id);
+        let seen = match self.core.seen_tags(&node.id) {
+            Some(labels) => labels,
+            None => self
+                .core
+                .client
+                .get(&path, &[])?
+                .pointer("/server/labels")
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let mut labels = seen.as_object().cloned().unwrap_or_default();
         for (k, v) in tags {
             labels.insert(
                 k.clone(),
                 json!(super::tags::encode(&super::tags::HETZNER, k, v)),
             );
         }
+        let labels = Value::Object(labels);
         self.core
             .client
             .update(reqwest::Method::PUT, &path, &json!({ "labels": labels }))?;
+        self.core.remember_tags(&node.id, labels);
         Ok(())
     }
 }
@@ -603,5 +529,36 @@ mod tests {
         let o = opts("ipv6 = false");
         assert!(o.ipv4 && !o.ipv6);
         assert!(ip_options(&"ipv4 = false\nipv6 = false".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn odd_servers_parse_or_name_what_is_missing() {
+        // no public_net at all, a private network only: no public address, the private one
+        let s = json!({
+            "id": 7, "name": "p", "status": "running",
+            "private_net": [{"ip": "10.0.1.5", "network": 1}, {"ip": "10.0.2.5"}]
+        });
+        let n = server_to_node(&s).unwrap();
+        assert_eq!(n.public_ip, None);
+        assert_eq!(n.private_ip.as_deref(), Some("10.0.1.5"));
+        // null IPv4 and an IPv6 network that is no network: no address rather than garbage
+        let s = server(Value::Null, json!({"ip": null}));
+        assert_eq!(server_to_node(&s).unwrap().public_ip, None);
+        // the location through the datacenter; a null label value; an unknown status
+        let s = json!({
+            "id": 8, "name": "q", "status": "unknown-new-state",
+            "datacenter": {"location": {"name": "hel1"}},
+            "image": {"name": null, "description": "my snapshot"},
+            "labels": {"provision": "", "x": null}, "private_net": []
+        });
+        let n = server_to_node(&s).unwrap();
+        assert_eq!(n.location.as_deref(), Some("hel1"));
+        assert_eq!(n.image.as_deref(), Some("my snapshot"));
+        assert_eq!(n.state, NodeState::Unknown);
+        assert_eq!(n.tags.get("x").map(String::as_str), Some(""));
+        assert!(n.is_managed());
+        assert_eq!(n.private_ip, None);
+        let e = server_to_node(&json!({"id": 9, "name": "r"})).unwrap_err();
+        assert!(e.contains("`status`"), "{e}");
     }
 }

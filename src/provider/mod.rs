@@ -42,6 +42,24 @@ pub const DEPLOY_READY: &str = "ready";
 /// [`TAG_STATE`] of a node kept after a failed deploy.
 pub const DEPLOY_FAILED: &str = "failed";
 
+/// Which of two [`TAG_STATE`] values a node carrying both is in (a DigitalOcean droplet keeps
+/// `deploying` beside the end state: one request per update, see its driver): an end state
+/// over [`DEPLOYING`], [`DEPLOY_FAILED`] over [`DEPLOY_READY`] (one deploy ends once, so the
+/// two never meet but after a hand edit), and among equals (or values we do not know) `b`,
+/// the later one read.
+pub fn settled_state<'a>(a: &'a str, b: &'a str) -> &'a str {
+    let rank = |s: &str| match s {
+        DEPLOY_FAILED => 2,
+        DEPLOY_READY => 1,
+        _ => 0,
+    };
+    if rank(a) > rank(b) {
+        a
+    } else {
+        b
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
