@@ -157,6 +157,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     drop(guard);
     out.node = Some(node.clone());
     entry.id = Some(node.id.clone());
+    entry.location = node.location.clone();
     entry.status = Status::Created;
     if let Err(e) = journal::write(&entry).and_then(|_| interrupts().check()) {
         return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
@@ -294,6 +295,7 @@ fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection
         applied: None,
         jump: target.jump.as_ref().map(|j| j.label()),
         jump_host_key: target.jump.as_ref().and_then(|j| j.pinned_key()),
+        location: node.location.clone(),
     };
     if let Err(e) = known_nodes::remember(&rec) {
         output::warn(&format!(

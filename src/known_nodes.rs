@@ -41,6 +41,10 @@ pub struct Record {
     /// The jump host's pinned host key (`ssh_jump_host_key`), when one was pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump_host_key: Option<String>,
+    /// Where the provider reported the node (EC2: its availability zone), so destroy-node
+    /// finds it there whatever region is current ([`recorded_location`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Record {
@@ -86,6 +90,15 @@ pub fn record_applied(provider: &str, name: &str, applied: Applied) {
 pub fn load(provider: &str, name: &str) -> Option<Record> {
     let bytes = std::fs::read(path(provider, name)).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Where node `name` on `provider` was made, as this machine recorded it: its node record,
+/// else its journal entry (a node never made ready).
+pub fn recorded_location(provider: &str, name: &str) -> Option<String> {
+    load(provider, name)
+        .and_then(|r| r.location)
+        .or_else(|| crate::journal::load(provider, name).and_then(|e| e.location))
+        .filter(|l| !l.is_empty())
 }
 
 /// Forgets `name` on `provider`: its record, and the known_hosts file `list-nodes --format
@@ -139,6 +152,7 @@ mod tests {
             applied: None,
             jump: None,
             jump_host_key: None,
+            location: None,
         };
         assert!(rec.is_for(&node("7", Some("abc"))));
         assert!(rec.is_for(&node("7", None)));

@@ -134,6 +134,48 @@ fn ec2_ipv6_address_is_asked_for_and_used() {
     assert_node_gone(name, None);
 }
 
+/// A node made with `-l` in another region than the configured one: list-nodes (one region)
+/// does not show it, but destroy-node NAME finds it where its record says it was made,
+/// without AWS_REGION.
+#[test]
+fn ec2_destroy_finds_a_node_made_in_another_region() {
+    let proxy = motoproxy::start(&shared().url);
+    let url = proxy.url.as_str();
+    let name = "e2e-ec2-region";
+    let _g = Cleanup(name.into());
+    let s = sandbox();
+    let r = cmd(&s, url, "deploy-node")
+        .args([
+            "-i",
+            "ubuntu/images/hvm-ssd/ubuntu-trusty",
+            "-s",
+            "t3.micro",
+        ])
+        .args(["-l", "eu-west-1b", "-b", "hello", "-n", name])
+        .args(["--ssh-timeout", "60s"])
+        .run();
+    assert_node_started(name);
+    r.code(0);
+    let pid = node_pid(name);
+    assert_eq!(live(&proxy), 1);
+    // the configured region (us-east-1) does not have it; eu-west-1 does
+    assert!(!cmdlist(&s, url).contains(name));
+    let there = cmd(&s, url, "list-nodes")
+        .env("AWS_REGION", "eu-west-1")
+        .run()
+        .code(0)
+        .stdout;
+    assert!(there.contains(name), "{there}");
+    cmd(&s, url, "destroy-node")
+        .args(["-t", "results.xml", name])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{name}: looked up in eu-west-1"))
+        .stderr_has(&format!("{name}: destroyed"));
+    assert_eq!(live(&proxy), 0);
+    assert_node_gone(name, Some(pid));
+}
+
 fn cmdlist(s: &Sandbox, url: &str) -> String {
     cmd(s, url, "list-nodes").run().code(0).stdout
 }
