@@ -101,6 +101,33 @@ pub fn recorded_location(provider: &str, name: &str) -> Option<String> {
         .filter(|l| !l.is_empty())
 }
 
+/// Every node of `provider` this machine recorded a location for (node records, then
+/// journal entries), as (name, location), sorted by name.
+pub fn recorded_locations(provider: &str) -> Vec<(String, String)> {
+    let prefix = format!("{provider}--");
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let f = e.file_name().to_string_lossy().into_owned();
+            Some(f.strip_prefix(&prefix)?.strip_suffix(".json")?.to_string())
+        })
+        .chain(
+            crate::journal::entries()
+                .into_iter()
+                .filter(|e| e.provider == provider)
+                .map(|e| e.name),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| recorded_location(provider, &n).map(|l| (n, l)))
+        .collect()
+}
+
 /// Forgets `name` on `provider`: its record, and the known_hosts file `list-nodes --format
 /// ssh-config` wrote for it.
 pub fn forget(provider: &str, name: &str) {

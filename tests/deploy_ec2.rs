@@ -158,14 +158,25 @@ fn ec2_destroy_finds_a_node_made_in_another_region() {
     r.code(0);
     let pid = node_pid(name);
     assert_eq!(live(&proxy), 1);
-    // the configured region (us-east-1) does not have it; eu-west-1 does
-    assert!(!cmdlist(&s, url).contains(name));
+    // the configured region (us-east-1) does not list it, but names where it is; eu-west-1
+    // lists it
+    cmd(&s, url, "list-nodes")
+        .run()
+        .code(0)
+        .stdout_lacks(name)
+        .stderr_has(&format!(
+            "not listed: {name} (made from this machine in eu-west-1; this listing covers us-east-1 only"
+        ));
     let there = cmd(&s, url, "list-nodes")
         .env("AWS_REGION", "eu-west-1")
         .run()
         .code(0)
         .stdout;
     assert!(there.contains(name), "{there}");
+    cmd(&s, url, "list-nodes")
+        .env("AWS_REGION", "eu-west-1")
+        .run()
+        .stderr_lacks("not listed");
     cmd(&s, url, "destroy-node")
         .args(["-t", "results.xml", name])
         .run()
