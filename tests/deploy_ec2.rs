@@ -187,6 +187,39 @@ fn ec2_destroy_finds_a_node_made_in_another_region() {
     assert_node_gone(name, Some(pid));
 }
 
+/// A node kept before it was ever reached (no node record, only the journal's entry) is found
+/// in the region it was made in too.
+#[test]
+fn ec2_destroy_finds_a_kept_node_of_another_region_from_the_journal() {
+    let p = motoproxy::start(&shared().url);
+    p.faults.lock().unwrap().stuck = true;
+    let (s, name) = (sandbox(), "e2e-ec2-region-kept");
+    let _g = Cleanup(name.into());
+    cmd(&s, &p.url, "deploy-node")
+        .args([
+            "-i",
+            "ubuntu/images/hvm-ssd/ubuntu-trusty",
+            "-s",
+            "t3.micro",
+        ])
+        .args(["-l", "eu-west-1a", "-n", name, "--ssh-timeout", "3s"])
+        .args(["--keep-on-failure"])
+        .run()
+        .code(15);
+    assert_eq!(live(&p), 1);
+    assert!(!s.state().join(format!("nodes/ec2--{name}.json")).exists());
+    let journal =
+        std::fs::read_to_string(s.state().join(format!("journal/ec2--{name}.json"))).unwrap();
+    assert!(journal.contains("eu-west-1a"), "{journal}");
+    cmd(&s, &p.url, "destroy-node")
+        .args([name])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{name}: looked up in eu-west-1"))
+        .stderr_has(&format!("{name}: destroyed"));
+    assert_eq!(live(&p), 0);
+}
+
 fn cmdlist(s: &Sandbox, url: &str) -> String {
     cmd(s, url, "list-nodes").run().code(0).stdout
 }
