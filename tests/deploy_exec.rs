@@ -561,6 +561,7 @@ case "$1 $2" in
   "server list") cat "$F/server-list.json" ;;
   "server describe") if [ "$3" = 42 ]; then cat "$F/server-describe.json"; else echo "hcloud: server not found: $3" >&2; exit 1; fi ;;
   "server delete") if [ "$3" = 42 ]; then echo "Server 42 deleted"; else echo "hcloud: server not found: $3" >&2; exit 1; fi ;;
+  "server add-label") echo "Label(s) added to server $4" ;;
   "server-type list") cat "$F/server-type-list.json" ;;
   *) echo "fake hcloud: unexpected $*" >&2; exit 2 ;;
 esac
@@ -629,6 +630,31 @@ fn the_hcloud_example_maps_recorded_cli_output() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("server delete 42"));
+    let action = |name: &str, id: &str, tags: &str| {
+        std::process::Command::new(example("hcloud").join("actions").join(name))
+            .env("PATH", &path)
+            .env("PROVISION_NODE_ID", id)
+            .env("PROVISION_TAGS", tags)
+            .output()
+            .unwrap()
+    };
+    // a server that is not there any more: gone, as provision reads it
+    let gone = action("destroy", "43", "");
+    assert!(gone.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stdout).trim(),
+        r#"{"gone": true}"#
+    );
+    // the deploy state, as labels of the server
+    let tagged = action("tag", "42", "provision-state=ready\nx=a:b\n");
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("server add-label --overwrite 42 provision-state=ready x=a-b"));
 
     // create, run as provision runs it
     let ud = s.write("ud", "#cloud-config\n{}\n");
