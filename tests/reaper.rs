@@ -1,7 +1,7 @@
 //! Expiry, ownership and the reaper across runners (issue 17): ONE test body run against every
 //! provider's account — the local provider (its state dir is the account), DigitalOcean and
 //! Hetzner (the stateful fake behind Prism's validating proxy, so the deploy-state tag updates
-//! are checked against the official specs too), EC2 (moto, through the loopback proxy) and
+//! are checked against the official specs too), EC2 (moto, through the loopback proxy),
 //! OpenStack (the project's fake), and an exec provider (the local-sshd example, whose `tag`
 //! action records the deploy state). Three sandboxes are three runners (own HOME, key, user, CI
 //! variables, state dir: no journal is shared); the third lists and reaps what the other two
