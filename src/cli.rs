@@ -646,6 +646,9 @@ pub fn run_list(args: ListArgs) -> Result<()> {
         provider.list(args.all)?
     };
     crate::known_nodes::annotate(provider.name(), &mut nodes);
+    if !args.orphans {
+        elsewhere_hint(provider.as_ref(), &nodes);
+    }
     let now = crate::expiry::now_secs();
     nodes.retain(|n| {
         (!args.expired || crate::expiry::is_reapable(n, now))
@@ -664,6 +667,30 @@ pub fn run_list(args: ListArgs) -> Result<()> {
         crate::bastion::for_node(configured.as_ref(), false, provider.name(), n)
     };
     crate::listing::print_nodes(&nodes, args.format, &jump_of)
+}
+
+/// list-nodes lists where the provider's calls go (EC2: one region); nodes this machine made
+/// in another scope are named on stderr with that scope, so none is forgotten unseen.
+fn elsewhere_hint(provider: &dyn provider::Provider, listed: &[provider::Node]) {
+    let Some(home) = provider.scope() else {
+        return;
+    };
+    let mut by_scope: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, location) in crate::known_nodes::recorded_locations(provider.name()) {
+        match provider.scope_of(&location) {
+            Some(s) if s != home && !listed.iter().any(|n| n.name == name) => {
+                by_scope.entry(s).or_default().push(name)
+            }
+            _ => {}
+        }
+    }
+    for (scope, names) in by_scope {
+        output::info(&format!(
+            "not listed: {} (made from this machine in {scope}; this listing covers {} only; destroy-node NAME finds it there)",
+            names.join(", "),
+            if home.is_empty() { "no region" } else { &home }
+        ));
+    }
 }
 
 /// destroy-node.

@@ -160,6 +160,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     drop(guard);
     out.node = Some(node.clone());
     entry.id = Some(node.id.clone());
+    entry.location = node.location.clone();
     entry.status = Status::Created;
     if let Err(e) = journal::write(&entry).and_then(|_| interrupts().check()) {
         return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
@@ -170,6 +171,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
     let ready =
         wait_running(provider.as_ref(), node, opts.jump.is_some(), deadline).and_then(|node| {
             out.phases.push("running", waiting.elapsed());
+            let node = pin_recorded_key(provider.as_ref(), node);
             out.node = Some(node.clone());
             let target = target(plan, &node, opts);
             let p = provider.clone();
@@ -303,6 +305,7 @@ fn remember(provider: &str, node: &Node, target: &Target, conn: &ssh::Connection
         applied: None,
         jump: target.jump.as_ref().map(|j| j.label()),
         jump_host_key: target.jump.as_ref().and_then(|j| j.pinned_key()),
+        location: node.location.clone(),
     };
     if let Err(e) = known_nodes::remember(&rec) {
         output::warn(&format!(
@@ -392,6 +395,26 @@ fn clean_unknown_create(provider: &dyn Provider, spec: &NodeSpec, opts: &Options
             false
         }
     }
+}
+
+/// A machine that existed before this deploy (a static host deployed again) keeps the host
+/// key its node record pinned ([`known_nodes`]), rather than trust-on-first-use in the tool's
+/// known_hosts: a changed key is refused even where known_hosts never saw the host (another
+/// address for it, a cleared known_hosts). The record is for the same machine when name and
+/// id match; the create id differs on every deploy, so it is not compared. New machines, and
+/// nodes whose driver reports a key, are left as they are.
+fn pin_recorded_key(provider: &dyn Provider, mut node: Node) -> Node {
+    if provider.names_must_be_free() || node.ssh.host_key.is_some() {
+        return node;
+    }
+    if let Some(rec) = known_nodes::load(provider.name(), &node.name).filter(|r| r.id == node.id) {
+        output::debug(&format!(
+            "{}: pinning the host key recorded when it was deployed",
+            node.name
+        ));
+        node.ssh.host_key = Some(rec.host_key);
+    }
+    node
 }
 
 /// The SSH target for a running node: the driver's port, user and pinned key when it knows

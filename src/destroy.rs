@@ -7,6 +7,7 @@ use crate::journal::{self, Status};
 use crate::junit::{self, GateDecision};
 use crate::output;
 use crate::provider::{Destroyed, Node, Provider};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub struct Request {
@@ -57,18 +58,21 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
         }
     }
     let selected = req.expired || !req.labels.is_empty();
-    let nodes = match &req.prefix {
-        _ if selected => crate::expiry::select(provider, req.expired, &req.labels)?,
-        Some(prefix) => by_prefix(provider, prefix)?,
+    let groups = match &req.prefix {
+        _ if selected => vec![(
+            None,
+            crate::expiry::select(provider, req.expired, &req.labels)?,
+        )],
+        Some(prefix) => vec![(None, by_prefix(provider, prefix)?)],
         None => {
             if !req.force && provider.name() != "static" {
                 check_destroyable(&req.names, &req.destroyable)?;
             }
-            find(provider, &req.names, req.force)?
+            find_where_made(provider, &req.names, req.force)?
         }
     };
     if req.dry_run {
-        for n in &nodes {
+        for n in groups.iter().flat_map(|(_, nodes)| nodes) {
             output::info(&format!(
                 "would destroy {} (id {}, {})",
                 n.name,
@@ -78,9 +82,29 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
         }
         return Ok(());
     }
-    // at most --parallel at once; every node is tried whatever happens to the others
+    let home = provider.scope();
+    let mut failures = Vec::new();
+    for (scope, nodes) in &groups {
+        if let Some(s) = scope {
+            provider.enter_scope(s);
+        }
+        failures.extend(destroy_all(provider, req, nodes));
+        if let (Some(_), Some(h)) = (scope, &home) {
+            provider.enter_scope(h);
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::NotDestroyed(failures.join("; ")))
+    }
+}
+
+/// Destroys `nodes`, at most `--parallel` at once; every node is tried whatever happens to
+/// the others. One line per node that could not be destroyed.
+fn destroy_all(provider: &dyn Provider, req: &Request, nodes: &[Node]) -> Vec<String> {
     crate::pool::raise_fd_limit(req.parallel.min(nodes.len()));
-    let results = crate::pool::run_bounded(&nodes, req.parallel, |node| {
+    let results = crate::pool::run_bounded(nodes, req.parallel, |node| {
         let how = provider.destroy(&node.id)?;
         journal::clear(provider.name(), &node.name);
         crate::known_nodes::forget(provider.name(), &node.name);
@@ -97,19 +121,50 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
         });
         Ok::<(), Error>(())
     });
-    let failures: Vec<String> = nodes
+    nodes
         .iter()
         .zip(results)
         .filter_map(|(node, r)| {
             r.err()
                 .map(|e| format!("{}: could not destroy: {e}", node.name))
         })
-        .collect();
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::NotDestroyed(failures.join("; ")))
+        .collect()
+}
+
+/// Named nodes grouped by where calls must go to reach them: a name this machine recorded
+/// making in another scope of the provider (EC2: another region, from its node record or
+/// journal entry) is looked up there, whatever region is current; the others where calls go
+/// now (`None`, first). Every name is looked up before anything is destroyed.
+fn find_where_made(
+    provider: &dyn Provider,
+    names: &[String],
+    force: bool,
+) -> Result<Vec<(Option<String>, Vec<Node>)>> {
+    let home = provider.scope();
+    let mut by_scope: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    for name in names {
+        let scope = crate::known_nodes::recorded_location(provider.name(), name)
+            .and_then(|l| provider.scope_of(&l))
+            .filter(|s| home.as_ref() != Some(s));
+        by_scope.entry(scope).or_default().push(name.clone());
     }
+    let mut out = Vec::new();
+    for (scope, names) in by_scope {
+        if let Some(s) = &scope {
+            output::info(&format!(
+                "{}: looked up in {s}, where this machine made {}",
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" }
+            ));
+            provider.enter_scope(s);
+        }
+        let found = find(provider, &names, force);
+        if let (Some(_), Some(h)) = (&scope, &home) {
+            provider.enter_scope(h);
+        }
+        out.push((scope, found?));
+    }
+    Ok(out)
 }
 
 /// The original's guard: a name outside `destroyable_prefixes` is refused without `--force`,

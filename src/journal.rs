@@ -30,6 +30,9 @@ pub struct Entry {
     pub create_id: Option<String>,
     pub started: String,
     pub status: Status,
+    /// Where the provider reported the node once created (EC2: its availability zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 fn dir() -> PathBuf {
@@ -49,6 +52,7 @@ pub fn begin(provider: &str, name: &str, create_id: &str) -> Result<Entry> {
         create_id: Some(create_id.to_string()),
         started: crate::now_rfc3339(),
         status: Status::Creating,
+        location: None,
     };
     write(&entry)?;
     Ok(entry)
@@ -76,6 +80,12 @@ impl Entry {
             (None, None) => node.name == self.name,
         }
     }
+}
+
+/// The entry of `name` on `provider`, if one is readable.
+pub fn load(provider: &str, name: &str) -> Option<Entry> {
+    let bytes = std::fs::read(path(provider, name)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Every entry (unreadable ones skipped).

@@ -41,6 +41,10 @@ pub struct Record {
     /// The jump host's pinned host key (`ssh_jump_host_key`), when one was pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump_host_key: Option<String>,
+    /// Where the provider reported the node (EC2: its availability zone), so destroy-node
+    /// finds it there whatever region is current ([`recorded_location`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 impl Record {
@@ -86,6 +90,42 @@ pub fn record_applied(provider: &str, name: &str, applied: Applied) {
 pub fn load(provider: &str, name: &str) -> Option<Record> {
     let bytes = std::fs::read(path(provider, name)).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Where node `name` on `provider` was made, as this machine recorded it: its node record,
+/// else its journal entry (a node never made ready).
+pub fn recorded_location(provider: &str, name: &str) -> Option<String> {
+    load(provider, name)
+        .and_then(|r| r.location)
+        .or_else(|| crate::journal::load(provider, name).and_then(|e| e.location))
+        .filter(|l| !l.is_empty())
+}
+
+/// Every node of `provider` this machine recorded a location for (node records, then
+/// journal entries), as (name, location), sorted by name.
+pub fn recorded_locations(provider: &str) -> Vec<(String, String)> {
+    let prefix = format!("{provider}--");
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let f = e.file_name().to_string_lossy().into_owned();
+            Some(f.strip_prefix(&prefix)?.strip_suffix(".json")?.to_string())
+        })
+        .chain(
+            crate::journal::entries()
+                .into_iter()
+                .filter(|e| e.provider == provider)
+                .map(|e| e.name),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| recorded_location(provider, &n).map(|l| (n, l)))
+        .collect()
 }
 
 /// Forgets `name` on `provider`: its record, and the known_hosts file `list-nodes --format
@@ -139,6 +179,7 @@ mod tests {
             applied: None,
             jump: None,
             jump_host_key: None,
+            location: None,
         };
         assert!(rec.is_for(&node("7", Some("abc"))));
         assert!(rec.is_for(&node("7", None)));

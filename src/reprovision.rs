@@ -257,6 +257,7 @@ mod tests {
             identity: None,
             jump: None,
             jump_host_key: None,
+            location: None,
             applied: Some(Applied {
                 bundles: vec!["app".into(), "tz".into()],
                 vars: [("image".to_string(), "debian-12".to_string())].into(),

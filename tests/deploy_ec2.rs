@@ -134,6 +134,92 @@ fn ec2_ipv6_address_is_asked_for_and_used() {
     assert_node_gone(name, None);
 }
 
+/// A node made with `-l` in another region than the configured one: list-nodes (one region)
+/// does not show it, but destroy-node NAME finds it where its record says it was made,
+/// without AWS_REGION.
+#[test]
+fn ec2_destroy_finds_a_node_made_in_another_region() {
+    let proxy = motoproxy::start(&shared().url);
+    let url = proxy.url.as_str();
+    let name = "e2e-ec2-region";
+    let _g = Cleanup(name.into());
+    let s = sandbox();
+    let r = cmd(&s, url, "deploy-node")
+        .args([
+            "-i",
+            "ubuntu/images/hvm-ssd/ubuntu-trusty",
+            "-s",
+            "t3.micro",
+        ])
+        .args(["-l", "eu-west-1b", "-b", "hello", "-n", name])
+        .args(["--ssh-timeout", "60s"])
+        .run();
+    assert_node_started(name);
+    r.code(0);
+    let pid = node_pid(name);
+    assert_eq!(live(&proxy), 1);
+    // the configured region (us-east-1) does not list it, but names where it is; eu-west-1
+    // lists it
+    cmd(&s, url, "list-nodes")
+        .run()
+        .code(0)
+        .stdout_lacks(name)
+        .stderr_has(&format!(
+            "not listed: {name} (made from this machine in eu-west-1; this listing covers us-east-1 only"
+        ));
+    let there = cmd(&s, url, "list-nodes")
+        .env("AWS_REGION", "eu-west-1")
+        .run()
+        .code(0)
+        .stdout;
+    assert!(there.contains(name), "{there}");
+    cmd(&s, url, "list-nodes")
+        .env("AWS_REGION", "eu-west-1")
+        .run()
+        .stderr_lacks("not listed");
+    cmd(&s, url, "destroy-node")
+        .args(["-t", "results.xml", name])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{name}: looked up in eu-west-1"))
+        .stderr_has(&format!("{name}: destroyed"));
+    assert_eq!(live(&proxy), 0);
+    assert_node_gone(name, Some(pid));
+}
+
+/// A node kept before it was ever reached (no node record, only the journal's entry) is found
+/// in the region it was made in too.
+#[test]
+fn ec2_destroy_finds_a_kept_node_of_another_region_from_the_journal() {
+    let p = motoproxy::start(&shared().url);
+    p.faults.lock().unwrap().stuck = true;
+    let (s, name) = (sandbox(), "e2e-ec2-region-kept");
+    let _g = Cleanup(name.into());
+    cmd(&s, &p.url, "deploy-node")
+        .args([
+            "-i",
+            "ubuntu/images/hvm-ssd/ubuntu-trusty",
+            "-s",
+            "t3.micro",
+        ])
+        .args(["-l", "eu-west-1a", "-n", name, "--ssh-timeout", "3s"])
+        .args(["--keep-on-failure"])
+        .run()
+        .code(15);
+    assert_eq!(live(&p), 1);
+    assert!(!s.state().join(format!("nodes/ec2--{name}.json")).exists());
+    let journal =
+        std::fs::read_to_string(s.state().join(format!("journal/ec2--{name}.json"))).unwrap();
+    assert!(journal.contains("eu-west-1a"), "{journal}");
+    cmd(&s, &p.url, "destroy-node")
+        .args([name])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{name}: looked up in eu-west-1"))
+        .stderr_has(&format!("{name}: destroyed"));
+    assert_eq!(live(&p), 0);
+}
+
 fn cmdlist(s: &Sandbox, url: &str) -> String {
     cmd(s, url, "list-nodes").run().code(0).stdout
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::procs;
 use procs::{pids_with_cmdline, wait_until};
 
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/exec")
         .join(name)
@@ -38,13 +38,19 @@ impl std::ops::Deref for Site {
 
 impl Drop for Site {
     fn drop(&mut self) {
-        for d in node_dirs(&self.s) {
-            let id = d.file_name().unwrap().to_string_lossy().into_owned();
-            let _ = std::process::Command::new(example("local-sshd").join("actions/destroy"))
-                .env("XDG_STATE_HOME", self.s.path().join("xdg-state"))
-                .env("PROVISION_NODE_ID", id)
-                .status();
-        }
+        destroy_local_sshd_nodes(&self.s.path().join("xdg-state/provision-local-sshd"));
+    }
+}
+
+/// Destroys every local-sshd node kept in `state` (its `LOCAL_SSHD_STATE`) with the example's
+/// own destroy, whatever provision thinks: the cleanup of a test that failed halfway.
+pub(crate) fn destroy_local_sshd_nodes(state: &Path) {
+    for d in std::fs::read_dir(state).into_iter().flatten().flatten() {
+        let _ = std::process::Command::new(example("local-sshd").join("actions/destroy"))
+            .env("LOCAL_SSHD_STATE", state)
+            .env("PROVISION_NODE_ID", d.file_name())
+            .stdout(Stdio::null())
+            .status();
     }
 }
 
@@ -555,6 +561,7 @@ case "$1 $2" in
   "server list") cat "$F/server-list.json" ;;
   "server describe") if [ "$3" = 42 ]; then cat "$F/server-describe.json"; else echo "hcloud: server not found: $3" >&2; exit 1; fi ;;
   "server delete") if [ "$3" = 42 ]; then echo "Server 42 deleted"; else echo "hcloud: server not found: $3" >&2; exit 1; fi ;;
+  "server add-label") echo "Label(s) added to server $4" ;;
   "server-type list") cat "$F/server-type-list.json" ;;
   *) echo "fake hcloud: unexpected $*" >&2; exit 2 ;;
 esac
@@ -623,6 +630,31 @@ fn the_hcloud_example_maps_recorded_cli_output() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("server delete 42"));
+    let action = |name: &str, id: &str, tags: &str| {
+        std::process::Command::new(example("hcloud").join("actions").join(name))
+            .env("PATH", &path)
+            .env("PROVISION_NODE_ID", id)
+            .env("PROVISION_TAGS", tags)
+            .output()
+            .unwrap()
+    };
+    // a server that is not there any more: gone, as provision reads it
+    let gone = action("destroy", "43", "");
+    assert!(gone.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&gone.stdout).trim(),
+        r#"{"gone": true}"#
+    );
+    // the deploy state, as labels of the server
+    let tagged = action("tag", "42", "provision-state=ready\nx=a:b\n");
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("server add-label --overwrite 42 provision-state=ready x=a-b"));
 
     // create, run as provision runs it
     let ud = s.write("ud", "#cloud-config\n{}\n");
@@ -771,4 +803,88 @@ fn a_wrong_type_or_a_built_in_name_is_a_config_error() {
         .run()
         .code(2)
         .stderr_has("'local' is a built-in provider");
+}
+
+#[test]
+fn a_destroy_that_prints_gone_true_reports_already_gone() {
+    let s = site();
+    let ex = ex_actions();
+    let snapshot = s.path().join("list.json").display().to_string();
+    // a platform whose listing lags (a cached list): the node still shows after it went
+    let l = fixture(
+        &s,
+        "f",
+        &format!("[providers.bad.env]\nSNAPSHOT = \"{snapshot}\"\n"),
+        &[(
+            "list",
+            &format!("#!/bin/sh\ncat \"$SNAPSHOT\" 2>/dev/null || exec \"{ex}/list\"\n"),
+        )],
+    );
+    let destroy = |extra: &[&str]| {
+        s.cmd("destroy-node")
+            .args(["-c", &l, "-p", "bad", "--force"])
+            .args(extra)
+            .run()
+    };
+    deploy_bad(&s, &l, &[]).code(0);
+    let listed = s
+        .cmd("list-nodes")
+        .args(["-c", &l, "-p", "bad", "--format", "json"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(listed.contains("\"b1\""), "{listed}");
+    // the raw list, as the stale cache will show it
+    let raw = std::process::Command::new(format!("{ex}/list"))
+        .env("XDG_STATE_HOME", s.path().join("xdg-state"))
+        .output()
+        .unwrap();
+    std::fs::write(&snapshot, raw.stdout).unwrap();
+    // someone else destroys it: the example's destroy says nothing for a node it destroyed
+    let id = node_dirs(&s)[0].file_name().unwrap().to_owned();
+    let gone = std::process::Command::new(format!("{ex}/destroy"))
+        .env("XDG_STATE_HOME", s.path().join("xdg-state"))
+        .env("PROVISION_NODE_ID", &id)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&gone.stdout), "");
+    nothing_left(&s);
+    destroy(&["b1"])
+        .code(0)
+        .stderr_has("b1: already gone")
+        .stderr_lacks("b1: destroyed");
+
+    // a node it really destroys is "destroyed"
+    std::fs::remove_file(&snapshot).unwrap();
+    deploy_bad(&s, &l, &[]).code(0);
+    destroy(&["b1"])
+        .code(0)
+        .stderr_has("b1: destroyed")
+        .stderr_lacks("already gone");
+    nothing_left(&s);
+}
+
+#[test]
+fn a_destroy_whose_gone_is_not_a_boolean_is_malformed() {
+    let s = site();
+    let ex = ex_actions();
+    let l = fixture(
+        &s,
+        "f",
+        "",
+        &[(
+            "destroy",
+            &format!("#!/bin/sh\n\"{ex}/destroy\" >/dev/null\necho '{{\"gone\": \"yes\"}}'\n"),
+        )],
+    );
+    deploy_bad(&s, &l, &[]).code(0);
+    s.cmd("destroy-node")
+        .args(["-c", &l, "-p", "bad", "--force", "b1"])
+        .run()
+        .code(1)
+        .stderr_has("b1: could not destroy: exec provider 'bad': malformed response: destroy (")
+        .stderr_has(
+            "/f/actions/destroy) printed a \"gone\" that is a string (expected true or false)",
+        );
+    nothing_left(&s);
 }

@@ -363,6 +363,40 @@ fn static_box1(s: &Sandbox) -> (Sshd, u16, String, String) {
 }
 
 #[test]
+fn a_static_host_deployed_again_pins_the_key_its_record_holds() {
+    let s = Sandbox::new();
+    let site = site(&s);
+    let (server, port, own, st) = static_box1(&s);
+    let deploy = || {
+        s.cmd("deploy-node")
+            .args(["-c", &site, "-c", &st, "-n", "box1", "-b", "app"])
+            .run()
+    };
+    deploy().code(0);
+    // the tool's known_hosts lost (a new runner image, a cleared state): the record still pins
+    let kh = s.state().join("known_hosts");
+    std::fs::remove_file(&kh).unwrap();
+    deploy().code(0).stderr_lacks("has CHANGED");
+    assert!(!kh.exists(), "trust-on-first-use recorded the host again");
+    // same address, another host key: refused in one line naming the node, nothing run
+    drop(server);
+    let server = Sshd::start_with(port, true);
+    server.authorize("root", &own);
+    std::fs::remove_file(s.path().join("targets/etc/app/app.conf")).unwrap();
+    let refused = deploy().code(14).one_line_error();
+    let line = refused
+        .stderr
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap();
+    assert!(
+        line.contains("box1") && line.contains("host key mismatch"),
+        "{line}"
+    );
+    assert!(!s.path().join("targets/etc/app/app.conf").exists());
+}
+
+#[test]
 fn static_host_provisioned_and_changed_host_key_refused() {
     let s = Sandbox::new();
     let site = site(&s);

@@ -1,8 +1,9 @@
 //! Expiry, ownership and the reaper across runners (issue 17): ONE test body run against every
 //! provider's account — the local provider (its state dir is the account), DigitalOcean and
 //! Hetzner (the stateful fake behind Prism's validating proxy, so the deploy-state tag updates
-//! are checked against the official specs too), EC2 (moto, through the loopback proxy) and
-//! OpenStack (the project's fake). Three sandboxes are three runners (own HOME, key, user, CI
+//! are checked against the official specs too), EC2 (moto, through the loopback proxy),
+//! OpenStack (the project's fake), and an exec provider (the local-sshd example, whose `tag`
+//! action records the deploy state). Three sandboxes are three runners (own HOME, key, user, CI
 //! variables, state dir: no journal is shared); the third lists and reaps what the other two
 //! made from the records on the nodes alone.
 //!
@@ -444,4 +445,82 @@ fn a_third_runner_reaps_exactly_the_expired_openstack_servers() {
     let create = &["-i", "ubuntu", "-s", "m1.small", "-l", "nova"];
     let config = "poll_interval = 0.1\nretries = 2\ntimeout = 10\nconnect_timeout = 2\nnetwork = \"private\"\n";
     reap_across_runners(&fake_account(fake, "openstack", cmd, create, config));
+}
+
+/// The local-sshd node directory of node NAME in an exec account, if any.
+fn exec_node_dir(account: &Path, name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(account).ok()?.flatten().find_map(|d| {
+        let n = std::fs::read_to_string(d.path().join("name")).ok()?;
+        (n.trim() == name).then(|| d.path())
+    })
+}
+
+/// Rewrites one tag of an exec node (the example's `tags` file of key=value lines).
+fn set_exec_tag(account: &Path, node: &str, key: &str, value: Option<&str>) {
+    let p = exec_node_dir(account, node)
+        .unwrap_or_else(|| panic!("no exec node {node}"))
+        .join("tags");
+    let mut lines: Vec<String> = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && l.split('=').next() != Some(key))
+        .map(str::to_string)
+        .collect();
+    lines.extend(value.map(|v| format!("{key}={v}")));
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+}
+
+/// Kills the sshd of every exec node left in the account, however the test ended.
+struct ExecCleanup(PathBuf);
+
+impl Drop for ExecCleanup {
+    fn drop(&mut self) {
+        crate::deploy_exec::destroy_local_sshd_nodes(&self.0);
+    }
+}
+
+#[test]
+fn a_third_runner_reaps_exactly_the_expired_exec_nodes() {
+    // the account: the local-sshd example's node directories, shared by every runner; its
+    // `tag` action records the deploy state as the clouds' tags do
+    let dir = tempfile::tempdir().unwrap();
+    let account: PathBuf = dir.path().join("nodes");
+    let _cleanup = ExecCleanup(account.clone());
+    let example = crate::deploy_exec::example("local-sshd")
+        .display()
+        .to_string();
+    let cmd = {
+        let account = account.clone();
+        move |s: &Sandbox, bin: &str| {
+            s.cmd(bin).env("LOCAL_SSHD_STATE", &account).args([
+                "-c",
+                &example,
+                "-c",
+                "site",
+                "-p",
+                "local-sshd",
+            ])
+        }
+    };
+    let acc = account.clone();
+    let set_tag = move |n: &str, k: &str, v: Option<&str>| set_exec_tag(&acc, n, k, v);
+    let acc = account.clone();
+    let foreign_cmd = cmd.clone();
+    let a = Account {
+        provider: "local-sshd",
+        cmd: Box::new(cmd),
+        create: &[],
+        config: "",
+        set_tag: Box::new(set_tag.clone()),
+        foreign: Box::new(move |s, n| {
+            foreign_cmd(s, "deploy-node")
+                .args(["-n", n, "--ttl", "1h"])
+                .run()
+                .code(0);
+            set_tag(n, "provision", None);
+            set_tag(n, "provision-expires-at", Some(&hour_ago()));
+        }),
+        exists: Box::new(move |n| exec_node_dir(&acc, n).is_some()),
+    };
+    reap_across_runners(&a);
 }

@@ -96,6 +96,17 @@ impl Provider for Coalesced {
     fn destroys_machines(&self) -> bool {
         self.inner.destroys_machines()
     }
+    fn scope(&self) -> Option<String> {
+        self.inner.scope()
+    }
+    fn scope_of(&self, location: &str) -> Option<String> {
+        self.inner.scope_of(location)
+    }
+    /// The shared list was of the old scope: dropped.
+    fn enter_scope(&self, scope: &str) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.inner.enter_scope(scope)
+    }
     fn names_must_be_free(&self) -> bool {
         self.inner.names_must_be_free()
     }

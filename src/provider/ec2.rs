@@ -1249,6 +1249,20 @@ impl Provider for Ec2 {
         Some(super::tags::EC2_MAX_TAGS)
     }
 
+    /// The region requests go to (none yet: nothing configured).
+    fn scope(&self) -> Option<String> {
+        Some(self.signer.region())
+    }
+
+    /// The region of a node's availability zone (or of a region).
+    fn scope_of(&self, location: &str) -> Option<String> {
+        Some(region_of(location).0).filter(|r| !r.is_empty())
+    }
+
+    fn enter_scope(&self, scope: &str) {
+        self.set_region(scope);
+    }
+
     /// `Name`.
     fn driver_tags(&self) -> usize {
         1

@@ -1,5 +1,5 @@
 //! The `exec` driver: any cloud or hypervisor through a directory of small programs, one per
-//! action (`create`, `list`, `destroy`, optional `get` and `catalog`), as OpenNebula's
+//! action (`create`, `list`, `destroy`, optional `get`, `catalog` and `tag`), as OpenNebula's
 //! provision drivers do. Each action gets one JSON object on stdin and the same values as
 //! `PROVISION_*` environment variables, and prints JSON on stdout; exit 0 is success.
 //! Everything here is about holding users' programs to that contract: the directory checked
@@ -15,7 +15,7 @@ use super::{Catalog, Destroyed, Node, NodeSpec, Provider};
 use crate::config::{Config, LayerSource};
 use crate::error::{Error, Result};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub const TYPE: &str = "exec";
 /// Actions every exec provider must have.
 pub const REQUIRED: &[&str] = &["create", "list", "destroy"];
 /// Actions it may have.
-pub const OPTIONAL: &[&str] = &["get", "catalog"];
+pub const OPTIONAL: &[&str] = &["get", "catalog", "tag"];
 /// Keys of `[providers.NAME]` for an exec provider.
 const KEYS: &[&str] = &[
     "type",
@@ -77,6 +77,8 @@ pub struct ExecProvider {
     dir: PathBuf,
     has_get: bool,
     has_catalog: bool,
+    /// A `tag` action: the deploy state is recorded on the node ([`super::TAG_STATE`]).
+    has_tag: bool,
     timeouts: HashMap<&'static str, Duration>,
     env: Vec<(String, String)>,
     /// Values never shown in an error: secret-looking variables, generated private host keys.
@@ -149,6 +151,7 @@ impl ExecProvider {
         }
         let has_get = check_action(name, &dir, "get", false)?;
         let has_catalog = check_action(name, &dir, "catalog", false)?;
+        let has_tag = check_action(name, &dir, "tag", false)?;
         let env = env_table(&what, &table)?;
         let mut secrets: Vec<String> = env
             .iter()
@@ -165,6 +168,7 @@ impl ExecProvider {
             dir,
             has_get,
             has_catalog,
+            has_tag,
             timeouts: timeouts(&what, &table)?,
             env,
             secrets: Mutex::new(secrets),
@@ -592,13 +596,45 @@ impl Provider for ExecProvider {
         Ok(Some(node))
     }
 
+    /// Destroyed, or already gone when the action printed `{"gone": true}`. Other output
+    /// (nothing, text, `{}`) means destroyed: stdout was ignored before `gone` existed.
     fn destroy(&self, id: &str) -> Result<Destroyed> {
-        self.call("destroy", &json!({"id": id}), &[env("NODE_ID", id)])?;
+        let out = self.call("destroy", &json!({"id": id}), &[env("NODE_ID", id)])?;
         self.host_keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        Ok(Destroyed::Destroyed)
+        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&out) else {
+            return Ok(Destroyed::Destroyed);
+        };
+        match node::gone(&o) {
+            Ok(true) => Ok(Destroyed::AlreadyGone),
+            Ok(false) => Ok(Destroyed::Destroyed),
+            Err(p) => Err(self.malformed("destroy", &p, &out)),
+        }
+    }
+
+    fn updates_tags(&self) -> bool {
+        self.has_tag
+    }
+
+    /// Runs `tag` with the node's id and the tags to add or replace; its stdout is ignored.
+    fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        if !self.has_tag {
+            return Err(Error::usage(format!(
+                "{} has no tag executable in {}: the tags of {} cannot be updated",
+                self.who(),
+                self.dir.display(),
+                node.name
+            )));
+        }
+        let lines: String = tags.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        self.call(
+            "tag",
+            &json!({"id": node.id, "tags": tags}),
+            &[env("NODE_ID", &node.id), env("TAGS", &lines)],
+        )?;
+        Ok(())
     }
 
     fn catalog(&self, kind: Catalog) -> Result<Vec<(String, String)>> {

@@ -292,6 +292,20 @@ pub trait Provider: Send + Sync {
     fn driver_tags(&self) -> usize {
         0
     }
+    /// Where the driver's calls go, for a driver whose calls reach only part of the account
+    /// (EC2: one region). `None`: every call sees every node.
+    fn scope(&self) -> Option<String> {
+        None
+    }
+    /// The scope a node reported at `location` lives in (EC2: the region of a zone).
+    fn scope_of(&self, location: &str) -> Option<String> {
+        let _ = location;
+        None
+    }
+    /// Sends later calls to `scope` (one [`Provider::scope`] or [`Provider::scope_of`] gave).
+    fn enter_scope(&self, scope: &str) {
+        let _ = scope;
+    }
     /// Whether `destroy` really destroys the machine (false for static hosts, which are only
     /// forgotten: an expiry on them warns).
     fn destroys_machines(&self) -> bool {

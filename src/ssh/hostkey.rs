@@ -1,4 +1,5 @@
-//! Host-key checks: a pinned key must match; otherwise the known_hosts files — the tool's own
+//! Host-key checks: a pinned key must match (and not be `@revoked` in a known_hosts file
+//! OpenSSH reads: a pin never overrides the user's revocation); otherwise the known_hosts files — the tool's own
 //! and every one OpenSSH reads ([`super::known_hosts`]) — must agree, a key unknown to all is
 //! recorded in the tool's own file on first use, and a changed or revoked one is refused;
 //! insecure mode says so.
@@ -20,6 +21,17 @@ pub(super) fn check(target: &Target, blob: &[u8], warned: &mut bool) -> Result<(
                 format!("the pinned host key is not an OpenSSH public key: {line:?}")
             })?;
             if pinned == blob {
+                // a pin never overrides the user's own revocation (OpenSSH's @revoked)
+                let name = known_hosts::lookup_name(&target.host, target.port);
+                if let Verdict::Revoked(at) =
+                    known_hosts::check(&known_hosts::openssh_files(), &name, blob)
+                {
+                    return Err(format!(
+                        "the host key of {addr} ({} {}) is REVOKED in {at}; refusing to connect",
+                        key_type(blob).unwrap_or("?"),
+                        fingerprint(blob)
+                    ));
+                }
                 output::debug(&format!(
                     "{}: host key {} matches the pinned key",
                     target.node,

@@ -4,7 +4,7 @@
 //! what was wrong with it; the caller adds the quote of the output.
 
 use super::super::{map_state, Node, NodeState, SshEndpoint};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -154,6 +154,19 @@ pub(crate) fn parse(v: &Value) -> Result<Node, String> {
     })
 }
 
+/// What `destroy` printed, when it printed a JSON object: `{"gone": true}` says the node was
+/// already gone. `gone` false or absent means destroyed; `gone` of another type is an error.
+pub(crate) fn gone(v: &Map<String, Value>) -> Result<bool, String> {
+    match v.get("gone") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!(
+            "printed a \"gone\" that is {} (expected true or false)",
+            kind(other)
+        )),
+    }
+}
+
 /// Catalog entries: an array of names, or of `{"name", "description"?}` objects.
 pub(crate) fn catalog(v: &Value) -> Result<Vec<(String, String)>, String> {
     let Value::Array(items) = v else {
@@ -251,5 +264,14 @@ mod tests {
         assert_eq!(c, vec![("a".into(), "".into()), ("b".into(), "B".into())]);
         assert!(catalog(&json!({"a": 1})).is_err());
         assert!(catalog(&json!([1])).unwrap_err().contains("item 0"));
+    }
+
+    #[test]
+    fn destroy_says_gone_only_with_gone_true() {
+        let g = |v: Value| gone(v.as_object().unwrap());
+        assert_eq!(g(json!({"gone": true})), Ok(true));
+        assert_eq!(g(json!({"gone": false})), Ok(false));
+        assert_eq!(g(json!({})), Ok(false));
+        assert!(g(json!({"gone": "yes"})).unwrap_err().contains("a string"));
     }
 }
