@@ -115,8 +115,22 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Registers a secret (an API token) that no stderr line may show, whichever crate writes it.
 /// Short values (under 8 characters) are not registered: they would mangle ordinary text.
 pub(crate) fn secret(s: &str) {
+    register(s, 8);
+}
+
+/// The shortest user secret (`[secrets]`, `-T`) that can be hidden: the user said it is one,
+/// so it is hidden even where that hides an ordinary word too; a shorter one is refused while
+/// planning (see [`crate::plan`]), since hiding it would hide every such run of characters.
+pub(crate) const MIN_USER_SECRET: usize = 4;
+
+/// Registers a secret variable's value ([`MIN_USER_SECRET`] characters or more).
+pub(crate) fn user_secret(s: &str) {
+    register(s, MIN_USER_SECRET);
+}
+
+fn register(s: &str, min: usize) {
     let s = s.trim();
-    if s.len() < 8 {
+    if s.chars().count() < min {
         return;
     }
     let mut v = SECRETS.lock().unwrap_or_else(|e| e.into_inner());

@@ -249,12 +249,14 @@ impl Plan {
             if let Some(env) = vars.get(&k).filter(|v| v.layer.starts_with("env ")) {
                 // the environment overrides a layer's secret, and stays secret
                 if raw.layer != "-T" {
-                    crate::output::secret(&env.value);
+                    hideable(&k, &env.layer, &env.value)?;
+                    crate::output::user_secret(&env.value);
                     continue;
                 }
             }
             let value = crate::vars::secret_value(&k, &raw)?;
-            crate::output::secret(&value);
+            hideable(&k, &raw.layer, &value)?;
+            crate::output::user_secret(&value);
             typed.remove(&k);
             vars.insert(
                 k,
@@ -745,4 +747,18 @@ pub fn own_public_key() -> Option<PathBuf> {
         .iter()
         .map(|n| ssh.join(n))
         .find(|p| p.is_file())
+}
+
+/// A secret variable's value must be long enough to hide in output (an empty one hides nothing
+/// and is allowed): `Err` names the variable and where it was set.
+fn hideable(name: &str, layer: &str, value: &str) -> Result<()> {
+    let n = value.trim().chars().count();
+    if n == 0 || n >= crate::output::MIN_USER_SECRET {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "{layer}: secret {name} is {n} character(s) long: too short to hide in output (every \
+         occurrence of it would be hidden); give it at least {} characters",
+        crate::output::MIN_USER_SECRET
+    )))
 }

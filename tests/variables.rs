@@ -214,7 +214,7 @@ fn a_secret_reaches_scripts_and_appears_nowhere() {
         "sec/scripts/sec.sh",
         "#!/bin/sh\n# provision-template-type: tera\n\
          test \"$(printf %s '{{ db_password }}' | wc -c)\" -eq 14 || exit 9\n\
-         echo \"password is {{ db_password }} and token {{ token }}\"\nexit 3\n",
+         echo \"password is {{ db_password }} and token {{ token }} and pin {{ pin }}\"\nexit 3\n",
     );
     s.write(
         "sec/scripts/bad.sh",
@@ -224,7 +224,17 @@ fn a_secret_reaches_scripts_and_appears_nowhere() {
     let token = format!("token=file:{}", tfile.display());
     let mut seen = String::new();
     for json in [false, true] {
-        let mut args = vec!["-c", "sec", "-b", "sec", "-T", &token, "--dry-run"];
+        let mut args = vec![
+            "-c",
+            "sec",
+            "-b",
+            "sec",
+            "-T",
+            &token,
+            "-T",
+            "pin=Zq7x",
+            "--dry-run",
+        ];
         if json {
             args.push("--json");
         }
@@ -257,6 +267,8 @@ fn a_secret_reaches_scripts_and_appears_nowhere() {
             "sec",
             "-T",
             &token,
+            "-T",
+            "pin=Zq7x",
             "-n",
             "deploy-test-sec1",
         ])
@@ -269,8 +281,9 @@ fn a_secret_reaches_scripts_and_appears_nowhere() {
     seen += &r.stderr;
     let junit_text = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        junit_text.contains("password is &lt;redacted&gt; and token &lt;redacted&gt;")
-            || junit_text.contains("password is <redacted> and token <redacted>"),
+        junit_text.contains(
+            "password is &lt;redacted&gt; and token &lt;redacted&gt; and pin &lt;redacted&gt;"
+        ) || junit_text.contains("password is <redacted> and token <redacted> and pin <redacted>"),
         "the script got the whole secret and printed it, redacted: {junit_text}"
     );
     seen += &junit_text;
@@ -280,9 +293,28 @@ fn a_secret_reaches_scripts_and_appears_nowhere() {
         .run()
         .code(0);
     assert!(seen.contains("redacted"), "{seen}");
-    for secret in [SECRET, "TokenFromFile-77"] {
+    // a 4-character secret is hidden too (the user said it is one)
+    for secret in [SECRET, "TokenFromFile-77", "Zq7x"] {
         assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
     }
+    // a shorter one cannot be hidden without hiding every such run of characters: refused
+    // before anything is made, naming it
+    s.cmd("deploy-node")
+        .args([
+            "-c",
+            "sec",
+            "-b",
+            "sec",
+            "-T",
+            "pin=ab",
+            "-n",
+            "deploy-test-sec2",
+        ])
+        .env("APP_DB_PW", SECRET)
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has("secret pin is 2 character(s) long");
 }
 
 /// `--interactive` on a terminal (a real pty from `script`) asks for each missing required
