@@ -59,11 +59,11 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
     }
     let selected = req.expired || !req.labels.is_empty();
     let groups = match &req.prefix {
-        _ if selected => vec![(
-            None,
+        _ if selected => by_scope(
+            provider,
             crate::expiry::select(provider, req.expired, &req.labels)?,
-        )],
-        Some(prefix) => vec![(None, by_prefix(provider, prefix)?)],
+        ),
+        Some(prefix) => by_scope(provider, by_prefix(provider, prefix)?),
         None => {
             if !req.force && provider.name() != "static" {
                 check_destroyable(&req.names, &req.destroyable)?;
@@ -129,6 +129,23 @@ fn destroy_all(provider: &dyn Provider, req: &Request, nodes: &[Node]) -> Vec<St
                 .map(|e| format!("{}: could not destroy: {e}", node.name))
         })
         .collect()
+}
+
+/// Listed nodes grouped by where calls must go to destroy them: those of the current scope
+/// (`None`, first), then those a multi-scope list found elsewhere (EC2 `regions`: by the
+/// region of each node's zone).
+fn by_scope(provider: &dyn Provider, nodes: Vec<Node>) -> Vec<(Option<String>, Vec<Node>)> {
+    let home = provider.scope();
+    let mut groups: BTreeMap<Option<String>, Vec<Node>> = BTreeMap::new();
+    for n in nodes {
+        let scope = n
+            .location
+            .as_deref()
+            .and_then(|l| provider.scope_of(l))
+            .filter(|s| home.as_ref() != Some(s));
+        groups.entry(scope).or_default().push(n);
+    }
+    groups.into_iter().collect()
 }
 
 /// Named nodes grouped by where calls must go to reach them: a name this machine recorded

@@ -102,6 +102,9 @@ impl Provider for Coalesced {
     fn scope_of(&self, location: &str) -> Option<String> {
         self.inner.scope_of(location)
     }
+    fn scopes(&self) -> Vec<String> {
+        self.inner.scopes()
+    }
     /// The shared list was of the old scope: dropped.
     fn enter_scope(&self, scope: &str) {
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -302,6 +302,11 @@ pub trait Provider: Send + Sync {
         let _ = location;
         None
     }
+    /// Every scope [`Provider::list`] covers (EC2: config `regions` and the current region).
+    /// Default: [`Provider::scope`] alone.
+    fn scopes(&self) -> Vec<String> {
+        self.scope().into_iter().collect()
+    }
     /// Sends later calls to `scope` (one [`Provider::scope`] or [`Provider::scope_of`] gave).
     fn enter_scope(&self, scope: &str) {
         let _ = scope;
