@@ -525,8 +525,9 @@ fn a_third_runner_reaps_exactly_the_expired_exec_nodes() {
     reap_across_runners(&a);
 }
 
-/// boto3 in one region of a moto of its own: `make REGION NAME EXPIRES` (an instance as a
-/// runner's deploy leaves it: `Name`, `provision`, `provision-expires-at`), or `count REGION
+/// boto3 in one region of a moto of its own: `make REGION NAME EXPIRES [KEY=VALUE...]` (an
+/// instance as a runner's deploy leaves it: `Name`, `provision`, `provision-expires-at`, CI
+/// labels), or `count REGION
 /// NAME` (how many live instances are named NAME there).
 const BOTO3_REGION: &str = r#"
 import boto3, sys
@@ -538,7 +539,8 @@ if op == "make":
     ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
                       TagSpecifications=[{"ResourceType": "instance", "Tags": [
                           {"Key": "Name", "Value": name}, {"Key": "provision", "Value": ""},
-                          {"Key": "provision-expires-at", "Value": sys.argv[5]}]}])
+                          {"Key": "provision-expires-at", "Value": sys.argv[5]}]
+                          + [{"Key": kv.split("=")[0], "Value": kv.split("=")[1]} for kv in sys.argv[6:]]}])
 live = [i["InstanceId"]
         for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
         for i in r["Instances"] if i["State"]["Name"] not in ("terminated", "shutting-down")]
@@ -548,7 +550,8 @@ print(len(live))
 /// EC2 `regions` (issue 17): CI jobs made nodes in two regions (and one in a third that is not
 /// listed); one scheduled reaper run with `regions = ["us-east-1", "eu-west-1"]` and no
 /// AWS_REGION lists all of the listed regions' nodes with their zones and destroys the expired
-/// one in each, nothing fresh and nothing outside the listed regions. Without `regions` the
+/// one in each, nothing fresh and nothing outside the listed regions; `--label`, `--prefix`
+/// and a name reach every listed region too. Without `regions` the
 /// listing is the one region, as before; a zone in `regions` is refused before any call.
 #[test]
 fn one_reaper_run_reaps_the_expired_ec2_instances_of_every_listed_region() {
@@ -648,6 +651,32 @@ fn one_reaper_run_reaps_the_expired_ec2_instances_of_every_listed_region() {
     assert_eq!(count("eu-west-1", nodes[1].1), "0");
     assert_eq!(count("eu-west-1", nodes[2].1), "1", "fresh: kept");
     assert_eq!(count("ap-southeast-2", nodes[3].1), "1", "not listed: kept");
+
+    // --label and a name reach eu-west-1 too: a CI job's node, and one made by another runner
+    // (no record here says where)
+    let (job, named) = (
+        "deploy-test-regions-job-west",
+        "deploy-test-regions-named-west",
+    );
+    moto::python(
+        &m,
+        BOTO3_REGION,
+        &["make", "eu-west-1", job, &future, "ci_job=42"],
+    );
+    moto::python(&m, BOTO3_REGION, &["make", "eu-west-1", named, &future]);
+    cmd(&reaper, "destroy-node")
+        .args(["--label", "ci_job=42"])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{job}: destroyed"));
+    cmd(&reaper, "destroy-node")
+        .args([named])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{named}: destroyed"));
+    assert_eq!(count("eu-west-1", job), "0");
+    assert_eq!(count("eu-west-1", named), "0");
+    assert_eq!(count("eu-west-1", nodes[2].1), "1", "fresh: kept");
 
     // a zone where a region belongs: refused, naming the file, before any call
     let typo = Sandbox::new();

@@ -1009,7 +1009,7 @@ impl Ec2 {
     }
 
     /// Our instances (every one when `all`) that are not terminated, in the region calls go to.
-    fn list_here(&self, all: bool) -> Result<Vec<Node>> {
+    fn list_in_region(&self, all: bool) -> Result<Vec<Node>> {
         let live = (
             "instance-state-name",
             ["pending", "running", "stopping", "stopped"]
@@ -1269,18 +1269,24 @@ impl Provider for Ec2 {
     /// per region, from this thread only: other threads' calls stay where they were).
     fn list(&self, all: bool) -> Result<Vec<Node>> {
         if self.opts.regions.is_empty() {
-            return self.list_here(all);
+            return self.list_in_region(all);
         }
         let mut nodes = Vec::new();
         for region in self.list_regions() {
             let _in = InRegion::enter(&region);
-            nodes.extend(self.list_here(all)?.into_iter().map(|mut n| {
+            nodes.extend(self.list_in_region(all)?.into_iter().map(|mut n| {
                 // a node without a zone still shows where it is
                 n.location.get_or_insert_with(|| region.clone());
                 n
             }));
         }
         Ok(nodes)
+    }
+
+    /// The current region only: a deploy's polls read one DescribeInstances, as without
+    /// `regions`.
+    fn list_here(&self, all: bool) -> Result<Vec<Node>> {
+        self.list_in_region(all)
     }
 
     fn get(&self, id: &str) -> Result<Option<Node>> {
@@ -1389,6 +1395,48 @@ mod tests {
             ("eu-west-1".into(), Some("eu-west-1b".into()))
         );
         assert_eq!(region_of("us-gov-east-1"), ("us-gov-east-1".into(), None));
+    }
+
+    #[test]
+    fn region_names_are_checked_before_any_call() {
+        for ok in [
+            "us-east-1",
+            "eu-west-1",
+            "ap-southeast-2",
+            "us-gov-east-1",
+            "cn-north-1",
+        ] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in [
+            "eu-west-1a",
+            "euwest1",
+            "eu-west",
+            "EU-WEST-1",
+            "e-west-1",
+            "eu--1",
+            "",
+        ] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+        let t = |s: &str| s.parse::<toml::Table>().unwrap();
+        assert_eq!(
+            regions_option(&t(
+                "regions = [\"eu-west-1\", \"us-east-1\", \"eu-west-1\"]"
+            ))
+            .unwrap(),
+            ["eu-west-1", "us-east-1"]
+        );
+        assert!(regions_option(&t("")).unwrap().is_empty());
+        let e = regions_option(&t("regions = [\"eu_west_1\"]")).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("'eu_west_1' is not an AWS region name"),
+            "{e}"
+        );
+        let e = regions_option(&t("regions = 3")).unwrap_err();
+        assert!(e.to_string().contains("list of strings"), "{e}");
     }
 
     #[test]

@@ -231,6 +231,11 @@ pub trait Provider: Send + Sync {
     fn create(&self, spec: &NodeSpec) -> Result<Node>;
     /// Our nodes (tagged) — or every node when `all`.
     fn list(&self, all: bool) -> Result<Vec<Node>>;
+    /// [`Provider::list`] where calls go now only (EC2: the current region, not config
+    /// `regions`): what a deploy's polls read. Default: `list`.
+    fn list_here(&self, all: bool) -> Result<Vec<Node>> {
+        self.list(all)
+    }
     fn get(&self, id: &str) -> Result<Option<Node>>;
     fn destroy(&self, id: &str) -> Result<Destroyed>;
     /// How long to wait between polls while waiting for a node to run.
