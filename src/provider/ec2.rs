@@ -103,19 +103,18 @@ thread_local! {
     static THREAD_REGION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Sends this thread's calls to one region until dropped.
-struct InRegion;
+/// Sends this thread's calls to one region until dropped (then where they went before).
+struct InRegion(Option<String>);
 
 impl InRegion {
     fn enter(region: &str) -> InRegion {
-        THREAD_REGION.with(|r| *r.borrow_mut() = Some(region.to_string()));
-        InRegion
+        InRegion(THREAD_REGION.with(|r| r.borrow_mut().replace(region.to_string())))
     }
 }
 
 impl Drop for InRegion {
     fn drop(&mut self) {
-        THREAD_REGION.with(|r| *r.borrow_mut() = None);
+        THREAD_REGION.with(|r| *r.borrow_mut() = self.0.take());
     }
 }
 
@@ -547,18 +546,25 @@ pub fn instances(d: DescribeInstances) -> Vec<Instance> {
         .collect()
 }
 
-/// A region (`eu-west-1`) or an availability zone (`eu-west-1a`): `(region, zone)`.
+/// A region (`eu-west-1`) or an availability zone (`eu-west-1a`, a Local Zone
+/// `us-east-1-bos-1a`): `(region, zone)`. The region ends at the first number after two words.
 pub fn region_of(location: &str) -> (String, Option<String>) {
     let l = location.trim();
-    match l.chars().last() {
-        Some(c) if c.is_ascii_lowercase() && l.len() > 1 => {
-            let region = &l[..l.len() - 1];
-            if region.ends_with(|c: char| c.is_ascii_digit()) {
-                return (region.to_string(), Some(l.to_string()));
-            }
-            (l.to_string(), None)
+    let parts: Vec<&str> = l.split('-').collect();
+    let number = parts.iter().enumerate().skip(2).find(|(_, p)| {
+        let digits = p.trim_end_matches(|c: char| c.is_ascii_lowercase());
+        !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && p.len() - digits.len() <= 1
+    });
+    match number {
+        Some((i, p)) => {
+            let digits = p.trim_end_matches(|c: char| c.is_ascii_lowercase());
+            let region = format!("{}-{digits}", parts[..i].join("-"));
+            let zone = (region != l).then(|| l.to_string());
+            (region, zone)
         }
-        _ => (l.to_string(), None),
+        None => (l.to_string(), None),
     }
 }
 
@@ -1334,8 +1340,15 @@ impl Provider for Ec2 {
         true
     }
 
-    /// CreateTags: adds the tags, replacing the values of keys the instance already has.
+    /// CreateTags: adds the tags, replacing the values of keys the instance already has. With
+    /// `regions`, sent to the region of the node's zone (the list may have found it elsewhere).
     fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let _in = node
+            .location
+            .as_deref()
+            .filter(|_| !self.opts.regions.is_empty())
+            .and_then(|l| self.scope_of(l))
+            .map(|r| InRegion::enter(&r));
         let mut p = vec![("ResourceId.1".to_string(), node.id.clone())];
         for (i, (k, v)) in tags.iter().enumerate() {
             p.push((format!("Tag.{}.Key", i + 1), k.clone()));
@@ -1395,6 +1408,15 @@ mod tests {
             ("eu-west-1".into(), Some("eu-west-1b".into()))
         );
         assert_eq!(region_of("us-gov-east-1"), ("us-gov-east-1".into(), None));
+        assert_eq!(
+            region_of("us-gov-east-1a"),
+            ("us-gov-east-1".into(), Some("us-gov-east-1a".into()))
+        );
+        assert_eq!(
+            region_of("us-east-1-bos-1a"),
+            ("us-east-1".into(), Some("us-east-1-bos-1a".into()))
+        );
+        assert_eq!(region_of("local"), ("local".into(), None));
     }
 
     #[test]
