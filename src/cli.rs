@@ -355,7 +355,8 @@ pub struct ListArgs {
     pub common: Common,
     /// Output format: `text` (NAME PUBLIC_IP), `json`, `ssh-config` (Host blocks for `ssh -F`
     /// with the host key deploy-node pinned or learned, `StrictHostKeyChecking yes`), or `table`
-    /// (a header and aligned columns: NAME STATE AGE IP PROVIDER).
+    /// (a header and aligned columns: NAME STATE AGE IP PROVIDER EXPIRES OWNER, and LOCATION
+    /// when the listing covers several EC2 regions).
     #[arg(long, value_enum, default_value = "text")]
     pub format: ListFormat,
     /// Every node of the account, not only the ones provision made.
@@ -655,7 +656,11 @@ pub fn run_list(args: ListArgs) -> Result<()> {
             && crate::expiry::has_labels(n, &args.labels)
     });
     if args.format == ListFormat::Table {
-        return crate::exit::print_stdout(&crate::listing::table(&nodes, provider.name()));
+        return crate::exit::print_stdout(&crate::listing::table_with(
+            &nodes,
+            provider.name(),
+            provider.scopes().len() > 1,
+        ));
     }
     let configured = if args.format == ListFormat::SshConfig {
         crate::bastion::resolve(&cfg, provider.name(), None)?
@@ -675,10 +680,13 @@ fn elsewhere_hint(provider: &dyn provider::Provider, listed: &[provider::Node]) 
     let Some(home) = provider.scope() else {
         return;
     };
+    let covered = provider.scopes();
     let mut by_scope: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (name, location) in crate::known_nodes::recorded_locations(provider.name()) {
         match provider.scope_of(&location) {
-            Some(s) if s != home && !listed.iter().any(|n| n.name == name) => {
+            Some(s)
+                if s != home && !covered.contains(&s) && !listed.iter().any(|n| n.name == name) =>
+            {
                 by_scope.entry(s).or_default().push(name)
             }
             _ => {}
@@ -688,7 +696,11 @@ fn elsewhere_hint(provider: &dyn provider::Provider, listed: &[provider::Node]) 
         output::info(&format!(
             "not listed: {} (made from this machine in {scope}; this listing covers {} only; destroy-node NAME finds it there)",
             names.join(", "),
-            if home.is_empty() { "no region" } else { &home }
+            if covered.is_empty() {
+                "no region".to_string()
+            } else {
+                covered.join(", ")
+            }
         ));
     }
 }

@@ -59,16 +59,20 @@ pub fn run(provider: &dyn Provider, req: &Request) -> Result<()> {
     }
     let selected = req.expired || !req.labels.is_empty();
     let groups = match &req.prefix {
-        _ if selected => vec![(
-            None,
-            crate::expiry::select(provider, req.expired, &req.labels)?,
-        )],
-        Some(prefix) => vec![(None, by_prefix(provider, prefix)?)],
+        _ if selected => regroup(
+            provider,
+            vec![(
+                None,
+                crate::expiry::select(provider, req.expired, &req.labels)?,
+            )],
+        ),
+        Some(prefix) => regroup(provider, vec![(None, by_prefix(provider, prefix)?)]),
         None => {
             if !req.force && provider.name() != "static" {
                 check_destroyable(&req.names, &req.destroyable)?;
             }
-            find_where_made(provider, &req.names, req.force)?
+            // a multi-scope list may find a name in a scope its record does not say
+            regroup(provider, find_where_made(provider, &req.names, req.force)?)
         }
     };
     if req.dry_run {
@@ -129,6 +133,29 @@ fn destroy_all(provider: &dyn Provider, req: &Request, nodes: &[Node]) -> Vec<St
                 .map(|e| format!("{}: could not destroy: {e}", node.name))
         })
         .collect()
+}
+
+/// Nodes grouped by where calls must go to destroy them: by the scope of each node's location
+/// (EC2: the region of its zone, as a multi-region `regions` list found it), else the scope
+/// it was looked up in; the current scope is `None` (first).
+fn regroup(
+    provider: &dyn Provider,
+    groups: Vec<(Option<String>, Vec<Node>)>,
+) -> Vec<(Option<String>, Vec<Node>)> {
+    let home = provider.scope();
+    let mut out: BTreeMap<Option<String>, Vec<Node>> = BTreeMap::new();
+    for (looked_in, nodes) in groups {
+        for n in nodes {
+            let scope = n
+                .location
+                .as_deref()
+                .and_then(|l| provider.scope_of(l))
+                .or_else(|| looked_in.clone())
+                .filter(|s| home.as_ref() != Some(s));
+            out.entry(scope).or_default().push(n);
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Named nodes grouped by where calls must go to reach them: a name this machine recorded

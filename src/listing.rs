@@ -38,21 +38,37 @@ pub(crate) fn print_nodes(nodes: &[Node], format: ListFormat, jump_of: JumpOf<'_
 /// `--format table`: a header and aligned columns (name, state with the deploy's when it did
 /// not finish, age, public ip, provider, expiry, owner).
 pub(crate) fn table(nodes: &[Node], provider: &str) -> String {
+    table_with(nodes, provider, false)
+}
+
+/// [`table`], with a LOCATION column after PROVIDER when `location` (a listing that covers
+/// several scopes: EC2 `regions`, where it shows each node's zone).
+pub(crate) fn table_with(nodes: &[Node], provider: &str, location: bool) -> String {
     let secs = crate::expiry::now_secs();
-    let mut rows =
-        vec![["NAME", "STATE", "AGE", "IP", "PROVIDER", "EXPIRES", "OWNER"].map(String::from)];
+    let mut header: Vec<String> = ["NAME", "STATE", "AGE", "IP", "PROVIDER"]
+        .map(String::from)
+        .to_vec();
+    if location {
+        header.push("LOCATION".into());
+    }
+    header.extend(["EXPIRES", "OWNER"].map(String::from));
+    let mut rows = vec![header];
     for n in nodes {
-        rows.push([
+        let mut row = vec![
             n.name.clone(),
             crate::expiry::state_cell(n),
             crate::expiry::created_at(n).map_or("-".into(), |c| age(secs.saturating_sub(c))),
             n.public_ip.clone().unwrap_or_else(|| "-".into()),
             provider.to_string(),
-            crate::expiry::expires_cell(n, secs),
-            crate::expiry::owner_cell(n),
-        ]);
+        ];
+        if location {
+            row.push(n.location.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(crate::expiry::expires_cell(n, secs));
+        row.push(crate::expiry::owner_cell(n));
+        rows.push(row);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut s = String::new();

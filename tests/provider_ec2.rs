@@ -171,3 +171,54 @@ fn libcloud_recorded_answers_parse() {
     let _: provision::provider::ec2::DescribeImages = parse(&fx("describe_images.xml")).unwrap();
     assert!(parse::<DescribeInstances>("<html>oops").is_err());
 }
+
+/// `regions` (issue 17): `list` covers every listed region (the instance of eu-west-1 shows
+/// its zone) while `list_here`, what a deploy's polls read, stays in the current region (the
+/// first listed); a tag update reaches the instance in its own region.
+#[test]
+fn regions_list_every_listed_region_and_tag_updates_follow_the_node() {
+    let url = &shared().url;
+    let west: toml::Table = toml::from_str("region = \"eu-west-1\"").unwrap();
+    let west = Ec2::from_config(&west, Some("AKIDEXAMPLE"), Some(SECRET))
+        .unwrap()
+        .with_base_url(url);
+    let p = west
+        .prepare(
+            "ubuntu/images/hvm-ssd/ubuntu-trusty-14.04",
+            "t3.micro",
+            "eu-west-1a",
+        )
+        .unwrap();
+    let made = west
+        .create(&NodeSpec {
+            location: "eu-west-1a".into(),
+            ..spec("ec2-regions-west", &p.image)
+        })
+        .unwrap();
+
+    let table: toml::Table = toml::from_str("regions = [\"us-east-1\", \"eu-west-1\"]").unwrap();
+    let d = Ec2::from_config(&table, Some("AKIDEXAMPLE"), Some(SECRET))
+        .unwrap()
+        .with_base_url(url);
+    assert_eq!(d.scope().as_deref(), Some("us-east-1"), "the first listed");
+    assert_eq!(d.scopes(), ["us-east-1", "eu-west-1"]);
+    let found = d
+        .list(false)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == made.id)
+        .expect("listed from eu-west-1");
+    assert_eq!(found.location.as_deref(), Some("eu-west-1a"));
+    assert!(d.list_here(false).unwrap().iter().all(|n| n.id != made.id));
+    assert_eq!(
+        d.scope().as_deref(),
+        Some("us-east-1"),
+        "the list moved nothing"
+    );
+
+    d.update_tags(&found, &[("provision-state".into(), "ready".into())].into())
+        .unwrap();
+    let tagged = west.get(&made.id).unwrap().unwrap();
+    assert_eq!(tagged.deploy_state(), Some("ready"));
+    assert_eq!(west.destroy(&made.id).unwrap(), Destroyed::Destroyed);
+}

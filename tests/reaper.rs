@@ -524,3 +524,172 @@ fn a_third_runner_reaps_exactly_the_expired_exec_nodes() {
     };
     reap_across_runners(&a);
 }
+
+/// boto3 in one region of a moto of its own: `make REGION NAME EXPIRES [KEY=VALUE...]` (an
+/// instance as a runner's deploy leaves it: `Name`, `provision`, `provision-expires-at`, CI
+/// labels), or `count REGION
+/// NAME` (how many live instances are named NAME there).
+const BOTO3_REGION: &str = r#"
+import boto3, sys
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name=sys.argv[3],
+                   aws_access_key_id="x", aws_secret_access_key="x")
+op, name = sys.argv[2], sys.argv[4]
+if op == "make":
+    ami = ec2.describe_images(Filters=[{"Name": "name", "Values": ["ubuntu/images/hvm-ssd/ubuntu-trusty*"]}])["Images"][0]["ImageId"]
+    ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                      TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                          {"Key": "Name", "Value": name}, {"Key": "provision", "Value": ""},
+                          {"Key": "provision-expires-at", "Value": sys.argv[5]}]
+                          + [{"Key": kv.split("=")[0], "Value": kv.split("=")[1]} for kv in sys.argv[6:]]}])
+live = [i["InstanceId"]
+        for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [name]}])["Reservations"]
+        for i in r["Instances"] if i["State"]["Name"] not in ("terminated", "shutting-down")]
+print(len(live))
+"#;
+
+/// EC2 `regions` (issue 17): CI jobs made nodes in two regions (and one in a third that is not
+/// listed); one scheduled reaper run with `regions = ["us-east-1", "eu-west-1"]` and no
+/// AWS_REGION lists all of the listed regions' nodes with their zones and destroys the expired
+/// one in each, nothing fresh and nothing outside the listed regions; `--label`, `--prefix`
+/// and a name reach every listed region too. Without `regions` the
+/// listing is the one region, as before; a zone in `regions` is refused before any call.
+#[test]
+fn one_reaper_run_reaps_the_expired_ec2_instances_of_every_listed_region() {
+    let m = moto::start(&[]);
+    let (past, future) = (hour_ago(), (now_secs() + 86_400).to_string());
+    let nodes = [
+        ("us-east-1", "deploy-test-regions-old-east", &past),
+        ("eu-west-1", "deploy-test-regions-old-west", &past),
+        ("eu-west-1", "deploy-test-regions-fresh-west", &future),
+        ("ap-southeast-2", "deploy-test-regions-old-south", &past),
+    ];
+    for (region, name, expires) in nodes {
+        moto::python(&m, BOTO3_REGION, &["make", region, name, expires]);
+    }
+    let count = |region: &str, name: &str| {
+        moto::python(&m, BOTO3_REGION, &["count", region, name])
+            .trim()
+            .to_string()
+    };
+    let cmd = |s: &Sandbox, bin: &str| crate::deploy_ec2::cmd(s, &m.url, bin);
+    let reaper = Sandbox::new();
+    reaper.write(
+        "site/provision.toml",
+        "[providers.ec2]\nregions = [\"us-east-1\", \"eu-west-1\"]\nretries = 2\ntimeout = 20\n",
+    );
+
+    let listed = cmd(&reaper, "list-nodes").run().code(0).stdout;
+    for (_, name, _) in &nodes[..3] {
+        assert!(listed.contains(name), "{name} not listed:\n{listed}");
+    }
+    assert!(!listed.contains(nodes[3].1), "{listed}");
+    let table = cmd(&reaper, "list-nodes")
+        .args(["--format", "table"])
+        .run()
+        .code(0)
+        .stdout;
+    assert!(table.contains("LOCATION"), "{table}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}:\n{table}"))
+            .to_string()
+    };
+    assert!(row(nodes[0].1).contains("us-east-1"), "{table}");
+    assert!(row(nodes[1].1).contains("eu-west-1"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(
+        &cmd(&reaper, "list-nodes")
+            .args(["--format", "json", "--expired"])
+            .run()
+            .code(0)
+            .stdout,
+    )
+    .unwrap();
+    let mut expired: Vec<(String, String)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let location = n["location"].as_str().unwrap_or("").to_string();
+            (n["name"].as_str().unwrap().to_string(), location)
+        })
+        .collect();
+    expired.sort();
+    assert_eq!(expired.len(), 2, "{json}");
+    assert_eq!(expired[0].0, nodes[0].1);
+    assert!(expired[0].1.starts_with("us-east-1"), "{json}");
+    assert_eq!(expired[1].0, nodes[1].1);
+    assert!(expired[1].1.starts_with("eu-west-1"), "{json}");
+    cmd(&reaper, "destroy-node")
+        .args(["--prefix", "deploy-test-regions-", "--dry-run"])
+        .run()
+        .code(0)
+        .stderr_has(&format!("would destroy {}", nodes[2].1))
+        .stderr_lacks(nodes[3].1);
+
+    // one region only, as before: the eu-west-1 nodes are not seen
+    let one = Sandbox::new();
+    one.write(
+        "site/provision.toml",
+        "[providers.ec2]\nregion = \"us-east-1\"\nretries = 2\ntimeout = 20\n",
+    );
+    cmd(&one, "list-nodes")
+        .run()
+        .code(0)
+        .stdout_has(nodes[0].1)
+        .stdout_lacks(nodes[1].1);
+
+    cmd(&reaper, "destroy-node")
+        .args(["--expired"])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{}: destroyed", nodes[0].1))
+        .stderr_has(&format!("{}: destroyed", nodes[1].1))
+        .stderr_lacks(nodes[2].1);
+    assert_eq!(count("us-east-1", nodes[0].1), "0");
+    assert_eq!(count("eu-west-1", nodes[1].1), "0");
+    assert_eq!(count("eu-west-1", nodes[2].1), "1", "fresh: kept");
+    assert_eq!(count("ap-southeast-2", nodes[3].1), "1", "not listed: kept");
+
+    // --label and a name reach eu-west-1 too: a CI job's node, and one made by another runner
+    // (no record here says where)
+    let (job, named) = (
+        "deploy-test-regions-job-west",
+        "deploy-test-regions-named-west",
+    );
+    moto::python(
+        &m,
+        BOTO3_REGION,
+        &["make", "eu-west-1", job, &future, "ci_job=42"],
+    );
+    moto::python(&m, BOTO3_REGION, &["make", "eu-west-1", named, &future]);
+    cmd(&reaper, "destroy-node")
+        .args(["--label", "ci_job=42"])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{job}: destroyed"));
+    cmd(&reaper, "destroy-node")
+        .args([named])
+        .run()
+        .code(0)
+        .stderr_has(&format!("{named}: destroyed"));
+    assert_eq!(count("eu-west-1", job), "0");
+    assert_eq!(count("eu-west-1", named), "0");
+    assert_eq!(count("eu-west-1", nodes[2].1), "1", "fresh: kept");
+
+    // a zone where a region belongs: refused, naming the file, before any call
+    let typo = Sandbox::new();
+    let file = typo.write(
+        "site/provision.toml",
+        "[providers.ec2]\nregions = [\"us-east-1\", \"eu-west-1a\"]\n",
+    );
+    cmd(&typo, "destroy-node")
+        .args(["--expired"])
+        .env("PROVISION_EC2_URL", "http://127.0.0.1:9")
+        .run()
+        .code(2)
+        .one_line_error()
+        .stderr_has(&file.display().to_string())
+        .stderr_has("'eu-west-1a' is an availability zone; its region is eu-west-1");
+}

@@ -37,6 +37,9 @@ impl Provider for Coalesced {
     fn list(&self, all: bool) -> Result<Vec<Node>> {
         self.inner.list(all)
     }
+    fn list_here(&self, all: bool) -> Result<Vec<Node>> {
+        self.inner.list_here(all)
+    }
     /// From the shared list when it is fresh; a node missing from a fresh list is looked up
     /// directly (it may be too new for an eventually consistent list) before being called gone.
     fn get(&self, id: &str) -> Result<Option<Node>> {
@@ -45,7 +48,7 @@ impl Provider for Coalesced {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < self.max_age);
         if !fresh {
-            *cache = Some((Instant::now(), self.inner.list(false)?));
+            *cache = Some((Instant::now(), self.inner.list_here(false)?));
         }
         let found = cache
             .as_ref()
@@ -101,6 +104,9 @@ impl Provider for Coalesced {
     }
     fn scope_of(&self, location: &str) -> Option<String> {
         self.inner.scope_of(location)
+    }
+    fn scopes(&self) -> Vec<String> {
+        self.inner.scopes()
     }
     /// The shared list was of the old scope: dropped.
     fn enter_scope(&self, scope: &str) {

@@ -6,6 +6,8 @@
 //!
 //! Credentials and region: see [`creds`]. Endpoint: `PROVISION_EC2_URL`, then config
 //! `api_url`, then `https://ec2.REGION.amazonaws.com`. `-l` is a region or an availability zone.
+//! Config `regions` widens `list` (so list-nodes and destroy-node's `--expired`, `--label` and
+//! `--prefix`) to every region named there besides the current one.
 
 pub mod creds;
 
@@ -61,7 +63,8 @@ pub const STATES: &[(&str, NodeState)] = &[
 pub const DRIVER: Registration = Registration {
     name: NAME,
     help: "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN], AWS_PROFILE, or -u/-k;\n\
-           region: -l, AWS_REGION, AWS_DEFAULT_REGION, config `region`",
+           region: -l, AWS_REGION, AWS_DEFAULT_REGION, config `region`;\n\
+           list-nodes and destroy-node --expired/--label/--prefix: also config `regions`",
     env: &[URL_ENV],
     declarable: false,
     build: build_driver,
@@ -94,8 +97,32 @@ struct SigV4 {
     region: RwLock<String>,
 }
 
+thread_local! {
+    /// The region this thread's calls go to while [`InRegion`] lives: a multi-region list
+    /// visits each region without moving the calls other threads make (a pool's creates).
+    static THREAD_REGION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Sends this thread's calls to one region until dropped (then where they went before).
+struct InRegion(Option<String>);
+
+impl InRegion {
+    fn enter(region: &str) -> InRegion {
+        InRegion(THREAD_REGION.with(|r| r.borrow_mut().replace(region.to_string())))
+    }
+}
+
+impl Drop for InRegion {
+    fn drop(&mut self) {
+        THREAD_REGION.with(|r| *r.borrow_mut() = self.0.take());
+    }
+}
+
 impl SigV4 {
     fn region(&self) -> String {
+        if let Some(r) = THREAD_REGION.with(|r| r.borrow().clone()) {
+            return r;
+        }
         self.region
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -519,19 +546,64 @@ pub fn instances(d: DescribeInstances) -> Vec<Instance> {
         .collect()
 }
 
-/// A region (`eu-west-1`) or an availability zone (`eu-west-1a`): `(region, zone)`.
+/// A region (`eu-west-1`) or an availability zone (`eu-west-1a`, a Local Zone
+/// `us-east-1-bos-1a`): `(region, zone)`. The region ends at the first number after two words.
 pub fn region_of(location: &str) -> (String, Option<String>) {
     let l = location.trim();
-    match l.chars().last() {
-        Some(c) if c.is_ascii_lowercase() && l.len() > 1 => {
-            let region = &l[..l.len() - 1];
-            if region.ends_with(|c: char| c.is_ascii_digit()) {
-                return (region.to_string(), Some(l.to_string()));
-            }
-            (l.to_string(), None)
+    let parts: Vec<&str> = l.split('-').collect();
+    let number = parts.iter().enumerate().skip(2).find(|(_, p)| {
+        let digits = p.trim_end_matches(|c: char| c.is_ascii_lowercase());
+        !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && p.len() - digits.len() <= 1
+    });
+    match number {
+        Some((i, p)) => {
+            let digits = p.trim_end_matches(|c: char| c.is_ascii_lowercase());
+            let region = format!("{}-{digits}", parts[..i].join("-"));
+            let zone = (region != l).then(|| l.to_string());
+            (region, zone)
         }
-        _ => (l.to_string(), None),
+        None => (l.to_string(), None),
     }
+}
+
+/// Whether `name` reads as an AWS region name: lowercase words and a number joined by
+/// dashes, the first word two letters (`eu-west-1`, `us-gov-east-1`, `ap-southeast-2`).
+pub fn is_region_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let words = &parts[..parts.len().saturating_sub(1)];
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `[providers.ec2] regions`: the regions `list` covers besides the current one, each checked
+/// to be a region name (not a zone, not a typo) before any call; duplicates dropped.
+pub fn regions_option(t: &toml::Table) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for r in str_list(t, "regions")?.unwrap_or_default() {
+        if !is_region_name(&r) {
+            let hint = match region_of(&r) {
+                (region, Some(_)) => {
+                    format!("'{r}' is an availability zone; its region is {region}")
+                }
+                _ => format!("'{r}' is not an AWS region name"),
+            };
+            return Err(Error::config(format!(
+                "[providers.{NAME}] regions: {hint} (expected names like \"us-east-1\", \"eu-west-1\")"
+            )));
+        }
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 // ---- config ----
@@ -548,6 +620,8 @@ struct Options {
     ssh_user: Option<String>,
     use_private_ip: bool,
     ip: crate::address::IpOptions,
+    /// `regions`: listed besides the current region ([`regions_option`]).
+    regions: Vec<String>,
 }
 
 /// The `ipv4`/`ipv6`/`address_family` options of `[providers.ec2]`. `ipv6 = true` asks for an
@@ -627,6 +701,7 @@ impl Options {
             ssh_user: opt_str(t, "ssh_user")?,
             use_private_ip: opt_bool(t, "use_private_ip")?,
             ip: ip_options(t, opt_str(t, "subnet_id")?.as_deref())?,
+            regions: regions_option(t)?,
         })
     }
 }
@@ -656,7 +731,12 @@ impl Ec2 {
     ) -> Result<Self> {
         let profile = Profile::find(table);
         let keys = profile.keys(userid, secret)?;
-        let region = profile.region(table)?.unwrap_or_default();
+        let opts = Options::from_table(table)?;
+        // no region from -l, the environment, config or profile: the first of `regions`
+        let region = profile
+            .region(table)?
+            .or_else(|| opts.regions.first().cloned())
+            .unwrap_or_default();
         // where the keys came from, in the shared type (the full story is in `keys.source`)
         let source = if keys.source.starts_with("flags") {
             CredentialSource::Flag
@@ -672,7 +752,7 @@ impl Ec2 {
         Ok(Ec2 {
             core: CloudCore::with_auth(&INFO, table, signer.clone(), source)?,
             signer,
-            opts: Options::from_table(table)?,
+            opts,
         })
     }
 
@@ -934,6 +1014,36 @@ impl Ec2 {
         Ok(())
     }
 
+    /// Our instances (every one when `all`) that are not terminated, in the region calls go to.
+    fn list_in_region(&self, all: bool) -> Result<Vec<Node>> {
+        let live = (
+            "instance-state-name",
+            ["pending", "running", "stopping", "stopped"]
+                .map(String::from)
+                .to_vec(),
+        );
+        let filters = if all {
+            vec![live]
+        } else {
+            vec![live, ("tag-key", vec![TAG_MANAGED.to_string()])]
+        };
+        Ok(self
+            .describe(&filters, &[])?
+            .iter()
+            .map(|i| self.node(i))
+            .collect())
+    }
+
+    /// The regions `list` covers: config `regions`, then the current region if not among them.
+    fn list_regions(&self) -> Vec<String> {
+        let mut v = self.opts.regions.clone();
+        let here = self.signer.region();
+        if !here.is_empty() && !v.contains(&here) {
+            v.push(here);
+        }
+        v
+    }
+
     fn set_region(&self, region: &str) {
         *self
             .signer
@@ -1161,23 +1271,28 @@ impl Provider for Ec2 {
         Ok(node)
     }
 
+    /// In the current region, and in each of config `regions` (one DescribeInstances, paged,
+    /// per region, from this thread only: other threads' calls stay where they were).
     fn list(&self, all: bool) -> Result<Vec<Node>> {
-        let live = (
-            "instance-state-name",
-            ["pending", "running", "stopping", "stopped"]
-                .map(String::from)
-                .to_vec(),
-        );
-        let filters = if all {
-            vec![live]
-        } else {
-            vec![live, ("tag-key", vec![TAG_MANAGED.to_string()])]
-        };
-        Ok(self
-            .describe(&filters, &[])?
-            .iter()
-            .map(|i| self.node(i))
-            .collect())
+        if self.opts.regions.is_empty() {
+            return self.list_in_region(all);
+        }
+        let mut nodes = Vec::new();
+        for region in self.list_regions() {
+            let _in = InRegion::enter(&region);
+            nodes.extend(self.list_in_region(all)?.into_iter().map(|mut n| {
+                // a node without a zone still shows where it is
+                n.location.get_or_insert_with(|| region.clone());
+                n
+            }));
+        }
+        Ok(nodes)
+    }
+
+    /// The current region only: a deploy's polls read one DescribeInstances, as without
+    /// `regions`.
+    fn list_here(&self, all: bool) -> Result<Vec<Node>> {
+        self.list_in_region(all)
     }
 
     fn get(&self, id: &str) -> Result<Option<Node>> {
@@ -1225,8 +1340,15 @@ impl Provider for Ec2 {
         true
     }
 
-    /// CreateTags: adds the tags, replacing the values of keys the instance already has.
+    /// CreateTags: adds the tags, replacing the values of keys the instance already has. With
+    /// `regions`, sent to the region of the node's zone (the list may have found it elsewhere).
     fn update_tags(&self, node: &Node, tags: &BTreeMap<String, String>) -> Result<()> {
+        let _in = node
+            .location
+            .as_deref()
+            .filter(|_| !self.opts.regions.is_empty())
+            .and_then(|l| self.scope_of(l))
+            .map(|r| InRegion::enter(&r));
         let mut p = vec![("ResourceId.1".to_string(), node.id.clone())];
         for (i, (k, v)) in tags.iter().enumerate() {
             p.push((format!("Tag.{}.Key", i + 1), k.clone()));
@@ -1263,6 +1385,11 @@ impl Provider for Ec2 {
         self.set_region(scope);
     }
 
+    /// The regions `list` covers.
+    fn scopes(&self) -> Vec<String> {
+        self.list_regions()
+    }
+
     /// `Name`.
     fn driver_tags(&self) -> usize {
         1
@@ -1281,6 +1408,57 @@ mod tests {
             ("eu-west-1".into(), Some("eu-west-1b".into()))
         );
         assert_eq!(region_of("us-gov-east-1"), ("us-gov-east-1".into(), None));
+        assert_eq!(
+            region_of("us-gov-east-1a"),
+            ("us-gov-east-1".into(), Some("us-gov-east-1a".into()))
+        );
+        assert_eq!(
+            region_of("us-east-1-bos-1a"),
+            ("us-east-1".into(), Some("us-east-1-bos-1a".into()))
+        );
+        assert_eq!(region_of("local"), ("local".into(), None));
+    }
+
+    #[test]
+    fn region_names_are_checked_before_any_call() {
+        for ok in [
+            "us-east-1",
+            "eu-west-1",
+            "ap-southeast-2",
+            "us-gov-east-1",
+            "cn-north-1",
+        ] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in [
+            "eu-west-1a",
+            "euwest1",
+            "eu-west",
+            "EU-WEST-1",
+            "e-west-1",
+            "eu--1",
+            "",
+        ] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+        let t = |s: &str| s.parse::<toml::Table>().unwrap();
+        assert_eq!(
+            regions_option(&t(
+                "regions = [\"eu-west-1\", \"us-east-1\", \"eu-west-1\"]"
+            ))
+            .unwrap(),
+            ["eu-west-1", "us-east-1"]
+        );
+        assert!(regions_option(&t("")).unwrap().is_empty());
+        let e = regions_option(&t("regions = [\"eu_west_1\"]")).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("'eu_west_1' is not an AWS region name"),
+            "{e}"
+        );
+        let e = regions_option(&t("regions = 3")).unwrap_err();
+        assert!(e.to_string().contains("list of strings"), "{e}");
     }
 
     #[test]

@@ -231,6 +231,11 @@ pub trait Provider: Send + Sync {
     fn create(&self, spec: &NodeSpec) -> Result<Node>;
     /// Our nodes (tagged) — or every node when `all`.
     fn list(&self, all: bool) -> Result<Vec<Node>>;
+    /// [`Provider::list`] where calls go now only (EC2: the current region, not config
+    /// `regions`): what a deploy's polls read. Default: `list`.
+    fn list_here(&self, all: bool) -> Result<Vec<Node>> {
+        self.list(all)
+    }
     fn get(&self, id: &str) -> Result<Option<Node>>;
     fn destroy(&self, id: &str) -> Result<Destroyed>;
     /// How long to wait between polls while waiting for a node to run.
@@ -301,6 +306,11 @@ pub trait Provider: Send + Sync {
     fn scope_of(&self, location: &str) -> Option<String> {
         let _ = location;
         None
+    }
+    /// Every scope [`Provider::list`] covers (EC2: config `regions` and the current region).
+    /// Default: [`Provider::scope`] alone.
+    fn scopes(&self) -> Vec<String> {
+        self.scope().into_iter().collect()
     }
     /// Sends later calls to `scope` (one [`Provider::scope`] or [`Provider::scope_of`] gave).
     fn enter_scope(&self, scope: &str) {

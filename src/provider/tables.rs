@@ -50,6 +50,10 @@ pub fn check(cfg: &Config) -> Result<Vec<String>> {
             if registry::names().contains(&driver.as_str()) {
                 // a driver whose keys are checked by its own constructor (ec2, openstack);
                 // its address options already here, so --dry-run refuses what it cannot make
+                if driver == super::ec2::NAME {
+                    super::ec2::regions_option(table)
+                        .map_err(|e| Error::config(format!("{}: {e}", layer_of("regions"))))?;
+                }
                 let ip = match driver.as_str() {
                     "ec2" => super::ec2::check_ip_options(table),
                     "openstack" => super::openstack::ip_options(table).map(drop),
