@@ -4,6 +4,7 @@
 use crate::support::sshd::{client_key, free_port, other_public_key, ClientKey, Sshd};
 use provision::config::Sourced;
 use provision::error::Error;
+use provision::file_content::FileContent;
 use provision::plan::{Plan, PlannedFile, PlannedKey, PlannedScript};
 use provision::ssh::{
     self, Connection, HostKeyCheck, ProvisionReport, RemotePaths, RunOptions, StepKind, Target,
@@ -250,7 +251,8 @@ fn file(target: &Path, content: &[u8], mode: u32) -> PlannedFile {
         layer: "test".into(),
         size: content.len() as u64,
         mode,
-        content: content.to_vec(),
+        content: FileContent::memory(content),
+        sha256: provision::file_content::sha256_hex(content),
     }
 }
 
