@@ -565,6 +565,70 @@ fn file_write_failure_is_a_deploy_error() {
 }
 
 #[test]
+fn a_file_truncated_after_planning_stops_the_upload_naming_it() {
+    let (_sshd, _key, mut conn) = server();
+    let remote = Remote::new(&mut conn);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("big.bin");
+    fs::write(&source, vec![9u8; 3 << 20]).unwrap();
+    let (size, sha256) = provision::file_content::hash_file(&source).unwrap();
+    let mut p = plan();
+    let (small, big) = (remote.path("etc/small"), remote.path("data/big.bin"));
+    p.files = vec![
+        file(&small, b"first\n", 0o644),
+        PlannedFile {
+            size,
+            sha256,
+            content: FileContent::Disk(source.clone()),
+            source: source.display().to_string(),
+            ..file(&big, b"", 0o644)
+        },
+    ];
+    let marker = remote.path("script-ran");
+    add_script(
+        &mut p,
+        "s.sh",
+        &format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+    );
+    // changed between plan and send
+    fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let err = conn
+        .provision(&p, &RunOptions::default(), &mut |_, _, _| {})
+        .expect_err("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Deploy { .. }), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "test-node: writing files: {} (for {}): it is shorter than planned (1048576 of 3145728 bytes)",
+            source.display(),
+            big.display()
+        )
+    );
+    // the node's tar saw a cut archive: nothing moved into place, no script ran
+    assert!(!big.exists() && !small.exists(), "a file was placed");
+    assert!(!marker.exists(), "a script ran");
+    // and the node removes what it had staged (once its tar saw the cut)
+    let staged = || {
+        [&small, &big].iter().any(|t| {
+            fs::read_dir(t.parent().unwrap()).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".provision-"))
+            })
+        })
+    };
+    assert!(
+        crate::support::procs::wait_until(Duration::from_secs(10), || !staged()),
+        "staging dirs left on the node"
+    );
+}
+
+#[test]
 fn a_background_process_holding_stdout_does_not_hang_provision() {
     let (_sshd, _key, mut conn) = server();
     let _remote = Remote::new(&mut conn);

@@ -124,14 +124,9 @@ impl Layer {
             })),
             LayerSource::Dir(dir) => {
                 let path = dir.join(rel);
-                let meta = match std::fs::metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(Error::config(format!("{}: {e}", path.display()))),
+                let Some(meta) = file_meta(&path)? else {
+                    return Ok(None);
                 };
-                if meta.is_dir() {
-                    return Err(Error::config(format!("{}: is a directory", path.display())));
-                }
                 let (size, sha256) = crate::file_content::hash_file(&path)
                     .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
                 use std::os::unix::fs::PermissionsExt;
@@ -160,14 +155,9 @@ impl Layer {
             })),
             LayerSource::Dir(dir) => {
                 let path = dir.join(rel);
-                let meta = match std::fs::metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(Error::config(format!("{}: {e}", path.display()))),
+                let Some(meta) = file_meta(&path)? else {
+                    return Ok(None);
                 };
-                if meta.is_dir() {
-                    return Err(Error::config(format!("{}: is a directory", path.display())));
-                }
                 let bytes = std::fs::read(&path)
                     .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
                 use std::os::unix::fs::PermissionsExt;
@@ -243,4 +233,17 @@ impl Layer {
             }
         }
     }
+}
+
+/// The metadata of the file at `path`; `None` when there is none; a directory is an error.
+fn file_meta(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::config(format!("{}: {e}", path.display()))),
+    };
+    if meta.is_dir() {
+        return Err(Error::config(format!("{}: is a directory", path.display())));
+    }
+    Ok(Some(meta))
 }
