@@ -1,7 +1,8 @@
 //! `files.tar`, generated while it is sent: a [`Read`] that yields each file's tar header
 //! (built by the `tar` crate, long names included), then the file's bytes read from disk in
-//! bounded chunks as the channel takes them, then the padding, and the two end blocks. Memory
-//! stays at one chunk per node whatever the bundle's size, and reading overlaps sending.
+//! bounded chunks as the channel takes them (the pump's 32 KiB buffer), then the padding, and
+//! the two end blocks. Memory stays at one chunk per node whatever the bundle's size, and
+//! reading overlaps sending.
 //!
 //! Each file is checked against its plan while it streams: a file that is missing, shorter,
 //! longer or different (sha256) than planned stops the stream with an error naming it before

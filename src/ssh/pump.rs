@@ -41,8 +41,9 @@ fn pump_inner(
     sink: &mut dyn FnMut(bool, &[u8]) -> bool,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
-    // input read but not yet taken by the channel: pending[written..filled]
-    let mut pending = vec![0u8; 64 * 1024];
+    // input read but not yet taken by the channel: pending[written..filled]; allocated on the
+    // first read and freed at the input's end (a pool's nodes running scripts hold none)
+    let mut pending = Vec::new();
     let (mut written, mut filled) = (0, 0);
     let mut input_done = false;
     let mut eof_sent = false;
@@ -52,9 +53,13 @@ fn pump_inner(
         let mut progressed = false;
         if written == filled && !input_done {
             (written, filled) = (0, 0);
+            pending.resize(32 * 1024, 0);
             loop {
                 match input.read(&mut pending) {
-                    Ok(0) => input_done = true,
+                    Ok(0) => {
+                        input_done = true;
+                        pending = Vec::new();
+                    }
                     Ok(n) => filled = n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),

@@ -3,7 +3,8 @@
 //! output into steps by nonce markers.
 //!
 //! The stream has two sections: a tar of the runner, its plan, the keys and the scripts, whose
-//! length travels in the command line, then `files.tar` up to EOF. On the node, `sh -c` reads
+//! length travels in the command line, then `files.tar` up to EOF — generated while it is sent
+//! (`files_tar`), each file read from disk in chunks and checked against its plan. On the node, `sh -c` reads
 //! exactly the first section (dd, see unpack.sh) into a private staging dir (mktemp, 0700) and
 //! runs `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
 //! itself as root (directly, or through `sudo -n`; as the login user when root is unreachable)
