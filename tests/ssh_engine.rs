@@ -571,15 +571,18 @@ fn a_file_truncated_after_planning_stops_the_upload_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("big.bin");
     fs::write(&source, vec![9u8; 3 << 20]).unwrap();
-    let (size, sha256) = provision::file_content::hash_file(&source).unwrap();
+    let (identity, sha256) = provision::file_content::hash_file(&source).unwrap();
     let mut p = plan();
     let (small, big) = (remote.path("etc/small"), remote.path("data/big.bin"));
     p.files = vec![
         file(&small, b"first\n", 0o644),
         PlannedFile {
-            size,
+            size: identity.size,
             sha256,
-            content: FileContent::Disk(source.clone()),
+            content: FileContent::Disk {
+                path: source.clone(),
+                identity,
+            },
             source: source.display().to_string(),
             ..file(&big, b"", 0o644)
         },
@@ -605,7 +608,7 @@ fn a_file_truncated_after_planning_stops_the_upload_naming_it() {
     assert_eq!(
         msg,
         format!(
-            "test-node: writing files: {} (for {}): it is shorter than planned (1048576 of 3145728 bytes)",
+            "test-node: writing files: {} (for {}): it changed since it was planned (modified or replaced)",
             source.display(),
             big.display()
         )

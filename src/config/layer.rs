@@ -127,14 +127,14 @@ impl Layer {
                 let Some(meta) = file_meta(&path)? else {
                     return Ok(None);
                 };
-                let (size, sha256) = crate::file_content::hash_file(&path)
+                let (identity, sha256) = crate::file_content::hash_file(&path)
                     .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
                 use std::os::unix::fs::PermissionsExt;
                 Ok(Some(LayerFileRef {
                     display: path.display().to_string(),
-                    size,
+                    size: identity.size,
                     sha256,
-                    content: FileContent::Disk(path),
+                    content: FileContent::Disk { path, identity },
                     mode: meta.permissions().mode() & 0o7777,
                 }))
             }

@@ -4,15 +4,20 @@
 //! the two end blocks. Memory stays at one chunk per node whatever the bundle's size, and
 //! reading overlaps sending.
 //!
-//! Each file is checked against its plan while it streams: a file that is missing, shorter,
-//! longer or different (sha256) than planned stops the stream with an error naming it before
-//! the archive is complete, so the node's `tar` fails and nothing is moved into place.
+//! Each file is checked against its plan while it streams: a file that is missing, shorter or
+//! longer than planned, or whose identity (device, inode, size, modification time) is not the
+//! one hashed when planned — when opened or after its last byte — stops the stream with an
+//! error naming it before the archive is complete, so the node's `tar` fails and nothing is
+//! moved into place. (Checking the identity, not hashing again, keeps a pool's nodes from each
+//! hashing the bundle.)
 
 use crate::error::Error;
-use crate::file_content::{hex, FileContent};
+use crate::file_content::{FileContent, Identity};
 use crate::plan::PlannedFile;
-use sha2::{Digest, Sha256};
 use std::io::{self, Read};
+
+/// Why a file whose identity is not the planned one stops the stream.
+const CHANGED: &str = "it changed since it was planned (modified or replaced)";
 
 /// The files as a tar to unpack at `/`: each at its staged path with its mode.
 pub(super) struct FilesTar<'a> {
@@ -31,9 +36,32 @@ pub(super) struct FilesTar<'a> {
 /// The file being streamed.
 struct Body<'a> {
     file: &'a PlannedFile,
-    reader: Box<dyn Read + 'a>,
+    reader: Reader<'a>,
     left: u64,
-    hasher: Sha256,
+}
+
+/// Where a body's bytes come from.
+enum Reader<'a> {
+    Memory(&'a [u8]),
+    /// The open file and its identity when planned.
+    Disk(std::fs::File, Identity),
+}
+
+impl Reader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Reader::Memory(bytes) => bytes.read(out),
+            Reader::Disk(file, _) => file.read(out),
+        }
+    }
+
+    /// Whether the file is still the one planned (always, in memory).
+    fn unchanged(&self) -> io::Result<bool> {
+        match self {
+            Reader::Memory(_) => Ok(true),
+            Reader::Disk(file, planned) => Ok(Identity::of(&file.metadata()?) == *planned),
+        }
+    }
 }
 
 impl<'a> FilesTar<'a> {
@@ -78,18 +106,22 @@ impl<'a> FilesTar<'a> {
             .map_err(|e| self.fail(f, e))?;
         self.pending = std::mem::take(b.get_mut());
         self.pos = 0;
-        let reader: Box<dyn Read + 'a> = match &f.content {
-            FileContent::Memory(bytes) => Box::new(&bytes[..]),
-            FileContent::Disk(path) => match std::fs::File::open(path) {
-                Ok(file) => Box::new(file),
+        let reader = match &f.content {
+            FileContent::Memory(bytes) => Reader::Memory(bytes),
+            FileContent::Disk { path, identity } => match std::fs::File::open(path) {
+                Ok(file) => Reader::Disk(file, *identity),
                 Err(e) => return Err(self.fail(f, format!("cannot open it: {e}"))),
             },
         };
+        match reader.unchanged() {
+            Ok(true) => {}
+            Ok(false) => return Err(self.fail(f, CHANGED)),
+            Err(e) => return Err(self.fail(f, e)),
+        }
         self.body = Some(Body {
             file: f,
             reader,
             left: f.size,
-            hasher: Sha256::new(),
         });
         Ok(())
     }
@@ -108,8 +140,10 @@ impl<'a> FilesTar<'a> {
             }
             Err(e) => return Err(self.fail(f, e)),
         }
-        if hex(&body.hasher.finalize()) != f.sha256 {
-            return Err(self.fail(f, "its content changed since it was planned"));
+        match body.reader.unchanged() {
+            Ok(true) => {}
+            Ok(false) => return Err(self.fail(f, CHANGED)),
+            Err(e) => return Err(self.fail(f, e)),
         }
         let pad = (512 - f.size % 512) % 512;
         self.pending = vec![0; pad as usize];
@@ -148,7 +182,6 @@ impl Read for FilesTar<'_> {
                             ));
                         }
                         Ok(n) => {
-                            body.hasher.update(&out[..n]);
                             body.left -= n as u64;
                             return Ok(n);
                         }
@@ -250,40 +283,49 @@ mod tests {
     fn a_file_unlike_its_plan_stops_the_stream_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big");
+        let stream = |size: u64, identity: Identity| {
+            let files = vec![planned(
+                "/t/big",
+                FileContent::Disk {
+                    path: p.clone(),
+                    identity,
+                },
+                size,
+                String::new(),
+            )];
+            let mut t = FilesTar::new("node1", &files, vec!["/t/.s/big".into()]);
+            let ok = drain(&mut t).is_ok();
+            (ok, t.take_failure().map(|e| e.to_string()))
+        };
+        let meta = || Identity::of(&std::fs::metadata(&p).unwrap());
         std::fs::write(&p, vec![1u8; 100_000]).unwrap();
-        let ok = sha256_hex(&vec![1u8; 100_000]);
+        let planned_id = meta();
+        assert_eq!(stream(100_000, planned_id), (true, None));
+        // same size, other content, written later: another modification time
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&p, vec![2u8; 100_000]).unwrap();
+        let now = meta();
         let cases = [
-            (90_000u64, ok.clone(), "it grew since it was planned"),
+            (100_000, planned_id, "it changed since it was planned"),
+            (90_000, now, "it grew since it was planned"),
             (
                 110_000,
-                ok.clone(),
+                now,
                 "shorter than planned (100000 of 110000 bytes)",
             ),
-            (100_000, sha256_hex(b"x"), "content changed"),
         ];
-        for (size, sha, why) in cases {
-            let files = vec![planned("/t/big", FileContent::Disk(p.clone()), size, sha)];
-            let mut t = FilesTar::new("node1", &files, vec!["/t/.s/big".into()]);
-            assert!(drain(&mut t).is_err());
-            let e = t.take_failure().unwrap().to_string();
+        for (size, id, why) in cases {
+            let (ok, e) = stream(size, id);
+            let e = e.unwrap();
+            assert!(!ok);
             assert!(
                 e.starts_with("node1: writing files: src/t/big (for /t/big): ") && e.contains(why),
                 "{e}"
             );
             assert!(!e.contains('\n'), "{e}");
         }
-        let files = vec![planned(
-            "/t/gone",
-            FileContent::Disk(dir.path().join("no")),
-            1,
-            ok,
-        )];
-        let mut t = FilesTar::new("n", &files, vec!["/t/.s/gone".into()]);
-        assert!(drain(&mut t).is_err());
-        assert!(t
-            .take_failure()
-            .unwrap()
-            .to_string()
-            .contains("cannot open it"));
+        std::fs::remove_file(&p).unwrap();
+        let (ok, e) = stream(100_000, now);
+        assert!(!ok && e.unwrap().contains("cannot open it"));
     }
 }
