@@ -55,19 +55,13 @@ pub struct LastResult {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    ssh_key::HashAlg::Sha256
-        .digest(bytes)
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::file_content::sha256_hex(bytes)
 }
 
 /// How `f` is recorded.
 pub fn file_hash(f: &PlannedFile) -> FileHash {
     FileHash {
-        sha256: sha256(&f.content),
+        sha256: f.sha256.clone(),
         mode: format!("{:04o}", f.mode),
     }
 }

@@ -20,6 +20,7 @@ pub mod destroyed;
 pub mod error;
 pub mod exit;
 pub mod expiry;
+pub mod file_content;
 pub mod journal;
 pub mod junit;
 pub mod known_nodes;

@@ -6,6 +6,7 @@
 
 use crate::config::{value_of, Config, LayerFile, Sourced};
 use crate::error::{Error, Result};
+use crate::file_content::FileContent;
 use crate::template::{self, Engine, Vars};
 use rand::Rng;
 use serde::Serialize;
@@ -123,8 +124,12 @@ pub struct PlannedFile {
     /// In JSON an octal string (`"0644"`), as the text plan and `ls` show it.
     #[serde(serialize_with = "octal_mode")]
     pub mode: u32,
+    /// Where its bytes are: read in chunks when sent, checked against `size` and `sha256`.
     #[serde(skip)]
-    pub content: Vec<u8>,
+    pub content: FileContent,
+    /// The sha256 of its content when planned (lower-case hex).
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 fn octal_mode<S: serde::Serializer>(mode: &u32, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -325,7 +330,7 @@ impl Plan {
             for (target, source) in bundle.def.files.pairs() {
                 check_target(&b.name, &target)?;
                 check_source(&b.name, &source)?;
-                let f = layer.read("files", &source, 0o644)?.ok_or_else(|| {
+                let f = layer.file_ref(&source)?.ok_or_else(|| {
                     Error::config(format!(
                         "bundle '{}': file '{source}' not found in {}",
                         b.name,
@@ -344,9 +349,10 @@ impl Plan {
                     source: f.display.clone(),
                     bundle: b.name.clone(),
                     layer: b.layer.clone(),
-                    size: f.bytes.len() as u64,
+                    size: f.size,
                     mode: f.mode,
-                    content: f.bytes,
+                    content: f.content,
+                    sha256: f.sha256,
                 });
             }
             let tvars = if b.layer == "defaults" {

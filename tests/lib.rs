@@ -8,6 +8,7 @@
 
 mod support;
 
+mod big_files;
 mod ci_examples;
 mod cli_plan;
 mod deploy_cloud;

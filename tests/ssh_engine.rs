@@ -4,6 +4,7 @@
 use crate::support::sshd::{client_key, free_port, other_public_key, ClientKey, Sshd};
 use provision::config::Sourced;
 use provision::error::Error;
+use provision::file_content::FileContent;
 use provision::plan::{Plan, PlannedFile, PlannedKey, PlannedScript};
 use provision::ssh::{
     self, Connection, HostKeyCheck, ProvisionReport, RemotePaths, RunOptions, StepKind, Target,
@@ -251,7 +252,8 @@ fn file(target: &Path, content: &[u8], mode: u32) -> PlannedFile {
         layer: "test".into(),
         size: content.len() as u64,
         mode,
-        content: content.to_vec(),
+        content: FileContent::memory(content),
+        sha256: provision::file_content::sha256_hex(content),
     }
 }
 
@@ -560,6 +562,73 @@ fn file_write_failure_is_a_deploy_error() {
     assert!(
         !marker.exists(),
         "scripts must not run after a failed file write"
+    );
+}
+
+#[test]
+fn a_file_truncated_after_planning_stops_the_upload_naming_it() {
+    let (_sshd, _key, mut conn) = server();
+    let remote = Remote::new(&mut conn);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("big.bin");
+    fs::write(&source, vec![9u8; 3 << 20]).unwrap();
+    let (identity, sha256) = provision::file_content::hash_file(&source).unwrap();
+    let mut p = plan();
+    let (small, big) = (remote.path("etc/small"), remote.path("data/big.bin"));
+    p.files = vec![
+        file(&small, b"first\n", 0o644),
+        PlannedFile {
+            size: identity.size,
+            sha256,
+            content: FileContent::Disk {
+                path: source.clone(),
+                identity,
+            },
+            source: source.display().to_string(),
+            ..file(&big, b"", 0o644)
+        },
+    ];
+    let marker = remote.path("script-ran");
+    add_script(
+        &mut p,
+        "s.sh",
+        &format!("#!/bin/sh\ntouch '{}'\n", marker.display()),
+    );
+    // changed between plan and send
+    fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let err = conn
+        .provision(&p, &RunOptions::default(), &mut |_, _, _| {})
+        .expect_err("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Deploy { .. }), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "test-node: writing files: {} (for {}): it changed since it was planned (modified or replaced)",
+            source.display(),
+            big.display()
+        )
+    );
+    // the node's tar saw a cut archive: nothing moved into place, no script ran
+    assert!(!big.exists() && !small.exists(), "a file was placed");
+    assert!(!marker.exists(), "a script ran");
+    // and the node removes what it had staged (once its tar saw the cut)
+    let staged = || {
+        [&small, &big].iter().any(|t| {
+            fs::read_dir(t.parent().unwrap()).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".provision-"))
+            })
+        })
+    };
+    assert!(
+        crate::support::procs::wait_until(Duration::from_secs(10), || !staged()),
+        "staging dirs left on the node"
     );
 }
 

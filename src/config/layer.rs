@@ -3,6 +3,7 @@
 //! defines them, so a layer is also the lookup root for those.
 
 use crate::error::{Error, Result};
+use crate::file_content::FileContent;
 use include_dir::{include_dir, Dir};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,16 @@ pub struct Layer {
 pub struct LayerFile {
     pub display: String,
     pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// A file of a layer's `files/`, not read into memory: see [`Layer::file_ref`].
+#[derive(Debug, Clone)]
+pub struct LayerFileRef {
+    pub display: String,
+    pub content: FileContent,
+    pub size: u64,
+    pub sha256: String,
     pub mode: u32,
 }
 
@@ -99,6 +110,37 @@ impl Layer {
         super::pyinit::parse(dir, &display, &text).map(Some)
     }
 
+    /// `files/name` of this layer without reading it into memory: where its bytes are, its
+    /// size, sha256 (hashed in chunks) and mode.
+    pub fn file_ref(&self, name: &str) -> Result<Option<LayerFileRef>> {
+        let rel = Path::new("files").join(name);
+        match &self.source {
+            LayerSource::Builtin => Ok(DEFAULTS.get_file(&rel).map(|f| LayerFileRef {
+                display: format!("defaults/{}", rel.display()),
+                size: f.contents().len() as u64,
+                sha256: crate::file_content::sha256_hex(f.contents()),
+                content: FileContent::memory(f.contents()),
+                mode: 0o644,
+            })),
+            LayerSource::Dir(dir) => {
+                let path = dir.join(rel);
+                let Some(meta) = file_meta(&path)? else {
+                    return Ok(None);
+                };
+                let (identity, sha256) = crate::file_content::hash_file(&path)
+                    .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
+                use std::os::unix::fs::PermissionsExt;
+                Ok(Some(LayerFileRef {
+                    display: path.display().to_string(),
+                    size: identity.size,
+                    sha256,
+                    content: FileContent::Disk { path, identity },
+                    mode: meta.permissions().mode() & 0o7777,
+                }))
+            }
+        }
+    }
+
     /// Reads `sub/name` (e.g. `scripts/emacs.sh`) from this layer.
     pub fn read(&self, sub: &str, name: &str, default_mode: u32) -> Result<Option<LayerFile>> {
         self.read_opt(&Path::new(sub).join(name), default_mode)
@@ -113,14 +155,9 @@ impl Layer {
             })),
             LayerSource::Dir(dir) => {
                 let path = dir.join(rel);
-                let meta = match std::fs::metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(Error::config(format!("{}: {e}", path.display()))),
+                let Some(meta) = file_meta(&path)? else {
+                    return Ok(None);
                 };
-                if meta.is_dir() {
-                    return Err(Error::config(format!("{}: is a directory", path.display())));
-                }
                 let bytes = std::fs::read(&path)
                     .map_err(|e| Error::config(format!("{}: {e}", path.display())))?;
                 use std::os::unix::fs::PermissionsExt;
@@ -196,4 +233,17 @@ impl Layer {
             }
         }
     }
+}
+
+/// The metadata of the file at `path`; `None` when there is none; a directory is an error.
+fn file_meta(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::config(format!("{}: {e}", path.display()))),
+    };
+    if meta.is_dir() {
+        return Err(Error::config(format!("{}: is a directory", path.display())));
+    }
+    Ok(Some(meta))
 }

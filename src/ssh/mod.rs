@@ -14,6 +14,7 @@
 //! `crate::output`.
 
 mod connect;
+mod files_tar;
 mod hostkey;
 pub mod jump;
 pub mod known_hosts;
@@ -219,8 +220,15 @@ impl Connection {
                 if is_err { &mut err } else { &mut out }.extend_from_slice(data);
                 false
             };
-            pump::pump(&self.session, self.fd, &mut channel, &[], None, &mut sink)
-                .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
+            pump::pump(
+                &self.session,
+                self.fd,
+                &mut channel,
+                &mut std::io::empty(),
+                None,
+                &mut sink,
+            )
+            .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
             pump::finish(&self.session, &mut channel)
                 .map_err(|e| self.transport(&format!("running {command:?}"), e))?
         };
@@ -245,8 +253,15 @@ impl Connection {
             sink(is_err, data);
             false
         };
-        pump::pump(&self.session, self.fd, &mut channel, stdin, None, &mut each)
-            .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
+        pump::pump(
+            &self.session,
+            self.fd,
+            &mut channel,
+            &mut std::io::Cursor::new(stdin),
+            None,
+            &mut each,
+        )
+        .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
         let status = pump::finish(&self.session, &mut channel)
             .map_err(|e| self.transport(&format!("running {command:?}"), e))?;
         Ok(status.unwrap_or(-1))

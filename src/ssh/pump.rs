@@ -13,7 +13,8 @@ const LIBSSH2_ERROR_EAGAIN: i32 = -37;
 /// Seconds between SSH keepalives while waiting for output.
 pub(super) const KEEPALIVE_SECS: u32 = 30;
 
-/// Sends `input` as stdin (then EOF) and hands stdout (`false`) and stderr (`true`) data to
+/// Sends `input` as stdin (then EOF; read in chunks as the channel takes them, so it may be
+/// generated while it is sent; its read error stops the pump before EOF) and hands stdout (`false`) and stderr (`true`) data to
 /// `sink` as it arrives. Returns at EOF on both streams, or — once `sink` returned true (it has
 /// everything it wants) — at EOF or after `grace`, whichever comes first (a daemon started by a
 /// script may keep the channel open).
@@ -21,7 +22,7 @@ pub(super) fn pump(
     session: &Session,
     fd: RawFd,
     channel: &mut Channel,
-    input: &[u8],
+    input: &mut dyn Read,
     grace: Option<Duration>,
     sink: &mut dyn FnMut(bool, &[u8]) -> bool,
 ) -> io::Result<()> {
@@ -35,19 +36,39 @@ fn pump_inner(
     session: &Session,
     fd: RawFd,
     channel: &mut Channel,
-    input: &[u8],
+    input: &mut dyn Read,
     grace: Option<Duration>,
     sink: &mut dyn FnMut(bool, &[u8]) -> bool,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
-    let mut written = 0;
+    // input read but not yet taken by the channel: pending[written..filled]; allocated on the
+    // first read and freed at the input's end (a pool's nodes running scripts hold none)
+    let mut pending = Vec::new();
+    let (mut written, mut filled) = (0, 0);
+    let mut input_done = false;
     let mut eof_sent = false;
     let mut open = [true, true];
     let mut stop_at: Option<Instant> = None;
     loop {
         let mut progressed = false;
-        if written < input.len() {
-            match channel.write(&input[written..]) {
+        if written == filled && !input_done {
+            (written, filled) = (0, 0);
+            pending.resize(32 * 1024, 0);
+            loop {
+                match input.read(&mut pending) {
+                    Ok(0) => {
+                        input_done = true;
+                        pending = Vec::new();
+                    }
+                    Ok(n) => filled = n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+                break;
+            }
+        }
+        if written < filled {
+            match channel.write(&pending[written..filled]) {
                 Ok(n) => {
                     written += n;
                     progressed |= n > 0;
@@ -56,7 +77,8 @@ fn pump_inner(
                 // The remote side stopped reading (its command failed early): what it says on
                 // stdout/stderr and its exit status tell why.
                 Err(_) => {
-                    written = input.len();
+                    written = filled;
+                    input_done = true;
                     eof_sent = true;
                 }
             }

@@ -3,7 +3,8 @@
 //! output into steps by nonce markers.
 //!
 //! The stream has two sections: a tar of the runner, its plan, the keys and the scripts, whose
-//! length travels in the command line, then `files.tar` up to EOF. On the node, `sh -c` reads
+//! length travels in the command line, then `files.tar` up to EOF — generated while it is sent
+//! (`files_tar`), each file read from disk in chunks and checked against its plan. On the node, `sh -c` reads
 //! exactly the first section (dd, see unpack.sh) into a private staging dir (mktemp, 0700) and
 //! runs `run.sh login`, which appends the keys to the login user's authorized_keys, then re-runs
 //! itself as root (directly, or through `sudo -n`; as the login user when root is unreachable)
@@ -16,6 +17,7 @@
 //! `NONCE start I` / `NONCE end I STATUS` on both stdout and stderr, and `NONCE done` at the
 //! end; the nonce is random per provision, so script output cannot fake a marker.
 
+use super::files_tar::FilesTar;
 use super::pump;
 use super::{Connection, ProvisionReport, RunOptions, StepKind, StepReport, TIMEOUT_STATUS};
 use crate::error::{Error, Result};
@@ -100,18 +102,27 @@ pub(super) fn provision(
 ) -> Result<ProvisionReport> {
     let nonce = format!("provision-{:032x}", rand::thread_rng().gen::<u128>());
     let vars = runner_vars(&nonce, opts, &conn.paths)?;
-    let (upload, first) = build_upload(plan, &nonce, &vars)?;
-    let command = format!("sh -c {} sh {first}", quote(unpack_line())?);
+    let first = build_upload(plan, &nonce, &vars)?;
+    let command = format!("sh -c {} sh {}", quote(unpack_line())?, first.len());
+    let file_bytes: u64 = plan.files.iter().map(|f| f.size).sum();
     output::status(
         &conn.node,
         &format!(
-            "installing {} key(s), {} file(s), {} script(s) ({} bytes in one stream)",
+            "installing {} key(s), {} file(s), {} script(s) ({} + {file_bytes} bytes in one stream)",
             plan.pubkeys.len(),
             plan.files.len(),
             plan.scripts.len(),
-            upload.len()
+            first.len(),
         ),
     );
+    // files.tar follows the first section, built while it is sent (empty without files)
+    let mut files = FilesTar::new(&conn.node, &plan.files, staged_paths(plan, &nonce));
+    let files_part: &mut dyn std::io::Read = if plan.files.is_empty() {
+        &mut std::io::empty()
+    } else {
+        &mut files
+    };
+    let mut upload = std::io::Read::chain(first.as_slice(), files_part);
 
     let names: Vec<String> = plan.scripts.iter().map(|s| s.name.clone()).collect();
     let started = Instant::now();
@@ -123,7 +134,7 @@ pub(super) fn provision(
             &conn.session,
             conn.fd,
             &mut channel,
-            &upload,
+            &mut upload,
             Some(EOF_GRACE),
             &mut sink,
         );
@@ -134,6 +145,9 @@ pub(super) fn provision(
         (pumped, status)
     };
     demux.flush();
+    if let Some(e) = files.take_failure() {
+        return Err(e);
+    }
     let during = demux.current_step_name();
     if pumped.is_err() || !demux.all_done() {
         *reached = demux.broken_phases(started, Instant::now());
@@ -212,27 +226,15 @@ fn dir_files(plan: &Plan) -> DirFiles {
     dirs
 }
 
-/// Appends the files as a tar to unpack at `/` to `upload` (no copy of the stream): each at
-/// `<its dir>/.<nonce>/<name>` with its mode.
-fn append_files_tar(plan: &Plan, nonce: &str, mut upload: Vec<u8>) -> Result<Vec<u8>> {
-    let bytes: usize = plan.files.iter().map(|f| f.content.len() + 1024).sum();
-    upload.reserve(bytes + 1024);
-    let mut tar = tar::Builder::new(upload);
-    for f in &plan.files {
-        let (dir, name) = split_target(&f.target);
-        let path = format!("{}/{name}", stage_dir(dir, nonce));
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(f.content.len() as u64);
-        h.set_mode(f.mode & 0o7777);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        tar.append_data(&mut h, path.trim_start_matches('/'), f.content.as_slice())
-            .map_err(|e| Error::unexpected(format!("building the upload: {}: {e}", f.target)))?;
-    }
-    tar.into_inner()
-        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))
+/// Where each file is unpacked from `files.tar` (at `/`): `<its dir>/.<nonce>/<name>`.
+fn staged_paths(plan: &Plan, nonce: &str) -> Vec<String> {
+    plan.files
+        .iter()
+        .map(|f| {
+            let (dir, name) = split_target(&f.target);
+            format!("{}/{name}", stage_dir(dir, nonce))
+        })
+        .collect()
 }
 
 /// `vars.sh`: the runner's settings as named shell variables (see runner.sh's header).
@@ -263,9 +265,10 @@ fn runner_vars(nonce: &str, opts: &RunOptions, paths: &super::RemotePaths) -> Re
     Ok(out)
 }
 
-/// The one stream: a tar of `run.sh`, `vars.sh`, `plan.sh`, `keys`, `s/I` (scripts), then
-/// `files.tar` (the rest, unpacked on the node as it arrives); and the first tar's length.
-fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)> {
+/// The stream's first section: a tar of `run.sh`, `vars.sh`, `plan.sh`, `keys`, `s/I`
+/// (scripts). `files.tar` follows it ([`FilesTar`], generated while sent, unpacked on the node
+/// as it arrives).
+fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<Vec<u8>> {
     let mut keys = String::new();
     for k in &plan.pubkeys {
         let blob = super::openssh_blob(&k.line).ok_or_else(|| {
@@ -347,14 +350,8 @@ fn build_upload(plan: &Plan, nonce: &str, vars: &str) -> Result<(Vec<u8>, usize)
         tar.append_data(&mut h, &name, data)
             .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
     }
-    let mut upload = tar
-        .into_inner()
-        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))?;
-    let first = upload.len();
-    if !dirs.is_empty() {
-        upload = append_files_tar(plan, nonce, upload)?;
-    }
-    Ok((upload, first))
+    tar.into_inner()
+        .map_err(|e| Error::unexpected(format!("building the upload: {e}")))
 }
 
 struct Step {
