@@ -49,6 +49,7 @@ fn pump_inner(
     let mut eof_sent = false;
     let mut open = [true, true];
     let mut stop_at: Option<Instant> = None;
+    let mut buffered_rounds = 0;
     loop {
         let mut progressed = false;
         if written == filled && !input_done {
@@ -122,9 +123,23 @@ fn pump_inner(
             return Ok(());
         }
         if !progressed {
+            // libssh2 reads every packet that has arrived while serving one stream, so data or
+            // the EOF for the other may now wait in its buffer with nothing more coming on the
+            // socket: poll(2) would sleep until the next keepalive (30 s). Go round once more
+            // instead; the reads then take it (bounded, so a miscount cannot spin).
+            if buffered_rounds < 2 && buffered(channel, &open) {
+                buffered_rounds += 1;
+                continue;
+            }
             wait(session, fd, stop_at.map(|t| t - now))?;
         }
+        buffered_rounds = 0;
     }
+}
+
+/// Data or an EOF for a stream still open already sits in libssh2's buffer.
+fn buffered(channel: &Channel, open: &[bool; 2]) -> bool {
+    (open[0] || open[1]) && (channel.read_window().available > 0 || channel.eof())
 }
 
 /// Waits until the socket is ready in the direction libssh2 is blocked on, a keepalive is due,
