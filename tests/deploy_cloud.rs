@@ -252,21 +252,7 @@ fn ssh_config_pins_the_host_key(s: &Sandbox, c: &Cloud, url: &str, name: &str) {
         .unwrap_or_else(|| panic!("no UserKnownHostsFile:\n{cfg}"));
     let line = std::fs::read_to_string(known).unwrap();
     assert!(line.contains(" ssh-ed25519 "), "{line}");
-    let file = s.write("ssh-config", &cfg);
-    let out = std::process::Command::new("ssh")
-        .arg("-F")
-        .arg(&file)
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
-        .args(["-o", "ConnectTimeout=10", name, "true"])
-        .env("HOME", s.home())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssh -F: {}\n{cfg}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.ssh_with_config(&cfg, name, "true");
 }
 
 #[test]

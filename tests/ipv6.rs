@@ -11,7 +11,6 @@ use crate::support::cloudnodes::{self, Cleanup};
 use crate::support::fakecloud::{Api, FakeCloud};
 use crate::support::prism;
 use crate::support::sshd::{self, Sshd};
-use std::process::Command;
 
 /// A layer with a bundle whose one script says where it runs.
 fn site(s: &Sandbox, provider_lines: &str) -> String {
@@ -28,27 +27,7 @@ fn site(s: &Sandbox, provider_lines: &str) -> String {
 fn ssh_via_config(s: &Sandbox, list: Cmd, node: &str, cmd: &str) -> String {
     let cfg = list.args(["--format", "ssh-config"]).run().code(0).stdout;
     assert!(cfg.contains("HostName ::1\n"), "{cfg}");
-    ssh_with_config(s, &cfg, node, cmd)
-}
-
-/// The real `ssh -F` with the ssh-config text `cfg`, running `cmd` on `node`: its stdout.
-pub(crate) fn ssh_with_config(s: &Sandbox, cfg: &str, node: &str, cmd: &str) -> String {
-    let path = s.write("ssh_config", cfg);
-    let out = Command::new("ssh")
-        .env("HOME", s.home())
-        .arg("-F")
-        .arg(&path)
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-        .arg(node)
-        .arg(cmd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    s.ssh_with_config(&cfg, node, cmd)
 }
 
 #[test]

@@ -174,26 +174,10 @@ fn deploy_exec_and_ssh_config_through_the_bastion() {
         .stdout_has(&format!("ProxyJump {}", p.jump()))
         .stdout_has("HostName 127.0.0.1")
         .stdout_has(&format!("Host {}\n", p.ns.ns_addr));
-    let file = s.write("ssh_config", &r.stdout);
-    let out = std::process::Command::new("ssh")
-        .arg("-F")
-        .arg(&file)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "web",
-            "echo",
-            "via-ssh:$SSH_CONNECTION",
-        ])
-        .env("HOME", s.home())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = s.ssh_with_config(&r.stdout, "web", "echo via-ssh:$SSH_CONNECTION");
     assert!(
-        out.status.success() && stdout.starts_with("via-ssh:127.0.0.1 "),
-        "ssh -F failed: {stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        stdout.starts_with("via-ssh:127.0.0.1 "),
+        "{stdout}\n{}",
         r.stdout
     );
     // node ssh passes -J
@@ -496,7 +480,7 @@ fn an_ipv6_bastion_is_bracketed_everywhere_and_works() {
         .stdout;
     assert!(cfg.contains(&format!("    ProxyJump {jump}\n")), "{cfg}");
     assert_eq!(
-        crate::ipv6::ssh_with_config(&s, &cfg, "web", "echo via-config"),
+        s.ssh_with_config(&cfg, "web", "echo via-config"),
         "via-config\n"
     );
     s.cmd("node")

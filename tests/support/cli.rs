@@ -61,6 +61,28 @@ impl Sandbox {
         p
     }
 
+    /// The real `ssh -F` with the ssh-config text `cfg` (as `list-nodes --format ssh-config`
+    /// writes it), strict host-key checking and no prompts, running `cmd` on `node`: asserts it
+    /// succeeded and returns its stdout.
+    pub fn ssh_with_config(&self, cfg: &str, node: &str, cmd: &str) -> String {
+        let path = self.write("ssh_config", cfg);
+        let out = Command::new("ssh")
+            .env("HOME", self.home())
+            .arg("-F")
+            .arg(&path)
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .args(["-o", "ConnectTimeout=10", node, cmd])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ssh -F: {}\n{cfg}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn chmod(&self, rel: &str, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         let p = self.dir.path().join(rel);
