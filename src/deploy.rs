@@ -181,12 +181,7 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
                 Ok(p.get(&id)?
                     .is_some_and(|n| n.state != NodeState::Terminated))
             };
-            let mut reached = Vec::new();
-            let conn = ssh::connect_timed(&target, deadline, &mut still_there, &mut reached)
-                .inspect_err(|_| out.phases.0.append(&mut reached))?;
-            for (phase, took) in conn.phases() {
-                out.phases.push(phase, took);
-            }
+            let conn = connect_recording(&target, deadline, &mut still_there, &mut out.phases)?;
             remember(&pname, &node, &target, &conn, opts);
             Ok(conn)
         });
@@ -203,18 +198,19 @@ fn run(plan: &Plan, provider: &Arc<dyn Provider>, opts: &Options, out: &mut Outc
             .then(|| deadline.saturating_duration_since(Instant::now())),
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let mut reached = Vec::new();
-    let provisioned = conn.provision_timed(plan, &run_opts, &mut on_line, &mut reached);
-    record_applied(&pname, plan, &provisioned);
+    let provisioned = provision_recording(
+        &mut conn,
+        &pname,
+        (plan, plan),
+        &run_opts,
+        &mut on_line,
+        &mut out.phases,
+    );
     let report = match provisioned {
         Ok(r) => r,
-        Err(e) => {
-            out.phases.0.append(&mut reached);
-            return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e));
-        }
+        Err(e) => return Err(fail_and_clean(provider.as_ref(), out, opts, &mut entry, e)),
     };
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
-    record_provision_phases(&mut out.phases, &report);
     out.report = Some(report);
     if interrupts().hit() || !interrupts().take(name) {
         // after a signal the main thread cleans it up
@@ -264,11 +260,44 @@ pub(crate) fn record_state(provider: &dyn Provider, out: &mut Outcome, state: &s
     }
 }
 
-/// The upload, cloud-init and script phases of a provision: each script that ran.
-pub(crate) fn record_provision_phases(
+/// Connects to `target`, adding to `phases` the connect phases it finished — and, when it
+/// fails, the one it was stuck in.
+pub(crate) fn connect_recording(
+    target: &ssh::Target,
+    deadline: Instant,
+    still_there: &mut dyn FnMut() -> Result<bool>,
     phases: &mut crate::phases::Phases,
-    report: &ProvisionReport,
-) {
+) -> Result<ssh::Connection> {
+    let mut reached = Vec::new();
+    let conn = ssh::connect_timed(target, deadline, still_there, &mut reached)
+        .inspect_err(|_| phases.0.append(&mut reached))?;
+    for (phase, took) in conn.phases() {
+        phases.push(phase, took);
+    }
+    Ok(conn)
+}
+
+/// Provisions `sent` (the plan, or the part of it a re-provision sends), records `plan` as
+/// applied on the node's record, and adds the upload, cloud-init and script phases to
+/// `phases` — as far as they got when it fails.
+pub(crate) fn provision_recording(
+    conn: &mut ssh::Connection,
+    provider: &str,
+    (plan, sent): (&Plan, &Plan),
+    run_opts: &RunOptions,
+    on_line: &mut dyn FnMut(&str, bool, &str),
+    phases: &mut crate::phases::Phases,
+) -> Result<ProvisionReport> {
+    let mut reached = Vec::new();
+    let provisioned = conn.provision_timed(sent, run_opts, on_line, &mut reached);
+    record_applied(provider, plan, &provisioned);
+    let report = provisioned.inspect_err(|_| phases.0.append(&mut reached))?;
+    record_provision_phases(phases, &report);
+    Ok(report)
+}
+
+/// The upload, cloud-init and script phases of a provision: each script that ran.
+fn record_provision_phases(phases: &mut crate::phases::Phases, report: &ProvisionReport) {
     if let Some(d) = report.upload {
         phases.push("upload", d);
     }

@@ -21,7 +21,7 @@ use crate::known_nodes::Record;
 use crate::output;
 use crate::plan::{Plan, Request};
 use crate::provider::{Node, NodeState, Provider, DEPLOY_FAILED, DEPLOY_READY};
-use crate::ssh::{self, HostKeyCheck, RunOptions};
+use crate::ssh::{HostKeyCheck, RunOptions};
 use std::time::{Duration, Instant};
 
 /// The request of a re-provision: the node's recorded bundles (or exactly the `-b` given),
@@ -199,13 +199,8 @@ fn apply(
         }
     }
     let deadline = Instant::now() + opts.ssh_timeout;
-    let mut reached = Vec::new();
     let mut still_there = || deploy::interrupts().check().map(|_| true);
-    let mut conn = ssh::connect_timed(&target, deadline, &mut still_there, &mut reached)
-        .inspect_err(|_| out.phases.0.append(&mut reached))?;
-    for (phase, took) in conn.phases() {
-        out.phases.push(phase, took);
-    }
+    let mut conn = deploy::connect_recording(&target, deadline, &mut still_there, &mut out.phases)?;
     deploy::interrupts().check()?;
     let send = changed_only(plan, rec.applied.as_ref());
     let same = plan.files.len() - send.files.len();
@@ -222,12 +217,15 @@ fn apply(
         cloud_init: None,
     };
     let mut on_line = |_script: &str, _stderr: bool, line: &str| output::node_line(name, line);
-    let mut reached = Vec::new();
-    let provisioned = conn.provision_timed(&send, &run_opts, &mut on_line, &mut reached);
-    deploy::record_applied(provider, plan, &provisioned);
-    let report = provisioned.inspect_err(|_| out.phases.0.append(&mut reached))?;
+    let report = deploy::provision_recording(
+        &mut conn,
+        provider,
+        (plan, &send),
+        &run_opts,
+        &mut on_line,
+        &mut out.phases,
+    )?;
     let failed = report.failed_script().map(|s| (s.name.clone(), s.status));
-    deploy::record_provision_phases(&mut out.phases, &report);
     out.report = Some(report);
     if let Some((script, status)) = failed {
         let status = status
